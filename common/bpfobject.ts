@@ -1,0 +1,155 @@
+// One BPF object of the package: open, configure by name, choose programs,
+// load, attach, tear down. The C tools' skeletons do this with generated
+// code; here the object's own BTF tells where each variable lives.
+import { fileURLToPath } from 'node:url';
+import { Btf, type StructLayout } from './btf.js';
+import { RuntimeError } from './errors.js';
+import { libbpfLog } from './log.js';
+import { bpf, errnoText, koffi, lastErrno } from './native.js';
+import { checkKernelBtf, checkPrivileges, ensureTracefs } from './preflight.js';
+
+/** Directory holding the shipped `<tool>.bpf.o` objects. */
+export const BPF_DIR = fileURLToPath(new URL('../../bpf/', import.meta.url));
+
+type Pointer = unknown;
+
+export interface Program {
+  name: string;
+  section: string;
+}
+
+export class BpfObject {
+  private readonly links: Pointer[] = [];
+  private closed = false;
+  readonly btf: Btf;
+
+  private constructor(readonly tool: string, private readonly obj: Pointer) {
+    const size = [0];
+    const raw = bpf.btf_raw_data(bpf.object_btf(obj), size);
+    this.btf = new Btf(new Uint8Array(koffi.view(raw, size[0])).slice());
+  }
+
+  /** Opens bpf/<tool>.bpf.o after checking privileges and kernel BTF. */
+  static open(tool: string): BpfObject {
+    checkPrivileges();
+    checkKernelBtf();
+    return BpfObject.openUnchecked(tool);
+  }
+
+  /** Opens without the privilege checks: parsing an object needs none (tests, layout checks). */
+  static openUnchecked(tool: string): BpfObject {
+    libbpfLog.install();
+    const path = `${BPF_DIR}${tool}.bpf.o`;
+    const obj = bpf.object_open_file(path, null);
+    if (!obj) throw new RuntimeError(`cannot open ${path}: ${errnoText(lastErrno())}${libbpfLog.hint()}`);
+    return new BpfObject(tool, obj);
+  }
+
+  struct(name: string): StructLayout {
+    return this.btf.struct(name);
+  }
+
+  private map(name: string): Pointer {
+    const map = bpf.object_find_map(this.obj, name);
+    if (!map) throw new Error(`${this.tool}.bpf.o has no map ${name}`);
+    return map;
+  }
+
+  /** The memory libbpf keeps for a global data section (.rodata, .bss); live after load. */
+  sectionView(section: string): DataView {
+    const size = [0];
+    const ptr = bpf.map_initial_value(this.map(section), size);
+    if (!ptr) throw new Error(`${section} of ${this.tool}.bpf.o is not mapped`);
+    return new DataView(koffi.view(ptr, size[0]));
+  }
+
+  /**
+   * Sets `const volatile` variables by name before load. Values are checked
+   * against the variable's BTF type so a config cannot be silently truncated.
+   */
+  setConfig(values: Record<string, number | bigint | boolean>): void {
+    const vars = this.btf.datasec('.rodata');
+    const view = this.sectionView('.rodata');
+    for (const [name, value] of Object.entries(values)) {
+      const v = vars.get(name);
+      if (!v) throw new Error(`${this.tool}.bpf.o has no const volatile ${name}`);
+      if (v.type.kind !== 'int') throw new Error(`${name} is not an integer variable`);
+      writeInt(view, v.offset, v.type.size, v.type.signed, name, value);
+    }
+  }
+
+  programs(): Program[] {
+    const list: Program[] = [];
+    for (let p = bpf.object_next_program(this.obj, null); p; p = bpf.object_next_program(this.obj, p)) {
+      list.push({ name: bpf.program_name(p) as string, section: bpf.program_section(p) as string });
+    }
+    return list;
+  }
+
+  private program(name: string): Pointer {
+    const prog = bpf.object_find_program(this.obj, name);
+    if (!prog) throw new Error(`${this.tool}.bpf.o has no program ${name}`);
+    return prog;
+  }
+
+  /** Chooses whether a program is loaded (and so attached). */
+  setAutoload(name: string, autoload: boolean): void {
+    bpf.program_set_autoload(this.program(name), autoload);
+  }
+
+  setMaxEntries(mapName: string, entries: number): void {
+    const err = bpf.map_set_max_entries(this.map(mapName), entries) as number;
+    if (err) throw new Error(`cannot size map ${mapName}: ${errnoText(err)}`);
+  }
+
+  /** Makes the object use an existing map (a pinned one) in place of its own. */
+  reuseMapFd(mapName: string, fd: number): void {
+    const err = bpf.map_reuse_fd(this.map(mapName), fd) as number;
+    if (err) throw new RuntimeError(`cannot use map for ${mapName}: ${errnoText(err)}`);
+  }
+
+  mapFd(name: string): number {
+    return bpf.map_fd(this.map(name)) as number;
+  }
+
+  load(): void {
+    const err = bpf.object_load(this.obj) as number;
+    if (err) {
+      throw new RuntimeError(`failed to load BPF programs: ${errnoText(err)}${libbpfLog.hint()}`);
+    }
+  }
+
+  /** Attaches every program chosen to load, mounting tracefs first if a classic tracepoint needs it. */
+  attach(): void {
+    const chosen = this.programs().filter((p) => bpf.program_autoload(this.program(p.name)));
+    if (chosen.some((p) => /^(tracepoint|tp)\//.test(p.section))) libbpfLog.note(ensureTracefs());
+    for (const p of chosen) {
+      const link = bpf.program_attach(this.program(p.name));
+      if (!link) {
+        throw new RuntimeError(`failed to attach ${p.section}: ${errnoText(lastErrno())}${libbpfLog.hint()}`);
+      }
+      this.links.push(link);
+      libbpfLog.note(`attached ${p.name} (${p.section})`);
+    }
+  }
+
+  /** Detaches and unloads everything; safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const link of this.links.splice(0)) bpf.link_destroy(link);
+    bpf.object_close(this.obj);
+  }
+}
+
+function writeInt(
+  view: DataView, offset: number, size: number, signed: boolean, name: string, value: number | bigint | boolean,
+): void {
+  const big = typeof value === 'boolean' ? BigInt(value ? 1 : 0) : BigInt(value);
+  const bits = BigInt(size * 8);
+  const min = signed ? -(1n << (bits - 1n)) : 0n;
+  const max = signed ? (1n << (bits - 1n)) - 1n : (1n << bits) - 1n;
+  if (big < min || big > max) throw new Error(`${name}=${value} does not fit its ${size}-byte variable`);
+  const unsigned = BigInt.asUintN(size * 8, big);
+  for (let i = 0; i < size; i++) view.setUint8(offset + i, Number((unsigned >> BigInt(8 * i)) & 0xffn));
+}

@@ -1,0 +1,119 @@
+// What every tool's main() shares: option parsing with one-line usage
+// errors, the mapping of failures to exit codes, and the run loop that ends
+// on SIGINT, SIGTERM, SIGHUP, a duration, or a closed stdout, always
+// detaching from the kernel and printing any summary first.
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { RuntimeError, UsageError } from './errors.js';
+import { OutputClosed } from './output.js';
+
+export const PACKAGE_VERSION: string = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+).version;
+
+let toolName = 'ebpf-tools';
+
+/** Builds the yargs parser every tool uses: strict, -h/--help, -V/--version, usage errors as UsageError. */
+export function commandLine(tool: string, argv: string[], usage: string, examples: string): Argv {
+  return yargs(argv)
+    .scriptName(tool)
+    .usage(usage)
+    .epilogue(`EXAMPLES:\n${examples}`)
+    .strict()
+    .parserConfiguration({ 'duplicate-arguments-array': false, 'strip-aliased': true, 'strip-dashed': true })
+    .help('help')
+    .alias('help', 'h')
+    .version(PACKAGE_VERSION)
+    .alias('version', 'V')
+    .wrap(null)
+    .completion('completion', false)
+    .fail((message, error) => {
+      if (error) throw error;
+      throw new UsageError(message.replace(/\n/g, ' '));
+    });
+}
+
+/** An integer option value in [min, max], or a UsageError naming the option. */
+export function integerOption(option: string, value: unknown, min: number, max: number): number {
+  const text = String(value).trim();
+  if (!/^[+-]?\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new UsageError(`invalid ${option} '${String(value)}': expected an integer from ${min} to ${max}`);
+  }
+  return Number(text);
+}
+
+/** A regular expression option, compiled, or a UsageError naming the option. */
+export function regexOption(option: string, value: string): RegExp {
+  try {
+    return new RegExp(value);
+  } catch (err) {
+    throw new UsageError(`invalid ${option} '${value}': ${(err as Error).message}`);
+  }
+}
+
+type Finalizer = () => void;
+
+/**
+ * Runs until a signal, the duration, or a closed stdout; then runs the
+ * finalizers (newest first: summaries are registered after the object, so
+ * they print while it still exists) and exits 0.
+ */
+export class Lifetime {
+  private readonly finalizers: Finalizer[] = [];
+  private ended = false;
+
+  /** Registers work for the end of the run (print a summary, detach, unload). */
+  onEnd(finalizer: Finalizer): void {
+    this.finalizers.push(finalizer);
+  }
+
+  /** Ends the run now: finalizers, then exit with `code`. */
+  end(code = 0): never {
+    if (!this.ended) {
+      this.ended = true;
+      for (const finalizer of this.finalizers.reverse()) {
+        try {
+          finalizer();
+        } catch (err) {
+          if (!(err instanceof OutputClosed)) reportFailure(err);
+        }
+      }
+    }
+    process.exit(code);
+  }
+
+  /** Ends on SIGINT/SIGTERM/SIGHUP, and after `seconds` if given. */
+  endOn(seconds?: number): void {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => this.end(0));
+    if (seconds !== undefined) setTimeout(() => this.end(0), seconds * 1000);
+    process.on('uncaughtException', (err) => {
+      if (err instanceof OutputClosed) this.end(0);
+      const code = reportFailure(err);
+      this.end(code);
+    });
+  }
+}
+
+/** Prints the one line a failure deserves; returns its exit status. */
+function reportFailure(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`${toolName}: ${err.message} (see '${toolName} --help')\n`);
+    return err.exitCode;
+  }
+  if (err instanceof RuntimeError) {
+    process.stderr.write(`${toolName}: ${err.message}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof OutputClosed) return 0;
+  const detail = process.env.EBPF_TOOLS_DEBUG ? (err as Error).stack : (err as Error).message;
+  process.stderr.write(`${toolName}: internal error: ${detail}\n`);
+  return 1;
+}
+
+/** Runs a tool's main(): a thrown error becomes its one line and exit status. */
+export function runMain(tool: string, main: () => void | Promise<void>): void {
+  toolName = tool;
+  Promise.resolve()
+    .then(main)
+    .catch((err: unknown) => process.exit(reportFailure(err)));
+}

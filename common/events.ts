@@ -1,0 +1,72 @@
+// The event stream of a loaded object: its `events` ring buffer read as
+// records arrive, and its `lost_events` counter watched so that every event
+// the kernel side could not deliver is reported on stderr.
+import type { BpfObject } from './bpfobject.js';
+import { RingBufferReader, type RecordHandler } from './ringbuf.js';
+
+const LOST_CHECK_INTERVAL_MS = 1000;
+
+/** Default ring buffer size: room for a few hundred milliseconds of a storm. */
+export const DEFAULT_RING_BYTES = 16 << 20;
+
+/** Rounds a requested ring buffer size up to what the kernel accepts: a power of two of at least a page. */
+export function ringBufferBytes(requested: number): number {
+  let size = 4096;
+  while (size < requested) size *= 2;
+  return size;
+}
+
+export class EventStream {
+  private reader?: RingBufferReader;
+  private lostView?: DataView;
+  private lostOffset = 0;
+  private reportedLost = 0;
+  private timer?: NodeJS.Timeout;
+  /** Events handed to the tool so far. */
+  received = 0;
+
+  /** Sizes the ring buffer; call before load. */
+  constructor(private readonly obj: BpfObject, readonly bytes = DEFAULT_RING_BYTES) {
+    obj.setMaxEntries('events', bytes);
+  }
+
+  /** Starts reading; call after load and attach. */
+  start(onEvent: RecordHandler, onBatch: () => void): void {
+    const lost = this.obj.btf.datasec('.bss').get('lost_events');
+    if (!lost) throw new Error(`${this.obj.tool}.bpf.o has no lost_events counter`);
+    this.lostView = this.obj.sectionView('.bss');
+    this.lostOffset = lost.offset;
+    this.reader = new RingBufferReader(this.obj.mapFd('events'), this.bytes);
+    const count: RecordHandler = (view, offset, length) => {
+      this.received++;
+      onEvent(view, offset, length);
+    };
+    this.reader.start(count, onBatch);
+    this.timer = setInterval(() => this.reportLost(), LOST_CHECK_INTERVAL_MS);
+  }
+
+  /** Events the kernel side dropped because the ring buffer was full. */
+  lost(): number {
+    if (!this.lostView) return 0;
+    return Number(this.lostView.getBigUint64(this.lostOffset, true));
+  }
+
+  private reportLost(): void {
+    const lost = this.lost();
+    if (lost === this.reportedLost) return;
+    process.stderr.write(
+      `${this.obj.tool}: ${lost - this.reportedLost} events lost: ring buffer full (${lost} lost in all)\n`,
+    );
+    this.reportedLost = lost;
+  }
+
+  /** Reads what is left, reports any loss, and stops. */
+  stop(onEvent: RecordHandler): void {
+    if (!this.reader) return;
+    clearInterval(this.timer);
+    while (this.reader.drain(onEvent) > 0);
+    this.reader.stop();
+    this.reader = undefined;
+    this.reportLost();
+  }
+}

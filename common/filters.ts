@@ -1,0 +1,78 @@
+// The process selection filters every tool offers: -c/--cgroup PATH (a
+// cgroup v2 directory), and bcc's --cgroupmap/--mntnsmap (pinned hash maps
+// of cgroup ids / mount namespace ids, filled by the user).
+import { closeSync, openSync, statSync } from 'node:fs';
+import type { BpfObject } from './bpfobject.js';
+import { UsageError } from './errors.js';
+import { bpf, errnoText, koffi, lastErrno } from './native.js';
+
+export interface SelectionOptions {
+  cgroup?: string;
+  cgroupmap?: string;
+  mntnsmap?: string;
+}
+
+const BPF_MAP_TYPE_HASH = 1;
+const MapInfo = koffi.struct('bpf_map_info_head', {
+  type: 'uint32_t',
+  id: 'uint32_t',
+  key_size: 'uint32_t',
+  value_size: 'uint32_t',
+  max_entries: 'uint32_t',
+  map_flags: 'uint32_t',
+});
+
+/** Opens a pinned map and checks it is a hash keyed by a 64-bit id, as bcc's are. */
+function openPinnedIdMap(option: string, path: string): number {
+  const fd = bpf.obj_get(path) as number;
+  if (fd < 0) throw new UsageError(`invalid ${option} '${path}': not a pinned BPF map (${errnoText(lastErrno())})`);
+  const info = { type: 0, id: 0, key_size: 0, value_size: 0, max_entries: 0, map_flags: 0 };
+  const length = [koffi.sizeof(MapInfo)];
+  const buffer = Buffer.alloc(length[0]);
+  if ((bpf.obj_get_info_by_fd(fd, buffer, length) as number) === 0) {
+    Object.assign(info, koffi.decode(buffer, MapInfo));
+  }
+  if (info.type !== BPF_MAP_TYPE_HASH || info.key_size !== 8) {
+    throw new UsageError(`invalid ${option} '${path}': expected a hash map with 8-byte keys`);
+  }
+  return fd;
+}
+
+/**
+ * Configures the filters before load; returns what must be done after load
+ * (the cgroup array can only be filled once the map exists).
+ */
+export function applySelection(obj: BpfObject, options: SelectionOptions): () => void {
+  let cgroupFd = -1;
+  if (options.cgroup !== undefined) {
+    const isDirectory = statSync(options.cgroup, { throwIfNoEntry: false })?.isDirectory();
+    if (!isDirectory) throw new UsageError(`invalid --cgroup '${options.cgroup}': no such directory`);
+    cgroupFd = openSync(options.cgroup, 'r');
+    obj.setConfig({ filter_cgroup: true });
+  }
+  if (options.cgroupmap !== undefined) {
+    obj.reuseMapFd('cgroupset', openPinnedIdMap('--cgroupmap', options.cgroupmap));
+    obj.setConfig({ filter_cgroupset: true });
+  }
+  if (options.mntnsmap !== undefined) {
+    obj.reuseMapFd('mntnsset', openPinnedIdMap('--mntnsmap', options.mntnsmap));
+    obj.setConfig({ filter_mntnsset: true });
+  }
+  return () => {
+    if (cgroupFd < 0) return;
+    const key = Buffer.alloc(4);
+    const value = Buffer.alloc(4);
+    value.writeUInt32LE(cgroupFd);
+    if ((bpf.map_update_elem(obj.mapFd('cgroup_map'), key, value, 0) as number) !== 0) {
+      throw new UsageError(`invalid --cgroup '${options.cgroup}': not a cgroup v2 directory`);
+    }
+    closeSync(cgroupFd);
+  };
+}
+
+/** yargs definitions of the selection options, shared by every tool. */
+export const selectionOptions = {
+  cgroup: { alias: 'c', type: 'string', requiresArg: true, description: 'trace processes in this cgroup v2 directory only' },
+  cgroupmap: { type: 'string', requiresArg: true, description: 'trace cgroups in this pinned BPF map only (as bcc)' },
+  mntnsmap: { type: 'string', requiresArg: true, description: 'trace mount namespaces in this pinned BPF map only (as bcc)' },
+} as const;

@@ -1,0 +1,110 @@
+// Bindings to the system libbpf (>= 1.0) and the few libc calls the runtime
+// needs (mmap, epoll, mount), through koffi. Nothing here knows about tools.
+import koffi, { type LibraryHandle } from 'koffi';
+import { RuntimeError } from './errors.js';
+
+const LIBBPF_PACKAGE_HINT =
+  'install libbpf 1.0 or later (Debian/Ubuntu: apt install libbpf1; Fedora/RHEL: dnf install libbpf)';
+
+export const LIBBPF_SONAME = process.env.EBPF_TOOLS_LIBBPF ?? 'libbpf.so.1';
+
+type KoffiFunction = ReturnType<LibraryHandle['func']>;
+
+/**
+ * Declares functions of a library that is only loaded when one of them is
+ * first called, so that --help and usage errors work without libbpf.
+ */
+function lazyFunctions<T extends Record<string, string>>(
+  library: () => LibraryHandle, declarations: T,
+): { readonly [K in keyof T]: KoffiFunction } {
+  const functions = {} as Record<keyof T, KoffiFunction>;
+  for (const [name, declaration] of Object.entries(declarations) as [keyof T, string][]) {
+    let fn: KoffiFunction | undefined;
+    Object.defineProperty(functions, name, { get: () => (fn ??= library().func(declaration)) });
+  }
+  return functions;
+}
+
+let libbpfHandle: LibraryHandle | undefined;
+let libcHandle: LibraryHandle | undefined;
+
+/** libbpf's version as "major.minor", once loaded. */
+export let libbpfVersion = '';
+
+function libbpf(): LibraryHandle {
+  if (libbpfHandle) return libbpfHandle;
+  let handle: LibraryHandle;
+  try {
+    handle = koffi.load(LIBBPF_SONAME);
+  } catch {
+    throw new RuntimeError(`cannot load ${LIBBPF_SONAME}: ${LIBBPF_PACKAGE_HINT}`);
+  }
+  const major = handle.func('uint32_t libbpf_major_version(void)')() as number;
+  const minor = handle.func('uint32_t libbpf_minor_version(void)')() as number;
+  if (major < 1) throw new RuntimeError(`libbpf ${major}.${minor} is too old: ${LIBBPF_PACKAGE_HINT}`);
+  libbpfVersion = `${major}.${minor}`;
+  for (const name of ['bpf_object', 'bpf_program', 'bpf_map', 'bpf_link', 'btf']) koffi.opaque(name);
+  // libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *, va_list);
+  // on x86-64 and arm64 a va_list parameter is passed as a pointer.
+  koffi.proto('int libbpf_print_fn(int level, const char *format, void *args)');
+  libbpfHandle = handle;
+  return handle;
+}
+
+function libc(): LibraryHandle {
+  return (libcHandle ??= koffi.load('libc.so.6'));
+}
+
+export const bpf = lazyFunctions(libbpf, {
+  set_print: 'void *libbpf_set_print(libbpf_print_fn *fn)',
+  object_open_file: 'bpf_object *bpf_object__open_file(const char *path, void *opts)',
+  object_load: 'int bpf_object__load(bpf_object *obj)',
+  object_close: 'void bpf_object__close(bpf_object *obj)',
+  object_btf: 'btf *bpf_object__btf(bpf_object *obj)',
+  object_find_map: 'bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)',
+  object_find_program: 'bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)',
+  object_next_program: 'bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prev)',
+  program_name: 'const char *bpf_program__name(bpf_program *prog)',
+  program_section: 'const char *bpf_program__section_name(bpf_program *prog)',
+  program_set_autoload: 'int bpf_program__set_autoload(bpf_program *prog, bool autoload)',
+  program_autoload: 'bool bpf_program__autoload(bpf_program *prog)',
+  program_fd: 'int bpf_program__fd(bpf_program *prog)',
+  program_attach: 'bpf_link *bpf_program__attach(bpf_program *prog)',
+  link_destroy: 'int bpf_link__destroy(bpf_link *link)',
+  map_fd: 'int bpf_map__fd(bpf_map *map)',
+  map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
+  map_initial_value: 'void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *psize)',
+  map_reuse_fd: 'int bpf_map__reuse_fd(bpf_map *map, int fd)',
+  btf_raw_data: 'const void *btf__raw_data(btf *btf, _Out_ uint32_t *size)',
+  map_update_elem: 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
+  map_lookup_elem: 'int bpf_map_lookup_elem(int fd, const void *key, void *value)',
+  map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
+  map_delete_elem: 'int bpf_map_delete_elem(int fd, const void *key)',
+  obj_get: 'int bpf_obj_get(const char *pathname)',
+  obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *len)',
+});
+
+export const libcCalls = lazyFunctions(libc, {
+  mmap: 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)',
+  munmap: 'int munmap(void *addr, size_t length)',
+  epoll_create1: 'int epoll_create1(int flags)',
+  epoll_ctl: 'int epoll_ctl(int epfd, int op, int fd, void *event)',
+  epoll_wait: 'int epoll_wait(int epfd, void *events, int maxevents, int timeout)',
+  close: 'int close(int fd)',
+  mount: 'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
+  vsnprintf: 'int vsnprintf(uint8_t *buf, size_t size, const char *format, void *args)',
+  strerror: 'const char *strerror(int errnum)',
+  sysconf: 'long sysconf(int name)',
+});
+
+/** The calling thread's errno after the last native call. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+/** strerror() of a positive errno value. */
+export function errnoText(errno: number): string {
+  return libcCalls.strerror(Math.abs(errno)) as string;
+}
+
+export { koffi };

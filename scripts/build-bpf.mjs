@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Compiles bpf/*.bpf.c into the CO-RE objects shipped in bpf/, with Debian's
+// clang-19. Kernel types come from the committed bpf/vmlinux.h and libbpf's
+// headers from Debian's libbpf-dev, never from the running kernel, so the
+// same sources give the same bytes on any machine.
+// --check: build into a temporary directory and fail if any committed
+// object differs from what its source compiles to.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const clang = process.env.CLANG ?? 'clang-19';
+const strip = process.env.LLVM_STRIP ?? 'llvm-strip-19';
+const check = process.argv.includes('--check');
+
+process.chdir(root);
+const sources = readdirSync('bpf').filter((f) => f.endsWith('.bpf.c')).sort();
+const outDir = check ? mkdtempSync(join(tmpdir(), 'ebpf-tools-bpf-')) : 'bpf';
+const stale = [];
+for (const source of sources) {
+  const object = join(outDir, source.replace(/\.c$/, '.o'));
+  execFileSync(clang, [
+    '-g', '-O2', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86',
+    `-fdebug-prefix-map=${root}=.`, '-Ibpf', '-c', join('bpf', source), '-o', object,
+  ], { stdio: 'inherit' });
+  execFileSync(strip, ['-g', object], { stdio: 'inherit' });
+  if (check && !readFileSync(object).equals(readFileSync(join('bpf', source.replace(/\.c$/, '.o'))))) {
+    stale.push(source);
+  }
+  if (!check) console.log(`built ${object}`);
+}
+if (check) {
+  rmSync(outDir, { recursive: true, force: true });
+  if (stale.length) {
+    console.error(`committed objects differ from their sources: ${stale.join(', ')} (run npm run build:bpf)`);
+    process.exit(1);
+  }
+  console.log(`${sources.length} BPF objects match their sources`);
+}

@@ -1,0 +1,249 @@
+// execsnoop: trace every exec (execve, execveat), as bcc's execsnoop.
+import { BpfObject } from '../common/bpfobject.js';
+import type { StructLayout } from '../common/btf.js';
+import { commandLine, integerOption, Lifetime, regexOption } from '../common/cli.js';
+import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
+import { escapeText, losslessString } from '../common/escape.js';
+import { EventStream } from '../common/events.js';
+import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { fixedLeft, left, right } from '../common/format.js';
+import { structDecoder } from '../common/layout.js';
+import { libbpfLog } from '../common/log.js';
+import { Output } from '../common/output.js';
+import { parseUser } from '../common/users.js';
+
+const USAGE = `Trace exec() syscalls
+
+USAGE: execsnoop [-h] [-T] [-t] [-x] [-u USER] [-q] [-n NAME] [-l LINE] [-U] [-C] [-M]
+                 [-P PPID] [--max-args MAX_ARGS] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH]
+                 [-v] [--json]`;
+
+const EXAMPLES = `    execsnoop                      # trace all exec() syscalls
+    execsnoop -x                   # include failed exec()s
+    execsnoop -T                   # include time (HH:MM:SS)
+    execsnoop -P 181               # only trace new processes whose parent PID is 181
+    execsnoop -U                   # include UID
+    execsnoop -C                   # include CPU
+    execsnoop -M                   # include the parent's command name
+    execsnoop -u 1000              # only trace UID 1000
+    execsnoop -u user              # get user UID and trace only them
+    execsnoop -t                   # include timestamps
+    execsnoop -q                   # add "quotemarks" around arguments
+    execsnoop -n main              # only print command lines containing "main"
+    execsnoop -l tpkg              # only print command where arguments contains "tpkg"
+    execsnoop -c CG                # only trace processes in cgroup v2 directory CG
+    execsnoop --cgroupmap mappath  # only trace cgroups in this BPF map
+    execsnoop --mntnsmap mappath   # only trace mount namespaces in the map
+    execsnoop --json | jq .        # one JSON object per exec`;
+
+export const MAX_ARGS_LIMIT = 4096;
+
+export interface Options extends SelectionOptions {
+  time: boolean;
+  timestamp: boolean;
+  fails: boolean;
+  uid?: number;
+  quote: boolean;
+  name?: RegExp;
+  line?: RegExp;
+  printUid: boolean;
+  printCpu: boolean;
+  printPcomm: boolean;
+  ppid?: number;
+  maxArgs: number;
+  verbose: boolean;
+  json: boolean;
+}
+
+export function parseOptions(argv: string[]): Options {
+  const args = commandLine('execsnoop', argv, USAGE, EXAMPLES)
+    .options({
+      time: { alias: 'T', type: 'boolean', default: false, description: 'include time column on output (HH:MM:SS)' },
+      timestamp: { alias: 't', type: 'boolean', default: false, description: 'include timestamp on output (seconds since start)' },
+      fails: { alias: 'x', type: 'boolean', default: false, description: 'include failed exec()s' },
+      uid: { alias: 'u', type: 'string', requiresArg: true, description: 'trace this UID (or user name) only' },
+      quote: { alias: 'q', type: 'boolean', default: false, description: 'add quotemarks (") around arguments' },
+      name: { alias: 'n', type: 'string', requiresArg: true, description: 'only print commands whose name matches this regex' },
+      line: { alias: 'l', type: 'string', requiresArg: true, description: 'only print commands whose arguments match this regex' },
+      'print-uid': { alias: 'U', type: 'boolean', default: false, description: 'print UID column' },
+      'print-cpu': { alias: 'C', type: 'boolean', default: false, description: 'print CPU column' },
+      'print-pcomm': { alias: 'M', type: 'boolean', default: false, description: 'print the parent\'s command name (PPCOMM column)' },
+      ppid: { alias: 'P', type: 'string', requiresArg: true, description: 'trace this parent PID only' },
+      'max-args': { type: 'string', default: '20', requiresArg: true, description: 'maximum number of arguments parsed and displayed' },
+      ...selectionOptions,
+      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
+      json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
+    })
+    .parseSync();
+  return {
+    time: args.time,
+    timestamp: args.timestamp,
+    fails: args.fails,
+    uid: args.uid === undefined ? undefined : parseUser('--uid', args.uid),
+    quote: args.quote,
+    name: args.name === undefined ? undefined : regexOption('--name', args.name),
+    line: args.line === undefined ? undefined : regexOption('--line', args.line),
+    printUid: args.printUid,
+    printCpu: args.printCpu,
+    printPcomm: args.printPcomm,
+    ppid: args.ppid === undefined ? undefined : integerOption('--ppid', args.ppid, 1, 0x7fffffff),
+    maxArgs: integerOption('--max-args', args.maxArgs, 1, MAX_ARGS_LIMIT),
+    cgroup: args.cgroup,
+    cgroupmap: args.cgroupmap,
+    mntnsmap: args.mntnsmap,
+    verbose: args.verbose,
+    json: args.json,
+  };
+}
+
+/** The kernel-side configuration an Options asks for. */
+export function kernelConfig(options: Options): Record<string, number> {
+  return { targ_uid: options.uid ?? 0xffffffff, targ_ppid: options.ppid ?? 0 };
+}
+
+/** Programs that report failed execs: loaded only with -x. */
+export const FAILURE_PROGRAMS = ['enter_execve', 'enter_execveat', 'exit_execve', 'exit_execveat'];
+
+export function eventDecoder(layout: StructLayout) {
+  return structDecoder(layout, {
+    ts_ns: 'u64', pid: 'u32', ppid: 'u32', uid: 'u32', cpu: 'u32', retval: 's32',
+    args_size: 'u32', args_truncated: 'u32', comm: 'chars', pcomm: 'chars', filename: 'chars', args: 'chars',
+  });
+}
+
+export interface ExecEvent {
+  tsNs: number;
+  pid: number;
+  ppid: number;
+  uid: number;
+  cpu: number;
+  retval: number;
+  comm: Uint8Array;
+  pcomm: Uint8Array;
+  /** what upstream prints: the file name, then argv[1..] */
+  args: Uint8Array[];
+  /** true when arguments were left out (--max-args) or cut (argument area too large) */
+  truncated: boolean;
+}
+
+/**
+ * Splits the NUL-separated argument area into what is shown: the exec'd
+ * file name in place of argv[0] (as upstream), then up to maxArgs - 1 more.
+ * An argument cut by the end of the area has no NUL: it is kept, truncated.
+ */
+export function splitArgs(
+  filename: Uint8Array, area: Uint8Array, areaCut: boolean, maxArgs: number,
+): { args: Uint8Array[]; truncated: boolean } {
+  const argv: Uint8Array[] = [];
+  let start = 0;
+  while (start < area.length) {
+    const end = area.indexOf(0, start);
+    argv.push(area.subarray(start, end < 0 ? area.length : end));
+    if (end < 0) break;
+    start = end + 1;
+  }
+  const shown = [filename, ...argv.slice(1, maxArgs)];
+  return { args: shown, truncated: argv.length > maxArgs || (areaCut && argv.length <= maxArgs) };
+}
+
+export function decodeEvent(
+  decoder: ReturnType<typeof eventDecoder>, view: DataView, offset: number, maxArgs: number,
+): ExecEvent {
+  const e = decoder.decode(view, offset);
+  const areaStart = view.byteOffset + offset + decoder.offsets.args;
+  const area = new Uint8Array(view.buffer, areaStart, Math.min(e.args_size, decoder.sizes.args));
+  const { args, truncated } = splitArgs(e.filename, area, e.args_truncated !== 0, maxArgs);
+  return {
+    tsNs: e.ts_ns, pid: e.pid, ppid: e.ppid, uid: e.uid, cpu: e.cpu, retval: e.retval,
+    comm: e.comm, pcomm: e.pcomm, args: args.map((a) => a.slice()), truncated,
+  };
+}
+
+export function header(options: Options): string {
+  let text = '';
+  if (options.time) text += left('TIME', 9);
+  if (options.timestamp) text += left('TIME(s)', 9);
+  if (options.printUid) text += left('UID', 7);
+  text += `${left('PCOMM', 16)} ${left('PID', 6)} `;
+  if (options.printPcomm) text += `${left('PPCOMM', 16)} `;
+  text += `${left('PPID', 6)} `;
+  if (options.printCpu) text += `${left('CPU', 4)} `;
+  return `${text}${right('RET', 3)} ARGS`;
+}
+
+function quoteArg(text: string): string {
+  return `"${text.replace(/"/g, '\\"')}"`;
+}
+
+/** The ARGS column: arguments escaped, space-separated, "..." where something was left out. */
+export function argsText(event: ExecEvent, quote: boolean): string {
+  const shown = event.args.map((a) => (quote ? quoteArg(escapeText(a)) : escapeText(a)));
+  if (event.truncated) shown.push('...');
+  return shown.join(' ');
+}
+
+export function renderLine(event: ExecEvent, options: Options): string {
+  let text = '';
+  if (options.time) text += `${left(hhmmss(wallClock(event.tsNs)), 8)} `;
+  if (options.timestamp) text += `${fixedLeft(secondsSinceStart(event.tsNs), 8, 3)} `;
+  if (options.printUid) text += `${left(event.uid, 6)} `;
+  text += `${left(escapeText(event.comm), 16)} ${left(event.pid, 6)} `;
+  if (options.printPcomm) text += `${left(escapeText(event.pcomm), 16)} `;
+  text += `${left(event.ppid, 6)} `;
+  if (options.printCpu) text += `${left(event.cpu, 4)} `;
+  return `${text}${right(event.retval, 3)} ${argsText(event, options.quote)}`;
+}
+
+export function renderJson(event: ExecEvent): string {
+  return JSON.stringify({
+    time: wallClock(event.tsNs).toISOString(),
+    ts: Number(secondsSinceStart(event.tsNs).toFixed(6)),
+    pid: event.pid,
+    ppid: event.ppid,
+    uid: event.uid,
+    cpu: event.cpu,
+    comm: losslessString(event.comm),
+    pcomm: losslessString(event.pcomm),
+    retval: event.retval,
+    args: event.args.map(losslessString),
+    args_truncated: event.truncated,
+  });
+}
+
+/** The user-space filters (-n, -l), which need the whole event. */
+export function selected(event: ExecEvent, options: Options): boolean {
+  if (options.name && !options.name.test(losslessString(event.comm))) return false;
+  if (options.line && !options.line.test(event.args.map(losslessString).join(' '))) return false;
+  return true;
+}
+
+export function main(argv: string[]): void {
+  const options = parseOptions(argv);
+  libbpfLog.setVerbose(options.verbose);
+  const obj = BpfObject.open('execsnoop');
+  const lifetime = new Lifetime();
+  lifetime.onEnd(() => obj.close());
+  obj.setConfig(kernelConfig(options));
+  for (const program of FAILURE_PROGRAMS) obj.setAutoload(program, options.fails);
+  const afterLoad = applySelection(obj, options);
+  const stream = new EventStream(obj);
+  obj.load();
+  afterLoad();
+  obj.attach();
+
+  const out = new Output();
+  const decoder = eventDecoder(obj.struct('event'));
+  const onEvent = (view: DataView, offset: number): void => {
+    const event = decodeEvent(decoder, view, offset, options.maxArgs);
+    if (!selected(event, options)) return;
+    out.line(options.json ? renderJson(event) : renderLine(event, options));
+  };
+  if (!options.json) out.line(header(options));
+  out.flush();
+  stream.start(onEvent, () => out.flush());
+  lifetime.onEnd(() => {
+    stream.stop(onEvent);
+    out.flush();
+  });
+  lifetime.endOn();
+}
