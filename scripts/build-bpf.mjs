@@ -5,6 +5,7 @@
 // same sources give the same bytes on any machine.
 // --check: build into a temporary directory and fail if any committed
 // object differs from what its source compiles to.
+// Tool names as arguments build only those objects.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,10 @@ const strip = process.env.LLVM_STRIP ?? 'llvm-strip-19';
 const check = process.argv.includes('--check');
 
 process.chdir(root);
-const sources = readdirSync('bpf').filter((f) => f.endsWith('.bpf.c')).sort();
+const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const sources = readdirSync('bpf')
+  .filter((f) => f.endsWith('.bpf.c') && (only.length === 0 || only.includes(f.replace(/\.bpf\.c$/, ''))))
+  .sort();
 const outDir = check ? mkdtempSync(join(tmpdir(), 'ebpf-tools-bpf-')) : 'bpf';
 const stale = [];
 for (const source of sources) {

@@ -1,0 +1,86 @@
+// Choosing how to attach at run time. A tool lists its attach plans in
+// order of preference (fentry, then kprobe, then tracepoints...), each with
+// the programs it loads and an optional cheap check of what the kernel
+// offers. The first plan that passes its check, loads and attaches wins;
+// a plan refused by the kernel (fentry refused with EPERM, a missing
+// function) is closed and the next one tried. -v says what was chosen and why.
+import { existsSync, readFileSync } from 'node:fs';
+import { BpfObject } from './bpfobject.js';
+import { RuntimeError, UsageError } from './errors.js';
+import { libbpfLog } from './log.js';
+import { VMLINUX_BTF } from './preflight.js';
+
+export interface AttachPlan {
+  /** shown with -v, and available to the tool (e.g. for a header note) */
+  name: string;
+  /** the programs this plan loads; every other program of the object is not loaded */
+  programs: string[];
+  /** returns why the plan cannot work here, or null if it may */
+  unavailable?: () => string | null;
+}
+
+export interface Loaded {
+  obj: BpfObject;
+  plan: AttachPlan;
+}
+
+/**
+ * Opens, configures (before load), loads and attaches `tool` with the first
+ * plan that works. `configure` runs on each fresh object and returns what to
+ * do after load (e.g. fill a filter map), if anything.
+ */
+export function loadWithPlans(
+  tool: string, plans: AttachPlan[], configure: (obj: BpfObject) => (() => void) | void,
+): Loaded {
+  const failures: string[] = [];
+  for (const plan of plans) {
+    const reason = plan.unavailable?.() ?? null;
+    if (reason) {
+      libbpfLog.note(`${tool}: plan ${plan.name} skipped: ${reason}`);
+      failures.push(`${plan.name}: ${reason}`);
+      continue;
+    }
+    const obj = BpfObject.open(tool);
+    try {
+      const wanted = new Set(plan.programs);
+      for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));
+      const afterLoad = configure(obj);
+      obj.load();
+      afterLoad?.();
+      obj.attach();
+      libbpfLog.note(`${tool}: using plan ${plan.name}`);
+      return { obj, plan };
+    } catch (err) {
+      obj.close();
+      if (err instanceof UsageError || !(err instanceof RuntimeError)) throw err;
+      libbpfLog.note(`${tool}: plan ${plan.name} failed: ${err.message}`);
+      failures.push(`${plan.name}: ${err.message}`);
+    }
+  }
+  throw new RuntimeError(`no way to attach works on this kernel (${failures.join('; ')})`);
+}
+
+let kernelBtf: Buffer | undefined;
+
+/**
+ * Whether the kernel's BTF names a type or function `name` (a cheap search
+ * of its string table: enough to tell whether a tracepoint has a BTF
+ * version, btf_trace_<tp>, or a function can be traced by fentry).
+ */
+export function kernelBtfHasName(name: string): boolean {
+  kernelBtf ??= readFileSync(VMLINUX_BTF);
+  return kernelBtf.includes(Buffer.from(`\0${name}\0`));
+}
+
+/** Whether kprobes exist in this kernel (CONFIG_KPROBES: the kprobe PMU). */
+export function kprobesAvailable(): boolean {
+  return existsSync('/sys/bus/event_source/devices/kprobe');
+}
+
+let kallsyms: string | undefined;
+
+/** Whether the kernel has a function symbol `name` (a kprobe target). */
+export function kernelHasFunction(name: string): boolean {
+  kallsyms ??= readFileSync('/proc/kallsyms', 'utf8');
+  return new RegExp(`^[0-9a-f]+ [tTwW] ${name}$`, 'm').test(kallsyms);
+}

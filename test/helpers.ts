@@ -1,0 +1,110 @@
+// Shared by the end-to-end tests: start a real tool as the user would, wait
+// until it is attached (its header line), make the kernel do something, and
+// read exactly what the tool printed.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function toolPath(tool: string): string {
+  return `${ROOT}bin/${tool}.js`;
+}
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export class RunningTool {
+  readonly proc: ChildProcess;
+  stdout = '';
+  stderr = '';
+  private readonly exited: Promise<Finished>;
+
+  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.proc = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
+    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.exited = new Promise((resolve) =>
+      this.proc.on('close', (code, signal) =>
+        resolve({ code, signal, stdout: this.stdout, stderr: this.stderr })),
+    );
+  }
+
+  get lines(): string[] {
+    return this.stdout.split('\n').filter((l) => l !== '');
+  }
+
+  /** Resolves with the first stdout line matching, or rejects after `ms` (with what was printed). */
+  async waitForLine(match: RegExp | ((line: string) => boolean), ms = 15000): Promise<string> {
+    const test = typeof match === 'function' ? match : (l: string) => match.test(l);
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = this.lines.find(test);
+      if (found !== undefined) return found;
+      if (this.proc.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`no line matching ${String(match)} after ${ms} ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Sends `signal` (default SIGINT, as Ctrl-C) and waits for exit. */
+  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<Finished> {
+    if (this.proc.exitCode === null) this.proc.kill(signal);
+    return this.exited;
+  }
+
+  finished(): Promise<Finished> {
+    return this.exited;
+  }
+}
+
+/** Starts one of our tools with node, as its bin launcher does. */
+export function startTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): RunningTool {
+  return new RunningTool(process.execPath, [toolPath(tool), ...args], env);
+}
+
+/** Starts a tool and waits for its first stdout line (the header, printed once attached). */
+export async function startAttached(tool: string, args: string[], header: RegExp | ((line: string) => boolean)): Promise<RunningTool> {
+  const running = startTool(tool, args);
+  await running.waitForLine(header);
+  return running;
+}
+
+/** Runs a tool to completion synchronously (for usage errors and --help). */
+export function runTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): Finished {
+  const r = spawnSync(process.execPath, [toolPath(tool), ...args], {
+    env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000,
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Ids of the BPF programs loaded in the kernel now (bpftool). */
+export function loadedProgramIds(): Set<number> {
+  const r = spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
+  return new Set((JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id));
+}
+
+/** Programs present now that were not in `before`: what a finished tool left behind. */
+export function leftoverPrograms(before: Set<number>): number[] {
+  return [...loadedProgramIds()].filter((id) => !before.has(id));
+}
+
+/** Runs a command and returns its pid (for matching the PID column). */
+export function runCommand(file: string, args: string[], options: { cwd?: string } = {}): { pid: number; status: number | null } {
+  const child = spawnSync(file, args, { stdio: 'ignore', ...options });
+  return { pid: child.pid ?? -1, status: child.status };
+}
+
+/** Whether a C reference tool from Debian's libbpf-tools is installed. */
+export function referenceTool(tool: string): string {
+  return `/usr/sbin/${tool}`;
+}
