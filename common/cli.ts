@@ -28,8 +28,11 @@ export function commandLine(tool: string, argv: string[], usage: string, example
     .wrap(null)
     .completion('completion', false)
     .fail((message, error) => {
-      if (error) throw error;
-      throw new UsageError(message.replace(/\n/g, ' '));
+      if (error instanceof UsageError || error instanceof RuntimeError) throw error;
+      const text = (message ?? error?.message ?? 'invalid arguments')
+        .replace(/^Not enough arguments following: (\w+)$/, (_, o: string) => `option ${o.length === 1 ? '-' : '--'}${o} needs a value`)
+        .replace(/\n/g, ' ');
+      throw new UsageError(text);
     });
 }
 

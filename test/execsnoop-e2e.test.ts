@@ -1,0 +1,193 @@
+// execsnoop against the real kernel: exec marker commands with unusual
+// arguments and assert the exact line the tool prints for them.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { left, right } from '../common/format.js';
+import {
+  leftoverPrograms, loadedProgramIds, referenceTool, RunningTool, sleep, startAttached, startTool, toolPath,
+} from './helpers.js';
+
+const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
+let counter = 0;
+const marker = (): string => `mk${process.pid}x${++counter}x${Date.now() % 100000}`;
+
+function line(comm: string, pid: number, ppid: number, ret: number, args: string): string {
+  return `${left(comm, 16)} ${left(pid, 6)} ${left(ppid, 6)} ${right(ret, 3)} ${args}`;
+}
+
+/** Execs /bin/echo with these arguments; returns its pid. */
+function echo(args: string[], options: { uid?: number } = {}): number {
+  const r = spawnSync('/bin/echo', args, { stdio: 'ignore', ...(options.uid !== undefined ? { uid: options.uid } : {}) });
+  if (r.status !== 0) throw new Error(`echo failed: ${String(r.error)}`);
+  return r.pid!;
+}
+
+async function trace(args: string[], header: RegExp = HEADER): Promise<RunningTool> {
+  return startAttached('execsnoop', args, header);
+}
+
+const before = loadedProgramIds();
+
+t.test('an exec with spaces, quotes, an escape sequence and many arguments gives the exact line', async (t) => {
+  const tool = await trace([]);
+  const m = marker();
+  const many = Array.from({ length: 25 }, (_, i) => `arg${i}`);
+  const pid = echo([m, 'two words', 'say "hi"', '\x1b[31mred', ...many]);
+  const shown = [m, 'two words', 'say "hi"', '\\x1b[31mred', ...many].slice(0, 19);
+  const expected = line('echo', pid, process.pid, 0, `/bin/echo ${shown.join(' ')} ...`);
+  t.equal(await tool.waitForLine((l) => l.includes(m)), expected);
+  const done = await tool.stop('SIGINT');
+  t.equal(done.code, 0, 'Ctrl-C exits 0');
+  t.equal(done.stderr, '', 'nothing on stderr');
+});
+
+t.test('-x shows failed execs with the error, and without -x they are not shown', async (t) => {
+  const m = `/nonexistent-${marker()}`;
+  const withFails = await trace(['-x']);
+  const without = await trace([]);
+  const r = spawnSync('/bin/bash', ['-c', m], { stdio: 'ignore' });
+  const failed = line('bash', r.pid!, process.pid, -2, m);
+  t.equal(await withFails.waitForLine((l) => l === failed), failed);
+  const okMarker = marker();
+  echo([okMarker]);
+  await without.waitForLine((l) => l.includes(okMarker));
+  t.ok(without.lines.includes(line('bash', r.pid!, process.pid, 0, `/bin/bash -c ${m}`)), 'the successful exec of bash is shown');
+  t.notOk(without.lines.includes(failed), 'failed exec hidden without -x');
+  await withFails.stop();
+  await without.stop();
+});
+
+t.test('--max-args, -q, -T, -t, -U, -C, -M columns', async (t) => {
+  const tool = await trace(['--max-args', '3', '-q', '-T', '-t', '-U', '-C', '-M'],
+    /^TIME {5}TIME\(s\) {2}UID {4}PCOMM {12}PID {4}PPCOMM {11}PPID {3}CPU  RET ARGS$/);
+  const m = marker();
+  const pid = echo([m, 'b c', 'd', 'e']);
+  const got = await tool.waitForLine((l) => l.includes(m));
+  const tail = `${left('echo', 16)} ${left(pid, 6)} ${left('node', 16)} ${left(process.pid, 6)} \\d+ +0 "/bin/echo" "${m}" "b c" \\.\\.\\.`;
+  t.match(got, new RegExp(`^\\d\\d:\\d\\d:\\d\\d \\d+\\.\\d{3} +0 {6}${tail}$`));
+  await tool.stop();
+});
+
+t.test('-u traces only that user; -P only that parent; -n and -l filter by name and arguments', async (t) => {
+  const byUid = await trace(['-u', '65534']);
+  const byPpid = await trace(['-P', String(process.pid)]);
+  const byName = await trace(['-n', '^ech']);
+  const byLine = await trace(['-l', 'needle-[0-9]+']);
+  const m1 = marker();
+  const nobodyPid = echo([m1, 'needle-42'], { uid: 65534 });
+  const m2 = marker();
+  const rootPid = echo([m2]);
+  // The shell forks before exec'ing true (two commands), so true is a grandchild.
+  const viaShell = spawnSync('/bin/sh', ['-c', `/bin/true ${m2}-sh; :`], { stdio: 'ignore' });
+  t.equal(await byUid.waitForLine((l) => l.includes(m1)), line('echo', nobodyPid, process.pid, 0, `/bin/echo ${m1} needle-42`));
+  await byPpid.waitForLine((l) => l.includes(m2));
+  await byName.waitForLine((l) => l.includes(m2));
+  await byLine.waitForLine((l) => l.includes(m1));
+  await sleep(300);
+  t.notOk(byUid.lines.some((l) => l.includes(m2)), '-u hides other users');
+  t.equal(byPpid.lines.find((l) => l.startsWith('true ') && l.includes(`${m2}-sh`)), undefined, '-P hides grandchildren');
+  t.ok(byPpid.lines.some((l) => l.startsWith('sh ') && l.includes(`${m2}-sh`)), '-P shows the child');
+  t.ok(byPpid.lines.some((l) => l.startsWith('echo') && l.includes(String(rootPid))));
+  t.notOk(byName.lines.some((l) => l.startsWith('true')), '-n hides other names');
+  t.ok(viaShell.status === 0);
+  t.notOk(byLine.lines.some((l) => l.includes(m2)), '-l hides other argument lists');
+  for (const tool of [byUid, byPpid, byName, byLine]) t.equal((await tool.stop()).code, 0);
+});
+
+t.test('--json gives one object per exec with the exact argument bytes', async (t) => {
+  const tool = startTool('execsnoop', ['--json']);
+  await sleep(1500); // no header in JSON mode: give it time to attach
+  const m = marker();
+  const pid = echo([m, 'tab\there', 'nl\nhere']);
+  const raw = await tool.waitForLine((l) => l.includes(m));
+  const e = JSON.parse(raw);
+  t.equal(e.pid, pid);
+  t.equal(e.ppid, process.pid);
+  t.equal(e.comm, 'echo');
+  t.equal(e.retval, 0);
+  t.same(e.args, ['/bin/echo', m, 'tab\there', 'nl\nhere']);
+  t.equal(e.args_truncated, false);
+  await tool.stop();
+});
+
+t.test('-c traces only processes in that cgroup v2 directory', async (t) => {
+  const base = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((d) => existsSync(`${d}/cgroup.procs`) && existsSync(`${d}/cgroup.controllers`));
+  if (!base) throw new Error('no cgroup v2 hierarchy mounted');
+  const dir = `${base}/ebpf-tools-test-${process.pid}`;
+  mkdirSync(dir);
+  t.teardown(() => rmdirSync(dir));
+  const tool = await trace(['-c', dir]);
+  const inside = marker();
+  const outside = marker();
+  // A shell moves itself into the cgroup, then execs the marker.
+  const child = spawn('/bin/sh', ['-c', `echo $$ > ${dir}/cgroup.procs && /bin/echo ${inside}`], { stdio: 'ignore' });
+  await new Promise((resolve) => child.on('close', resolve));
+  echo([outside]);
+  await tool.waitForLine((l) => l.includes(inside));
+  await sleep(300);
+  t.notOk(tool.lines.some((l) => l.includes(outside)), 'exec outside the cgroup hidden');
+  await tool.stop();
+});
+
+t.test('SIGTERM and SIGHUP end it with status 0', async (t) => {
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+    const tool = await trace([]);
+    t.equal((await tool.stop(signal)).code, 0, signal);
+  }
+});
+
+t.test('piped to head -1 it ends quietly with status 0', async (t) => {
+  const pipeline = spawn('/bin/bash', ['-o', 'pipefail', '-c', `${process.execPath} ${toolPath('execsnoop')} | head -1`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  pipeline.stdout.on('data', (d) => (out += d));
+  pipeline.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((resolve) => pipeline.on('close', resolve));
+  // Keep exec'ing until the pipeline ends (head exits after the header; the next write hits EPIPE).
+  let status: number | null | undefined;
+  void exited.then((s) => (status = s));
+  for (let i = 0; i < 200 && status === undefined; i++) {
+    echo(['pipe-test']);
+    await sleep(50);
+  }
+  t.equal(await exited, 0, 'pipeline status (pipefail) is 0');
+  t.match(out.trim(), HEADER);
+  t.equal(err, '', 'no EPIPE noise');
+});
+
+t.test('a reader on a pipe sees each line at once, not when a buffer fills', async (t) => {
+  const tool = await trace([]); // stdout of the tool is a pipe here
+  const m = marker();
+  const start = Date.now();
+  echo([m]);
+  await tool.waitForLine((l) => l.includes(m), 2000);
+  t.ok(Date.now() - start < 2000, 'line arrived promptly through the pipe');
+  await tool.stop();
+});
+
+t.test('same execs as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) => {
+  const reference = referenceTool('execsnoop');
+  if (!existsSync(reference)) throw new Error(`${reference} missing: install Debian's libbpf-tools`);
+  if (!existsSync('/sys/kernel/tracing/events')) spawnSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing']);
+  const theirs = new RunningTool(reference, ['-x']);
+  const ours = await trace(['-x']);
+  await sleep(1500); // the C tool prints its header only at exit (stdio buffer): give it time to attach
+  const tag = marker();
+  for (let i = 0; i < 10; i++) echo([`${tag}-${i}`, 'x y', `${i}`]);
+  spawnSync('/bin/bash', ['-c', `/nonexistent-${tag}`], { stdio: 'ignore' });
+  await ours.waitForLine((l) => l.includes(`/nonexistent-${tag}`));
+  await sleep(500);
+  const theirsDone = await theirs.stop('SIGINT');
+  await ours.stop();
+  const fields = (l: string): string => l.trim().split(/\s+/).slice(1).join(' ');
+  const pick = (lines: string[]): string[] => lines.filter((l) => l.includes(tag)).map(fields);
+  const theirLines = pick(theirsDone.stdout.split('\n'));
+  t.equal(theirLines.length, 12, 'the C tool saw every exec (10 echo, bash, its failed exec)');
+  t.same(pick(ours.lines), theirLines, 'same PID/PPID/RET/ARGS');
+});
+
+t.test('nothing is left loaded in the kernel', async (t) => {
+  await sleep(200);
+  t.same(leftoverPrograms(before), []);
+});

@@ -1,0 +1,106 @@
+import t from 'tap';
+import { UsageError } from '../common/errors.js';
+import {
+  argsText, header, kernelConfig, parseOptions, renderJson, renderLine, selected, splitArgs, type ExecEvent,
+} from '../tools/execsnoop.js';
+import { START_NS } from '../common/clock.js';
+
+const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s));
+
+function event(overrides: Partial<ExecEvent> = {}): ExecEvent {
+  return {
+    tsNs: START_NS + 1_500_000_000,
+    pid: 4242, ppid: 1, uid: 1000, cpu: 1, retval: 0,
+    comm: b('ls'), pcomm: b('bash'), args: [b('/usr/bin/ls'), b('-la')], truncated: false,
+    ...overrides,
+  };
+}
+
+t.test('options: defaults, flags and kernel config', async (t) => {
+  const o = parseOptions([]);
+  t.same([o.time, o.timestamp, o.fails, o.quote, o.printUid, o.json, o.maxArgs], [false, false, false, false, false, false, 20]);
+  t.same(kernelConfig(o), { targ_uid: 0xffffffff, targ_ppid: 0 });
+  const all = parseOptions(['-T', '-t', '-x', '-q', '-U', '-C', '-M', '-u', '0', '-P', '7', '--max-args', '3', '--json']);
+  t.same(kernelConfig(all), { targ_uid: 0, targ_ppid: 7 });
+  t.equal(all.maxArgs, 3);
+  t.ok(all.time && all.timestamp && all.fails && all.quote && all.printUid && all.printCpu && all.printPcomm && all.json);
+  t.equal(parseOptions(['-u', 'root']).uid, 0, 'user names are looked up');
+  t.equal(parseOptions(['--time']).time, true, 'long names work');
+});
+
+t.test('options: every mistake is a UsageError naming the option', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--max-args', '0'], /--max-args '0'/],
+    [['--max-args', '99999'], /--max-args/],
+    [['--max-args', 'x'], /--max-args 'x'/],
+    [['-u', 'no-such-user-here'], /--uid 'no-such-user-here'/],
+    [['-u', '-5'], /--uid/],
+    [['-P', '0'], /--ppid '0'/],
+    [['-P', 'abc'], /--ppid 'abc'/],
+    [['-n', '(['], /--name/],
+    [['-l', '*'], /--line/],
+    [['--bogus'], /Unknown argument/],
+    [['stray'], /Unknown argument/],
+    [['-u'], /-u|uid/],
+  ];
+  for (const [argv, message] of cases) {
+    let thrown: unknown;
+    try {
+      parseOptions(argv);
+    } catch (err) {
+      thrown = err;
+    }
+    t.ok(thrown instanceof UsageError, `${argv.join(' ')}: UsageError`);
+    t.match((thrown as Error)?.message, message, argv.join(' '));
+  }
+});
+
+t.test('splitArgs puts the file name first and marks what was left out', async (t) => {
+  const area = b('ls\0-la\0/tmp\0');
+  let r = splitArgs(b('/usr/bin/ls'), area, false, 20);
+  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/usr/bin/ls', '-la', '/tmp']);
+  t.equal(r.truncated, false);
+  r = splitArgs(b('/usr/bin/ls'), area, false, 2);
+  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/usr/bin/ls', '-la']);
+  t.equal(r.truncated, true, 'more arguments than --max-args');
+  r = splitArgs(b('/bin/x'), b('x\0abc\0de'), true, 20);
+  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/bin/x', 'abc', 'de']);
+  t.equal(r.truncated, true, 'argument area cut in the middle of an argument');
+  r = splitArgs(b('/bin/x'), b(''), false, 20);
+  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/bin/x'], 'no argv at all');
+});
+
+t.test('columns as libbpf-tools execsnoop', async (t) => {
+  const o = parseOptions([]);
+  t.equal(header(o), 'PCOMM            PID    PPID   RET ARGS');
+  t.equal(renderLine(event(), o), 'ls               4242   1        0 /usr/bin/ls -la');
+  t.equal(renderLine(event({ retval: -2 }), o), 'ls               4242   1       -2 /usr/bin/ls -la');
+  const wide = parseOptions(['-T', '-t', '-U', '-M', '-C']);
+  t.equal(header(wide), 'TIME     TIME(s)  UID    PCOMM            PID    PPCOMM           PPID   CPU  RET ARGS');
+  t.match(renderLine(event(), wide), /^\d\d:\d\d:\d\d 1\.500    1000   ls               4242   bash             1      1      0 \/usr\/bin\/ls -la$/);
+});
+
+t.test('ARGS: quoting, escaping, truncation mark', async (t) => {
+  t.equal(argsText(event({ args: [b('/bin/echo'), b('a b'), b('say "hi"')] }), true), '"/bin/echo" "a b" "say \\"hi\\""');
+  t.equal(argsText(event({ args: [b('/bin/echo'), b('\x1b[2Jboom\nnext')] }), false), '/bin/echo \\x1b[2Jboom\\nnext');
+  t.equal(argsText(event({ truncated: true }), false), '/usr/bin/ls -la ...');
+  t.equal(renderLine(event({ comm: b('evil\x1b]0;x\x07') }), parseOptions([])).split('\n').length, 1);
+});
+
+t.test('JSON: every field, exact bytes', async (t) => {
+  const line = renderJson(event({ args: [b('/bin/echo'), Uint8Array.from([0x61, 0xff])], truncated: true }));
+  const parsed = JSON.parse(line);
+  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'ppid', 'uid', 'cpu', 'comm', 'pcomm', 'retval', 'args', 'args_truncated']);
+  t.equal(parsed.ts, 1.5);
+  t.equal(parsed.pid, 4242);
+  t.same(parsed.args, ['/bin/echo', 'a\udcff']);
+  t.equal(parsed.args_truncated, true);
+  t.match(parsed.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+});
+
+t.test('-n matches the command name, -l the arguments', async (t) => {
+  t.equal(selected(event(), parseOptions(['-n', '^l'])), true);
+  t.equal(selected(event(), parseOptions(['-n', 'bash'])), false);
+  t.equal(selected(event(), parseOptions(['-l', 'ls -la$'])), true);
+  t.equal(selected(event(), parseOptions(['-l', 'tpkg'])), false);
+});

@@ -1,0 +1,58 @@
+// The runtime's agreement with the BPF objects: layouts and configuration
+// come from each object's BTF, and this checks that what the tools expect
+// is what the compiled C declares.
+import t from 'tap';
+import { readdirSync } from 'node:fs';
+import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
+import { ringBufferBytes } from '../common/events.js';
+import { structDecoder } from '../common/layout.js';
+import { eventDecoder, kernelConfig, parseOptions } from '../tools/execsnoop.js';
+
+t.test('every shipped object has the ring buffer, loss counter and filter variables the runtime uses', async (t) => {
+  const objects = readdirSync(BPF_DIR).filter((f) => f.endsWith('.bpf.o'));
+  t.ok(objects.includes('execsnoop.bpf.o'));
+  for (const file of objects) {
+    const obj = BpfObject.openUnchecked(file.replace(/\.bpf\.o$/, ''));
+    const bss = obj.btf.datasec('.bss');
+    t.equal(bss.get('lost_events')?.type.size, 8, `${file}: lost_events is 64-bit`);
+    const rodata = obj.btf.datasec('.rodata');
+    for (const flag of ['filter_cgroup', 'filter_cgroupset', 'filter_mntnsset']) {
+      t.ok(rodata.has(flag), `${file}: has ${flag}`);
+    }
+    obj.close();
+  }
+});
+
+t.test('execsnoop event layout matches the decoder and config lands at the BTF offsets', async (t) => {
+  const obj = BpfObject.openUnchecked('execsnoop');
+  const decoder = eventDecoder(obj.struct('event'));
+  t.equal(decoder.offsets.ts_ns, 0);
+  t.ok(decoder.sizes.args >= 8192, 'argument area of at least 8 KiB');
+  t.equal(decoder.sizes.comm, 16);
+
+  obj.setConfig(kernelConfig(parseOptions(['-u', '1234', '-P', '42'])));
+  const rodata = obj.btf.datasec('.rodata');
+  const view = obj.sectionView('.rodata');
+  t.equal(view.getUint32(rodata.get('targ_uid')!.offset, true), 1234);
+  t.equal(view.getUint32(rodata.get('targ_ppid')!.offset, true), 42);
+  t.throws(() => obj.setConfig({ targ_uid: -1 }), /does not fit/);
+  t.throws(() => obj.setConfig({ no_such_variable: 1 }), /no const volatile/);
+  obj.close();
+});
+
+t.test('a decoder refuses a field whose BTF type differs from what the tool declares', async (t) => {
+  const obj = BpfObject.openUnchecked('execsnoop');
+  const layout = obj.struct('event');
+  t.throws(() => structDecoder(layout, { comm: 'u32' }), /is not u32/);
+  t.throws(() => structDecoder(layout, { retval: 'chars' }), /is not chars/);
+  t.throws(() => structDecoder(layout, { ppid: 's32' }), /is not s32/, 'unsigned never read as signed');
+  t.throws(() => structDecoder(layout, { nope: 'u32' }), /no field nope/);
+  obj.close();
+});
+
+t.test('ring buffer sizes round up to a power of two of at least a page', async (t) => {
+  t.equal(ringBufferBytes(1), 4096);
+  t.equal(ringBufferBytes(4096), 4096);
+  t.equal(ringBufferBytes(5000), 8192);
+  t.equal(ringBufferBytes(16 << 20), 16 << 20);
+});
