@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs from Debian what the test suite needs beyond Node and libbpf:
+# clang-19/llvm-19 (to check the committed BPF objects against their
+# sources), bpftool (to check nothing is left loaded), Debian's libbpf-tools
+# (the C tools the differential tests compare against), groff and man-db
+# (man page checks), and a C compiler for the test workloads.
+set -euo pipefail
+packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
