@@ -104,3 +104,12 @@ t.test('-n matches the command name, -l the arguments', async (t) => {
   t.equal(selected(event(), parseOptions(['-l', 'ls -la$'])), true);
   t.equal(selected(event(), parseOptions(['-l', 'tpkg'])), false);
 });
+
+t.test('colour: a failed exec\'s RET in red when painted, plain otherwise', async (t) => {
+  const { Chalk } = await import('chalk');
+  const red = new Chalk({ level: 1 });
+  const paint = { error: (s: string) => red.red(s), bar: (s: string) => s, header: (s: string) => s };
+  const o = parseOptions([]);
+  t.equal(renderLine(event({ retval: -2 }), o, paint), `ls               4242   1      ${red.red(' -2')} /usr/bin/ls -la`);
+  t.equal(renderLine(event(), o, paint), renderLine(event(), o), 'successful exec unpainted');
+});

@@ -3,6 +3,7 @@ import { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, regexOption } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
+import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { escapeText, losslessString } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
@@ -182,7 +183,8 @@ export function argsText(event: ExecEvent, quote: boolean): string {
   return shown.join(' ');
 }
 
-export function renderLine(event: ExecEvent, options: Options): string {
+/** One output line; a failed exec's RET is painted as an error. */
+export function renderLine(event: ExecEvent, options: Options, paint: Paint = plain): string {
   let text = '';
   if (options.time) text += `${left(hhmmss(wallClock(event.tsNs)), 8)} `;
   if (options.timestamp) text += `${fixedLeft(secondsSinceStart(event.tsNs), 8, 3)} `;
@@ -191,7 +193,8 @@ export function renderLine(event: ExecEvent, options: Options): string {
   if (options.printPcomm) text += `${left(escapeText(event.pcomm), 16)} `;
   text += `${left(event.ppid, 6)} `;
   if (options.printCpu) text += `${left(event.cpu, 4)} `;
-  return `${text}${right(event.retval, 3)} ${argsText(event, options.quote)}`;
+  const ret = right(event.retval, 3);
+  return `${text}${event.retval === 0 ? ret : paint.error(ret)} ${argsText(event, options.quote)}`;
 }
 
 export function renderJson(event: ExecEvent): string {
@@ -232,13 +235,14 @@ export function main(argv: string[]): void {
   obj.attach();
 
   const out = new Output();
+  const paint = stdoutPaint(!options.json);
   const decoder = eventDecoder(obj.struct('event'));
   const onEvent = (view: DataView, offset: number): void => {
     const event = decodeEvent(decoder, view, offset, options.maxArgs);
     if (!selected(event, options)) return;
-    out.line(options.json ? renderJson(event) : renderLine(event, options));
+    out.line(options.json ? renderJson(event) : renderLine(event, options, paint));
   };
-  if (!options.json) out.line(header(options));
+  if (!options.json) out.line(paint.header(header(options)));
   out.flush();
   stream.start(onEvent, () => out.flush());
   lifetime.onEnd(() => {

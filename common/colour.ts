@@ -1,0 +1,40 @@
+// Colour, only for people: on when stdout is a terminal, off in pipes and
+// files (piped output is byte for byte the plain format), off with NO_COLOR,
+// and FORCE_COLOR wins over both. JSON and CSV are never coloured: tools
+// only paint their human column output.
+import { Chalk, type ChalkInstance } from 'chalk';
+
+export type ColourLevel = 0 | 1 | 2 | 3;
+
+export function colourLevel(env: NodeJS.ProcessEnv, stdoutIsTty: boolean): ColourLevel {
+  const force = env.FORCE_COLOR;
+  if (force !== undefined) {
+    if (force === '' || force === 'true') return 1;
+    if (force === 'false' || force === '0') return 0;
+    const level = Number(force);
+    if (level === 1 || level === 2 || level === 3) return level;
+    return 1;
+  }
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return 0;
+  if (!stdoutIsTty || env.TERM === 'dumb') return 0;
+  return 1;
+}
+
+/** What tools paint: failures and errors, and the bars of histograms. */
+export interface Paint {
+  error(text: string): string;
+  bar(text: string): string;
+  header(text: string): string;
+}
+
+export const plain: Paint = { error: (s) => s, bar: (s) => s, header: (s) => s };
+
+function painter(chalk: ChalkInstance): Paint {
+  return { error: (s) => chalk.red(s), bar: (s) => chalk.cyan(s), header: (s) => chalk.bold(s) };
+}
+
+/** The paint for this process's stdout; plain unless colour is wanted and `enabled` (false for JSON/CSV). */
+export function stdoutPaint(enabled: boolean): Paint {
+  const level = enabled ? colourLevel(process.env, process.stdout.isTTY === true) : 0;
+  return level === 0 ? plain : painter(new Chalk({ level }));
+}
