@@ -3,6 +3,7 @@
 // read exactly what the tool printed.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { BpfObject } from '../common/bpfobject.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -86,16 +87,29 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Ids of the BPF programs loaded in the kernel now (bpftool). */
-export function loadedProgramIds(): Set<number> {
+function loadedPrograms(): { id: number; name?: string }[] {
   const r = spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
-  return new Set((JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id));
+  return JSON.parse(r.stdout) as { id: number; name?: string }[];
 }
 
-/** Programs present now that were not in `before`: what a finished tool left behind. */
-export function leftoverPrograms(before: Set<number>): number[] {
-  return [...loadedProgramIds()].filter((id) => !before.has(id));
+/** Ids of the BPF programs loaded in the kernel now (bpftool). */
+export function loadedProgramIds(): Set<number> {
+  return new Set(loadedPrograms().map((p) => p.id));
+}
+
+/**
+ * Programs of `tool`'s object (by name; the kernel keeps the first 15
+ * characters) loaded now that were not in `before`: what finished runs of
+ * the tool left behind.
+ */
+export function leftoverPrograms(before: Set<number>, tool: string): string[] {
+  const obj = BpfObject.openUnchecked(tool);
+  const names = new Set(obj.programs().map((p) => p.name.slice(0, 15)));
+  obj.close();
+  return loadedPrograms()
+    .filter((p) => !before.has(p.id) && p.name !== undefined && names.has(p.name))
+    .map((p) => `${p.name} (id ${p.id})`);
 }
 
 /** Runs a command and returns its pid (for matching the PID column). */
