@@ -20,7 +20,7 @@ export function commandLine(tool: string, argv: string[], usage: string, example
     .usage(usage)
     .epilogue(`EXAMPLES:\n${examples}`)
     .strict()
-    .parserConfiguration({ 'duplicate-arguments-array': false, 'strip-aliased': true, 'strip-dashed': true })
+    .parserConfiguration({ 'duplicate-arguments-array': false, 'strip-aliased': true, 'strip-dashed': true, 'boolean-negation': false })
     .help('help')
     .alias('help', 'h')
     .version(PACKAGE_VERSION)
@@ -29,11 +29,24 @@ export function commandLine(tool: string, argv: string[], usage: string, example
     .completion('completion', false)
     .fail((message, error) => {
       if (error instanceof UsageError || error instanceof RuntimeError) throw error;
-      const text = (message ?? error?.message ?? 'invalid arguments')
-        .replace(/^Not enough arguments following: (\w+)$/, (_, o: string) => `option ${o.length === 1 ? '-' : '--'}${o} needs a value`)
-        .replace(/\n/g, ' ');
-      throw new UsageError(text);
+      throw new UsageError(usageMessage(message ?? error?.message ?? 'invalid arguments', argv));
     });
+}
+
+/** The option as the user typed it, from the name yargs reports (camelCased, no dashes). */
+function asTyped(name: string, argv: string[]): string {
+  if (argv.includes(name)) return `argument '${name}'`;
+  if (name.length === 1) return `option -${name}`;
+  return `option --${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** yargs' messages, rephrased to name what the user typed. */
+function usageMessage(message: string, argv: string[]): string {
+  const unknown = /^Unknown arguments?: (.*)$/.exec(message);
+  if (unknown) return `unknown ${unknown[1].split(', ').map((n) => asTyped(n, argv)).join(', ')}`;
+  const missing = /^Not enough arguments following: ([\w-]+)$/.exec(message);
+  if (missing) return `${asTyped(missing[1], argv)} needs a value`;
+  return message.replace(/\n/g, ' ');
 }
 
 /** An integer option value in [min, max], or a UsageError naming the option. */

@@ -39,8 +39,8 @@ t.test('options: every mistake is a UsageError naming the option', async (t) => 
     [['-P', 'abc'], /--ppid 'abc'/],
     [['-n', '(['], /--name/],
     [['-l', '*'], /--line/],
-    [['--bogus'], /Unknown argument/],
-    [['stray'], /Unknown argument/],
+    [['--bogus'], /unknown option --bogus/],
+    [['stray'], /unknown argument 'stray'/],
     [['-u'], /-u|uid/],
   ];
   for (const [argv, message] of cases) {

@@ -1,0 +1,74 @@
+// What a sysadmin gets from `npm install -g`: the packed tarball holds only
+// what runs (compiled JS, BPF objects, man pages), installs on a clean
+// prefix, and every installed command works.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RunningTool, ROOT, sleep } from './helpers.js';
+
+const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string>; version: string };
+const work = mkdtempSync(join(tmpdir(), 'ebpf-tools-pack-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(file, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300000 });
+}
+
+const packed = run('npm', ['pack', '--json', '--pack-destination', work]);
+const tarball = join(work, (JSON.parse(packed.stdout) as { filename: string }[])[0].filename);
+const prefix = join(work, 'prefix');
+
+t.test('the tarball holds what runs and nothing of the build or tests', async (t) => {
+  t.equal(packed.status, 0, packed.stderr);
+  const files = (JSON.parse(packed.stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
+  for (const tool of Object.keys(pkg.bin)) {
+    t.ok(files.includes(`bin/${tool}.js`), `bin/${tool}.js`);
+    t.ok(files.includes(`bpf/${tool}.bpf.o`), `bpf/${tool}.bpf.o`);
+    t.ok(files.includes(`dist/tools/${tool}.js`), `dist/tools/${tool}.js`);
+    t.ok(files.includes(`man/man8/${tool}.8`), `man/man8/${tool}.8`);
+  }
+  const unwanted = files.filter((f) => /^(test|dist\/test|bench|dist\/bench|scripts|tools|common|\.ci)\/|\.bpf\.c$|\.h$|\.ts$/.test(f));
+  t.same(unwanted, [], 'no tests, sources or build scripts');
+});
+
+t.test('npm install -g on a clean prefix puts working commands on PATH', async (t) => {
+  const install = run('npm', ['install', '-g', '--no-audit', '--no-fund', '--prefix', prefix, tarball]);
+  t.equal(install.status, 0, install.stderr);
+  const installed = readdirSync(join(prefix, 'bin'));
+  for (const tool of Object.keys(pkg.bin)) {
+    t.ok(installed.includes(tool), `${tool} installed`);
+    const help = run(join(prefix, 'bin', tool), ['--help']);
+    t.equal(help.status, 0, `${tool} --help exits 0`);
+    t.match(help.stdout, /EXAMPLES:/);
+    const version = run(join(prefix, 'bin', tool), ['--version']);
+    t.equal(version.stdout.trim(), pkg.version, `${tool} --version`);
+    const bad = run(join(prefix, 'bin', tool), ['--no-such-option']);
+    t.equal(bad.status, 2, `${tool}: unknown option exits 2`);
+    t.match(bad.stderr, new RegExp(`^${tool}: .*no-such-option.*--help.*\\n$`), 'one line naming the option');
+  }
+});
+
+t.test('the installed man pages are found and render without warnings', async (t) => {
+  const manpath = join(prefix, 'share', 'man');
+  for (const tool of Object.keys(pkg.bin)) {
+    const where = run('man', ['-w', tool], { MANPATH: manpath });
+    t.equal(where.status, 0, `man -w ${tool}`);
+    t.match(where.stdout.trim(), new RegExp(`${tool}\\.8$`));
+    const groff = spawnSync('groff', ['-ww', '-man', '-z', where.stdout.trim()], { encoding: 'utf8' });
+    t.equal(groff.stderr, '', `${tool}.8 renders cleanly`);
+  }
+});
+
+t.test('the installed execsnoop traces for real', async (t) => {
+  const tool = new RunningTool(join(prefix, 'bin', 'execsnoop'), []);
+  await tool.waitForLine(/^PCOMM/);
+  const marker = `installed-${process.pid}`;
+  for (let i = 0; i < 50 && !tool.lines.some((l) => l.includes(marker)); i++) {
+    spawnSync('/bin/echo', [marker], { stdio: 'ignore' });
+    await sleep(100);
+  }
+  await tool.waitForLine((l) => l.includes(marker));
+  t.equal((await tool.stop()).code, 0);
+});
