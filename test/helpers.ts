@@ -18,6 +18,16 @@ export interface Finished {
   stderr: string;
 }
 
+/**
+ * How to start a program without the NODE_OPTIONS that tap's wrapped
+ * child_process adds to every child (its process-info hooks would run inside
+ * the tool, and fail as an unprivileged user): through env -u, which execs
+ * in place, so the pid is the program's.
+ */
+export function withoutTapHooks(file: string, args: string[]): [string, string[]] {
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', file, ...args]];
+}
+
 export class RunningTool {
   readonly proc: ChildProcess;
   stdout = '';
@@ -25,7 +35,7 @@ export class RunningTool {
   private readonly exited: Promise<Finished>;
 
   constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.proc = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(...withoutTapHooks(command, args), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
     this.exited = new Promise((resolve) =>
@@ -77,7 +87,7 @@ export async function startAttached(tool: string, args: string[], header: RegExp
 
 /** Runs a tool to completion synchronously (for usage errors and --help). */
 export function runTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): Finished {
-  const r = spawnSync(process.execPath, [toolPath(tool), ...args], {
+  const r = spawnSync(...withoutTapHooks(process.execPath, [toolPath(tool), ...args]), {
     env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };

@@ -6,14 +6,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RunningTool, ROOT, sleep } from './helpers.js';
+import { RunningTool, ROOT, sleep, withoutTapHooks } from './helpers.js';
 
 const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string>; version: string };
 const work = mkdtempSync(join(tmpdir(), 'ebpf-tools-pack-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
 function run(file: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-  return spawnSync(file, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300000 });
+  return spawnSync(...withoutTapHooks(file, args), { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300000 });
 }
 
 const packed = run('npm', ['pack', '--json', '--pack-destination', work]);
