@@ -20,7 +20,7 @@ export function commandLine(tool: string, argv: string[], usage: string, example
     .usage(usage)
     .epilogue(`EXAMPLES:\n${examples}`)
     .strict()
-    .parserConfiguration({ 'duplicate-arguments-array': false, 'strip-aliased': true, 'strip-dashed': true, 'boolean-negation': false })
+    .parserConfiguration({ 'duplicate-arguments-array': false, 'strip-aliased': true, 'boolean-negation': false })
     .help('help')
     .alias('help', 'h')
     .version(PACKAGE_VERSION)

@@ -38,6 +38,10 @@ for (const tool of tools) {
     t.ok(inHelp.size > 3, 'options found in --help');
     t.same([...inHelp].filter((o) => !inMan.has(o)).sort(), [], 'every --help option is in the man page');
     t.same([...inMan].filter((o) => !inHelp.has(o)).sort(), [], 'every man page option is in --help');
+    const completion = runTool(tool, ['completion']);
+    t.match(completion.stdout, new RegExp(`complete .*${tool}`), 'prints a shell completion script');
+    const words = runTool(tool, ['--get-yargs-completions', tool, '--']).stdout.split('\n');
+    t.same([...inHelp].filter((o) => !words.includes(o)), [], 'completion offers every option');
     const version = runTool(tool, ['--version']);
     t.equal(version.code, 0);
     t.equal(version.stdout.trim(), pkg.version, '--version prints the package version');
