@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { BpfObject } from './bpfobject.js';
 import { RuntimeError, UsageError } from './errors.js';
 import { libbpfLog } from './log.js';
-import { VMLINUX_BTF } from './preflight.js';
+import { checkKernelBtf, checkPrivileges, VMLINUX_BTF } from './preflight.js';
 
 export interface AttachPlan {
   /** shown with -v, and available to the tool (e.g. for a header note) */
@@ -32,6 +32,9 @@ export interface Loaded {
 export function loadWithPlans(
   tool: string, plans: AttachPlan[], configure: (obj: BpfObject) => (() => void) | void,
 ): Loaded {
+  // Before any plan's check, which may read the kernel's BTF or kallsyms.
+  checkPrivileges();
+  checkKernelBtf();
   const failures: string[] = [];
   for (const plan of plans) {
     const reason = plan.unavailable?.() ?? null;

@@ -1,0 +1,299 @@
+// ext4slower against the real kernel. A small C program does known reads,
+// writes, opens and fsyncs on a file of the ext4 root filesystem and on a
+// tmpfs file, and the exact lines are asserted. Upstream's C ext4slower
+// cannot attach on this machine (no kprobes, fentry refused), so the
+// expected values are stated here: the offset is where each operation
+// starts, BYTES what it returned, an fsync covers the whole file (LL_MAX).
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { escapeText } from '../common/escape.js';
+import { left } from '../common/format.js';
+import {
+  leftoverPrograms, loadedProgramIds, runTool, sleep, startAttached, startTool, toolPath, type RunningTool,
+} from './helpers.js';
+
+const OPS_SOURCE = String.raw`
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static char buf[8192];
+static long page;
+static int uffd;
+static int delay_ms;
+
+static void check(long result, const char *what) { if (result < 0) { perror(what); exit(1); } }
+
+/* Resolves the one page fault on the registered page, delay_ms late. */
+static void *serve_fault(void *unused) {
+  struct pollfd p = { .fd = uffd, .events = POLLIN };
+  struct uffd_msg msg;
+  check(poll(&p, 1, -1), "poll");
+  check(read(uffd, &msg, sizeof(msg)), "read uffd");
+  usleep(delay_ms * 1000);
+  struct uffdio_copy copy = { .dst = msg.arg.pagefault.address & ~(page - 1), .src = (unsigned long)buf, .len = page };
+  check(ioctl(uffd, UFFDIO_COPY, &copy), "UFFDIO_COPY");
+  return unused;
+}
+
+int main(int argc, char **argv) {
+  char go;
+  memset(buf, 'x', sizeof(buf));
+  if (read(0, &go, 1) != 1) return 2; /* held until the tracers are attached */
+  if (argc == 4 && !strcmp(argv[1], "ops")) {
+    int shm = open(argv[3], O_CREAT | O_RDWR | O_TRUNC, 0644);
+    check(shm, "open shm");
+    check(write(shm, buf, 3000), "write shm");
+    check(fsync(shm), "fsync shm");
+    check(pread(shm, buf, 3000, 0), "pread shm");
+    close(shm);
+    int fd = open(argv[2], O_CREAT | O_RDWR | O_TRUNC, 0644);
+    check(fd, "open");
+    check(lseek(fd, 102400, SEEK_SET), "lseek");
+    check(write(fd, buf, 5000), "write");
+    check(pwrite(fd, buf, 3333, 410112), "pwrite");
+    check(fsync(fd), "fsync");
+    check(lseek(fd, 204800, SEEK_SET), "lseek");
+    check(read(fd, buf, 4000), "read");
+    check(pread(fd, buf, 1111, 308223), "pread");
+    struct iovec iov = { .iov_base = buf, .iov_len = 2222 };
+    check(lseek(fd, 51200, SEEK_SET), "lseek");
+    check(preadv2(fd, &iov, 1, -1, 0), "preadv2");
+    check(fdatasync(fd), "fdatasync");
+    close(fd);
+    return 0;
+  }
+  if (argc == 4 && !strcmp(argv[1], "slow")) {
+    /* A write whose source page is served by userfaultfd after a delay: slow in every attach mode. */
+    pthread_t server;
+    delay_ms = atoi(argv[3]);
+    page = sysconf(_SC_PAGESIZE);
+    uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+    check(uffd, "userfaultfd");
+    struct uffdio_api api = { .api = UFFD_API };
+    check(ioctl(uffd, UFFDIO_API, &api), "UFFDIO_API");
+    char *area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED) return 1;
+    struct uffdio_register reg = { .range = { .start = (unsigned long)area, .len = page }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+    check(ioctl(uffd, UFFDIO_REGISTER, &reg), "UFFDIO_REGISTER");
+    check(pthread_create(&server, NULL, serve_fault, NULL), "pthread_create");
+    int fd = open(argv[2], O_CREAT | O_RDWR | O_TRUNC, 0644);
+    check(fd, "open");
+    check(pwrite(fd, area, page, 0), "slow pwrite");
+    check(pread(fd, buf, 100, 0), "pread");
+    pthread_join(server, NULL);
+    close(fd);
+    return 0;
+  }
+  return 2;
+}
+`;
+
+function filesystemType(path: string): string {
+  // the first line: the mount a path resolves to (a mount point may have several stacked)
+  const r = spawnSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', path], { encoding: 'utf8' });
+  return r.stdout.split('\n')[0].trim();
+}
+
+const before = loadedProgramIds();
+const work = mkdtempSync('/var/tmp/ext4slower-test-');
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+if (filesystemType(work) !== 'ext4') throw new Error(`${work} is not on ext4 (${filesystemType(work)}): the test needs the ext4 root`);
+if (filesystemType('/dev/shm') !== 'tmpfs') throw new Error('/dev/shm is not tmpfs');
+const OPS = join(work, 'e4ops');
+writeFileSync(`${OPS}.c`, OPS_SOURCE);
+const cc = spawnSync('cc', ['-O2', '-Wall', '-Werror', '-o', OPS, `${OPS}.c`, '-lpthread'], { encoding: 'utf8' });
+if (cc.status !== 0) throw new Error(`cannot compile the test program: ${cc.stderr}`);
+
+/** e4ops started and held before its first operation, so its pid is known to the tracers. */
+function startOps(args: string[]): { pid: number; go(): Promise<void> } {
+  const child = spawn(OPS, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  return {
+    pid: child.pid!,
+    async go() {
+      child.stdin.end('g');
+      const code = await exited;
+      if (code !== 0) throw new Error(`e4ops ${args.join(' ')} failed (${code}): ${stderr}`);
+    },
+  };
+}
+
+const escapeRegExp = (text: string): string => text.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
+
+/** The whole line for one operation of e4ops: latency is the only value not known in advance. */
+function row(pid: number, type: string, bytes: number | string, offKb: number, file: string): RegExp {
+  return new RegExp(
+    `^\\d\\d:\\d\\d:\\d\\d ${left('e4ops', 16)} ${left(pid, 7)} ${type} ${left(bytes, 7)} ${left(offKb, 8)} ` +
+    `[ ]{0,3}\\d+\\.\\d\\d ${escapeRegExp(file)}$`,
+  );
+}
+
+const pidColumn = (line: string): string => line.slice(26, 33).trim();
+
+async function attachedQuietly(args: string[]): Promise<RunningTool> {
+  // JSON has no header: -v says when the programs are attached.
+  const tool = startTool('ext4slower', ['-v', ...args]);
+  for (let waited = 0; !/^ext4slower: using plan /m.test(tool.stderr); waited += 20) {
+    if (waited > 15000 || tool.proc.exitCode !== null) throw new Error(`not attached: ${tool.stderr.slice(-2000)}`);
+    await sleep(20);
+  }
+  return tool;
+}
+
+// The operations e4ops does on its ext4 file, in order: [T, BYTES, offset in bytes].
+// Offsets are chosen so that OFF_KB shows KiB rounded down (400, 300), not kB.
+const EXPECTED: [string, number | 'LL_MAX', number][] = [
+  ['O', 0, 0],
+  ['W', 5000, 102400],
+  ['W', 3333, 410112],
+  ['S', 'LL_MAX', 0],
+  ['R', 4000, 204800],
+  ['R', 1111, 308223],
+  ['R', 2222, 51200],
+  ['S', 'LL_MAX', 0],
+];
+
+t.test('each read, write, open and fsync on ext4 gives its exact line in every format; tmpfs gives none', async (t) => {
+  // A hostile name: the lines must stay one per operation, escaped; JSON keeps the bytes.
+  const rawName = `ops, "x" ${process.pid}\n\x1b[1m.dat`;
+  const ext4File = join(work, rawName);
+  const shmFile = `/dev/shm/ext4slower-test-${process.pid}.dat`;
+  t.teardown(() => rmSync(shmFile, { force: true }));
+  const ops = startOps(['ops', ext4File, shmFile]);
+  const pid = ops.pid;
+  const header = /^Tracing ext4 operations\.\.\. Hit Ctrl-C to end\.$/;
+  const [all, byPid, csv, bccCsv, json] = await Promise.all([
+    startAttached('ext4slower', ['0'], header),
+    startAttached('ext4slower', ['-p', String(pid), '0'], header),
+    startAttached('ext4slower', ['-c', '0'], /^ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE$/),
+    startAttached('ext4slower', ['-j', '0'], /^ENDTIME_us,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE$/),
+    attachedQuietly(['--json', '-p', String(pid), '0']),
+  ]);
+  const startNs = process.hrtime.bigint();
+  await ops.go();
+  const endNs = process.hrtime.bigint();
+
+  const shown = escapeText(Buffer.from(rawName));
+  t.equal(shown, `ops, "x" ${process.pid}\\n\\x1b[1m.dat`);
+  const rows = EXPECTED.map(([type, bytes, offset]) => row(pid, type, bytes, Math.floor(offset / 1024), shown));
+  await all.waitForLine(rows[rows.length - 1]);
+  for (const tool of [byPid, csv, bccCsv, json]) await tool.waitForLine((l) => l.includes('LL_MAX') || l.includes('"bytes":null'));
+  await sleep(200);
+  const finished = await Promise.all([all, byPid, csv, bccCsv, json].map((tool) => tool.stop('SIGINT')));
+  for (const done of finished) t.equal(done.code, 0, 'Ctrl-C exits 0');
+
+  const ofFile = (lines: string[]): string[] => lines.filter((l) => pidColumn(l) === String(pid) && l.endsWith(` ${shown}`));
+  const mine = ofFile(all.lines);
+  t.equal(mine.length, EXPECTED.length, `one line per operation:\n${mine.join('\n')}`);
+  mine.forEach((line, i) => t.match(line, rows[i], `${EXPECTED[i][0]} ${EXPECTED[i][1]} at ${EXPECTED[i][2]}`));
+  t.notOk(all.lines.some((l) => l.endsWith(` ${basename(shmFile)}`)), 'nothing for the tmpfs file');
+  t.equal(finished[0].stderr, '', 'nothing on stderr');
+
+  const pidLines = byPid.lines.slice(2);
+  t.ok(pidLines.length >= EXPECTED.length, '-p shows the operations');
+  t.same(pidLines.filter((l) => pidColumn(l) !== String(pid)), [], '-p shows that process only');
+  t.same(ofFile(pidLines).map((l) => l.replace(/^\S+/, '').replace(/\d+\.\d\d /, '')),
+    mine.map((l) => l.replace(/^\S+/, '').replace(/\d+\.\d\d /, '')), '-p: the same lines');
+
+  const csvName = `"ops, ""x"" ${process.pid}\\n\\x1b[1m.dat"`;
+  for (const [tool, scale] of [[csv, 1n], [bccCsv, 1000n]] as const) {
+    const lines = tool.lines.filter((l) => l.includes(`,e4ops,${pid},`) && l.endsWith(`,${csvName}`));
+    t.equal(lines.length, EXPECTED.length, `CSV: one line per operation:\n${lines.join('\n')}`);
+    lines.forEach((line, i) => {
+      const [type, bytes, offset] = EXPECTED[i];
+      const m = new RegExp(`^(\\d+),e4ops,${pid},${type},${bytes},${offset},(\\d+),${escapeRegExp(csvName)}$`).exec(line);
+      t.ok(m, `CSV line ${line}`);
+      if (!m) return;
+      const end = BigInt(m[1]);
+      t.ok(end >= startNs / scale && end <= endNs / scale, 'ENDTIME on the monotonic clock, while e4ops ran');
+      t.ok(BigInt(m[2]) <= (endNs - startNs) / 1000n, 'LATENCY_us within the run');
+    });
+  }
+
+  const objects = json.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.ok(objects.every((o) => o.pid === pid), '--json -p: that process only');
+  const ofJsonFile = objects.filter((o) => o.file === rawName);
+  t.same(ofJsonFile.map((o) => [o.comm, o.type, o.bytes, o.offset]),
+    EXPECTED.map(([type, bytes, offset]) => ['e4ops', type, bytes === 'LL_MAX' ? null : bytes, offset]), 'JSON: exact values and name');
+  t.ok(ofJsonFile.every((o) => typeof o.latency_ms === 'number' && o.latency_ms > 0), 'latency_ms');
+  t.match(finished[4].stderr, /^ext4slower: using plan (fentry|kprobe|syscall tracepoints)$/m, '-v names the attach mode');
+  const chosen = /^ext4slower: using plan (.+)$/m.exec(finished[4].stderr)![1];
+  for (const earlier of ['fentry', 'kprobe', 'syscall tracepoints'].slice(0, ['fentry', 'kprobe', 'syscall tracepoints'].indexOf(chosen))) {
+    t.match(finished[4].stderr, new RegExp(`^ext4slower: plan ${earlier} (failed|skipped): .+$`, 'm'), `-v says why not ${earlier}`);
+  }
+});
+
+t.test('the threshold filters: a write held 800 ms passes 300 ms, nothing passes 10000 ms', async (t) => {
+  const file = join(work, 'slow.dat');
+  const ops = startOps(['slow', file, '800']);
+  const [over300, over10000] = await Promise.all([
+    startAttached('ext4slower', ['300'], /^Tracing ext4 operations slower than 300 ms\.\.\. Hit Ctrl-C to end\.$/),
+    startAttached('ext4slower', ['-m', '10000'], /^Tracing ext4 operations slower than 10000 ms\.\.\. Hit Ctrl-C to end\.$/),
+  ]);
+  const started = Date.now();
+  await ops.go();
+  const took = Date.now() - started;
+  const slowWrite = await over300.waitForLine(row(ops.pid, 'W', 4096, 0, 'slow.dat'));
+  await sleep(200);
+  await over300.stop();
+  await over10000.stop();
+  const latency = Number(/(\d+\.\d\d) slow\.dat$/.exec(slowWrite)![1]);
+  t.ok(latency >= 800 && latency <= took, `LAT(ms) ${latency}: at least the 800 ms hold, at most the ${took} ms run`);
+  t.same(over300.lines.filter((l) => pidColumn(l) === String(ops.pid)), [slowWrite], 'only the slow write, not the fast open and read');
+  t.same(over10000.lines.filter((l) => pidColumn(l) === String(ops.pid)), [], 'nothing slower than 10 s');
+});
+
+t.test('-d ends the run by itself with status 0', async (t) => {
+  const r = runTool('ext4slower', ['-d', '1', '10000']);
+  t.equal(r.code, 0);
+  t.equal(r.stdout.split('\n')[0], 'Tracing ext4 operations slower than 10000 ms for 1 secs.');
+  t.equal(r.stderr, '');
+});
+
+t.test('usage errors: one line, status 2', async (t) => {
+  for (const args of [['-p', 'abc'], ['1', '2'], ['-j', '--json'], ['x']]) {
+    const r = runTool('ext4slower', args);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, /^ext4slower: .+\n$/, 'one line');
+    t.equal(r.stdout, '');
+  }
+});
+
+t.test('piped to head -1 it ends quietly with status 0', async (t) => {
+  const pipeline = spawn('/bin/bash', ['-o', 'pipefail', '-c', `${process.execPath} ${toolPath('ext4slower')} 0 | head -1`],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  pipeline.stdout.on('data', (d) => (out += d));
+  pipeline.stderr.on('data', (d) => (err += d));
+  let status: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => pipeline.on('close', resolve)).then((s) => (status = s));
+  // Keep writing to ext4 until the pipeline ends (head exits after the header; the next write hits EPIPE).
+  for (let i = 0; i < 200 && status === undefined; i++) {
+    writeFileSync(join(work, 'pipe.dat'), `${i}`);
+    await sleep(50);
+  }
+  t.equal(await exited, 0, 'pipeline status (pipefail) is 0');
+  t.equal(out, 'Tracing ext4 operations... Hit Ctrl-C to end.\n');
+  t.equal(err, '', 'no EPIPE noise');
+});
+
+t.test('nothing is left loaded in the kernel', async (t) => {
+  await sleep(200);
+  t.same(leftoverPrograms(before, 'ext4slower'), []);
+});

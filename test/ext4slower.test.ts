@@ -1,0 +1,194 @@
+// ext4slower's pure parts: options, attach plans against the shipped object,
+// decoding from the object's own layout, and every output format. Upstream's
+// C ext4slower cannot run on this machine, so the expected lines are written
+// out here from its printf formats ("%-8s %-16s %-7d %c %-7zd %-8lld %7.2f %s").
+import t from 'tap';
+import { BpfObject } from '../common/bpfobject.js';
+import { START_NS } from '../common/clock.js';
+import { UsageError } from '../common/errors.js';
+import {
+  attachPlans, csvField, decodeEvent, eventDecoder, FENTRY_PROGRAMS, header, kernelConfig, KPROBE_PROGRAMS,
+  MAX_DURATION_S, MAX_MIN_MS, parseOptions, render, renderCsv, renderJson, renderLine, SYSCALLS, type SlowOperation,
+} from '../tools/ext4slower.js';
+
+const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'));
+
+function op(overrides: Partial<SlowOperation> = {}): SlowOperation {
+  return {
+    endNs: BigInt(START_NS) + 2_000_000_000n,
+    latencyNs: 12_345_678,
+    offset: 12288,
+    bytes: 5000,
+    wholeFile: false,
+    pid: 4242,
+    type: 'W',
+    comm: b('postgres'),
+    file: b('000000010000000000000001'),
+    ...overrides,
+  };
+}
+
+t.test('options: defaults, threshold forms, formats, kernel config', async (t) => {
+  const o = parseOptions([]);
+  t.same(o, { minMs: 10, pid: undefined, duration: undefined, format: 'table', verbose: false });
+  t.same(kernelConfig(o, 77), { min_lat_ns: 10_000_000n, targ_tgid: 0, self_tgid: 77 });
+  t.equal(parseOptions(['0']).minMs, 0, '0 traces everything');
+  t.same(kernelConfig(parseOptions(['0']), 1).min_lat_ns, 0n);
+  t.equal(parseOptions(['-m', '3']).minMs, 3, 'libbpf-tools -m');
+  t.equal(parseOptions(['--min', '4']).minMs, 4);
+  t.equal(parseOptions(['-p', '185', '1']).pid, 185);
+  t.same(kernelConfig(parseOptions(['-p', '185', '1']), 1), { min_lat_ns: 1_000_000n, targ_tgid: 185, self_tgid: 1 });
+  t.equal(parseOptions(['-d', '5']).duration, 5);
+  t.equal(parseOptions(['-j']).format, 'bcc-csv', 'bcc -j');
+  t.equal(parseOptions(['-c']).format, 'csv', 'libbpf-tools -c');
+  t.equal(parseOptions(['--csv']).format, 'csv');
+  t.equal(parseOptions(['--json']).format, 'json');
+  t.equal(parseOptions(['-v']).verbose, true);
+  t.equal(parseOptions([String(MAX_MIN_MS)]).minMs, MAX_MIN_MS);
+  t.equal(kernelConfig(parseOptions([String(MAX_MIN_MS)]), 1).min_lat_ns, BigInt(MAX_MIN_MS) * 1_000_000n);
+});
+
+t.test('options: every mistake is a UsageError naming what is wrong', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['x'], /min_ms 'x'/],
+    [['-1'], /min_ms '-1'/],
+    [['1.5'], /min_ms '1\.5'/],
+    [[String(MAX_MIN_MS + 1)], /min_ms/],
+    [['5', '6'], /unknown argument.*6/i],
+    [['5', '-m', '6'], /threshold once/],
+    [['-m', 'abc'], /--min 'abc'/],
+    [['-p', '0'], /--pid '0'/],
+    [['-p', 'abc'], /--pid 'abc'/],
+    [['-p'], /-p|pid/],
+    [['-d', '0'], /--duration '0'/],
+    [['-d', String(MAX_DURATION_S + 1)], /--duration/],
+    [['-j', '-c'], /-j and --csv/],
+    [['-c', '--json'], /--csv and --json/],
+    [['--bogus'], /--bogus/],
+  ];
+  for (const [argv, message] of cases) {
+    let thrown: unknown;
+    try {
+      parseOptions(argv);
+    } catch (err) {
+      thrown = err;
+    }
+    t.ok(thrown instanceof UsageError, `${argv.join(' ')}: UsageError`);
+    t.match((thrown as Error)?.message, message, argv.join(' '));
+    t.notMatch((thrown as Error)?.message ?? '', /\n/, 'one line');
+  }
+});
+
+t.test('header lines as the upstream tools print them', async (t) => {
+  const columns = 'TIME     COMM             PID     T BYTES   OFF_KB   LAT(ms) FILENAME';
+  t.same(header(parseOptions([])), ['Tracing ext4 operations slower than 10 ms... Hit Ctrl-C to end.', columns]);
+  t.same(header(parseOptions(['0'])), ['Tracing ext4 operations... Hit Ctrl-C to end.', columns]);
+  t.same(header(parseOptions(['1', '-d', '5'])), ['Tracing ext4 operations slower than 1 ms for 5 secs.', columns]);
+  t.same(header(parseOptions(['-c'])), ['ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE']);
+  t.same(header(parseOptions(['-j'])), ['ENDTIME_us,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE']);
+  t.same(header(parseOptions(['--json'])), []);
+});
+
+t.test('columns: widths, LL_MAX, offsets in KiB, latency in ms', async (t) => {
+  const time = '\\d\\d:\\d\\d:\\d\\d';
+  t.match(renderLine(op()), new RegExp(`^${time} postgres         4242    W 5000    12         12\\.35 000000010000000000000001$`));
+  t.match(renderLine(op({ type: 'S', wholeFile: true, bytes: 2 ** 63, offset: 0, latencyNs: 700_219_999 })),
+    new RegExp(`^${time} postgres         4242    S LL_MAX  0         700\\.22 000000010000000000000001$`));
+  t.match(renderLine(op({ type: 'O', bytes: 0, offset: 0, latencyNs: 9_999 })),
+    new RegExp(`^${time} postgres         4242    O 0       0           0\\.01 000000010000000000000001$`));
+  t.match(renderLine(op({ type: 'R', bytes: 1, offset: 2047, latencyNs: 123_456_789_000 })),
+    new RegExp(`^${time} postgres         4242    R 1       1        123456\\.79 000000010000000000000001$`), 'wider than 7: not cut');
+  t.match(renderLine(op({ latencyNs: 125_999 })), / {8}0\.12 /, 'an exact tie rounds to even, as printf');
+  t.match(renderLine(op({ latencyNs: 375_000 })), / {8}0\.38 /);
+  t.match(renderLine(op({ type: 'R', bytes: -5, pid: 12345678 })), new RegExp(`^${time} postgres         12345678 R -5      12 `), 'an error, a wide pid');
+  t.match(renderLine(op({ bytes: 123456789012 })), / W 123456789012 12 /, 'a large count is not cut');
+});
+
+t.test('names are escaped: one line, no terminal control', async (t) => {
+  const line = renderLine(op({ comm: b('evil\x1b]0;x\x07'), file: b('a\nb\x1b[2J\xff') }));
+  t.equal(line.split('\n').length, 1);
+  t.notMatch(line, /\x1b/);
+  t.match(line, /evil\\x1b\]0;x\\x07 .* a\\nb\\x1b\[2J\\xff$/);
+});
+
+t.test('CSV: libbpf-tools (-c, ns) and bcc (-j, us), exact 64-bit times, quoting', async (t) => {
+  const big = op({ endNs: 18446744073709551615n, latencyNs: 1_234_999 });
+  t.equal(renderCsv(big, 'csv'), '18446744073709551615,postgres,4242,W,5000,12288,1234,000000010000000000000001');
+  t.equal(renderCsv(big, 'bcc-csv'), '18446744073709551,postgres,4242,W,5000,12288,1234,000000010000000000000001');
+  t.equal(renderCsv(op({ type: 'S', wholeFile: true, bytes: 2 ** 63, offset: 0, endNs: 5n }), 'csv'),
+    '5,postgres,4242,S,LL_MAX,0,12345,000000010000000000000001');
+  t.equal(csvField(b('a,b')), '"a,b"');
+  t.equal(csvField(b('say "hi"')), '"say ""hi"""');
+  t.equal(csvField(b('tab\there')), 'tab\\there');
+  t.equal(render(op(), 'csv'), renderCsv(op(), 'csv'));
+  t.equal(render(op(), 'table'), renderLine(op()));
+});
+
+t.test('JSON: every documented field, exact bytes', async (t) => {
+  const parsed = JSON.parse(renderJson(op({ file: Uint8Array.from([0x61, 0xff]), latencyNs: 1_500_001 })));
+  t.same(Object.keys(parsed), ['time', 'ts', 'comm', 'pid', 'type', 'bytes', 'offset', 'latency_ms', 'file']);
+  t.match(parsed.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.equal(parsed.ts, 2);
+  t.equal(parsed.comm, 'postgres');
+  t.equal(parsed.pid, 4242);
+  t.equal(parsed.type, 'W');
+  t.equal(parsed.bytes, 5000);
+  t.equal(parsed.offset, 12288);
+  t.equal(parsed.latency_ms, 1.500001);
+  t.equal(parsed.file, 'a\udcff');
+  t.equal(JSON.parse(renderJson(op({ type: 'S', wholeFile: true, bytes: 2 ** 63 }))).bytes, null, 'whole-file fsync');
+  t.equal(render(op(), 'json'), renderJson(op()));
+});
+
+t.test('decoding a record laid out as the shipped object says', async (t) => {
+  const obj = BpfObject.openUnchecked('ext4slower');
+  t.teardown(() => obj.close());
+  const decoder = eventDecoder(obj.struct('event'));
+  const view = new DataView(new ArrayBuffer(decoder.size + 16));
+  const base = 16;
+  const o = decoder.offsets;
+  view.setBigUint64(base + o.end_ns, 0xfedcba9876543210n, true);
+  view.setBigUint64(base + o.delta_ns, 700_210_000n, true);
+  view.setBigInt64(base + o.offset, 40960n, true);
+  view.setBigInt64(base + o.size, 0x7fffffffffffffffn, true);
+  view.setUint32(base + o.pid, 31337, true);
+  view.setUint32(base + o.op, 3, true);
+  new Uint8Array(view.buffer, base + o.comm, 16).set(b('e4ops\0junk'));
+  new Uint8Array(view.buffer, base + o.file, 8).set(b('f1.dat\0x'));
+  const e = decodeEvent(decoder, view, base);
+  t.equal(e.endNs, 0xfedcba9876543210n, 'end stamp exact');
+  t.equal(e.latencyNs, 700_210_000);
+  t.equal(e.offset, 40960);
+  t.equal(e.wholeFile, true, 'LLONG_MAX told exactly');
+  t.equal(e.pid, 31337);
+  t.equal(e.type, 'S');
+  t.same(Buffer.from(e.comm).toString(), 'e4ops');
+  t.same(Buffer.from(e.file).toString(), 'f1.dat');
+  view.setBigInt64(base + o.size, 0x7ffffffffffffffen, true);
+  view.setUint32(base + o.op, 0, true);
+  const read = decodeEvent(decoder, view, base);
+  t.equal(read.wholeFile, false, 'LLONG_MAX - 1 is not the whole file');
+  t.equal(read.type, 'R');
+  t.equal(decoder.sizes.file, 256, 'a whole path component fits');
+});
+
+t.test('attach plans: fentry, kprobe, syscall tracepoints, each naming programs the object has', async (t) => {
+  const obj = BpfObject.openUnchecked('ext4slower');
+  t.teardown(() => obj.close());
+  const sections = new Map(obj.programs().map((p) => [p.name, p.section]));
+  const plans = attachPlans();
+  t.same(plans.map((p) => p.name), ['fentry', 'kprobe', 'syscall tracepoints']);
+  t.same(plans[0].programs, FENTRY_PROGRAMS);
+  t.same(plans[1].programs, KPROBE_PROGRAMS);
+  for (const name of FENTRY_PROGRAMS) t.match(sections.get(name), /^(fentry|fexit)\/ext4_(file_read_iter|file_write_iter|file_open|sync_file)$/, name);
+  for (const name of KPROBE_PROGRAMS) t.match(sections.get(name), /^(kprobe|kretprobe)\/ext4_(file_read_iter|file_write_iter|file_open|sync_file)$/, name);
+  for (const syscall of SYSCALLS) {
+    t.equal(sections.get(`ext4_enter_${syscall}`), `tracepoint/syscalls/sys_enter_${syscall}`);
+    t.equal(sections.get(`ext4_exit_${syscall}`), `tracepoint/syscalls/sys_exit_${syscall}`);
+  }
+  t.equal(sections.size, FENTRY_PROGRAMS.length + KPROBE_PROGRAMS.length + 2 * SYSCALLS.length, 'no other programs');
+  const tracepoints = plans[2];
+  t.same(tracepoints.programs, [], 'no programs chosen before the plan is tried');
+  t.equal(tracepoints.unavailable?.(), null, 'this x86-64 kernel has syscall tracepoints');
+  t.same(tracepoints.programs, SYSCALLS.flatMap((s) => [`ext4_enter_${s}`, `ext4_exit_${s}`]), 'x86-64 has every one of them');
+});
