@@ -153,6 +153,24 @@ export class Btf {
     }
     return vars;
   }
+
+  /**
+   * The constants of `enum name` with their values, or undefined if there is
+   * no such enum (read from the kernel's BTF: numbers that change between
+   * kernels, such as block request flag bits).
+   */
+  enumerators(name: string): Map<string, number> | undefined {
+    const t = this.types.find((u) => (u.kind === Kind.Enum || u.kind === Kind.Enum64) && u.name === name);
+    if (!t) return undefined;
+    const words = t.kind === Kind.Enum ? 2 : 3;
+    const values = new Map<string, number>();
+    for (let i = 0; i < t.vlen; i++) {
+      const [nameOffset, low, high] = t.extra.slice(words * i, words * i + words);
+      const value = t.kind === Kind.Enum64 ? low + high * 2 ** 32 : t.kindFlag ? low | 0 : low;
+      values.set(this.stringAt(nameOffset), value);
+    }
+    return values;
+  }
 }
 
 function extraWords(kind: Kind, vlen: number): number {

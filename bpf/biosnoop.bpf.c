@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * biosnoop: one event per completed block request, naming the process
+ * that issued it.
+ *
+ * The process is taken when the request is created (on_request_start, see
+ * bio.bpf.h), in that process's own context, and kept by request until the
+ * completion, which runs wherever the block layer completes it (an
+ * interrupt, a kworker, another process). The request's place, size and
+ * flags are read when it is dispatched, once merging into it is over.
+ */
+#include "bio.bpf.h"
+
+/* LAT below this is not reported (-m) */
+const volatile __u64 min_ns = 0;
+
+enum access_pattern {
+	PATTERN_UNKNOWN = 0,
+	PATTERN_SEQUENTIAL = 1,
+	PATTERN_RANDOM = 2,
+};
+
+struct event {
+	__u64 ts_ns;
+	/* completion minus dispatch */
+	__u64 latency_ns;
+	/* dispatch minus creation; (__u64)-1 when the creation was not seen */
+	__u64 queued_ns;
+	__u64 sector;
+	__u32 bytes;
+	__u32 pid;
+	__u32 cmd_flags;
+	__u32 dev;
+	/* enum access_pattern: against the end of the disk's previous completed request */
+	__u32 pattern;
+	char comm[TASK_COMM_LEN];
+};
+
+/* Anchors struct event in the object's BTF, where user space reads its layout. */
+struct event *unused_event __attribute__((unused));
+
+struct request_info {
+	__u64 created_ns;
+	__u64 issued_ns;
+	__u64 sector;
+	__u32 bytes;
+	__u32 pid;
+	__u32 cmd_flags;
+	__u32 dev;
+	char comm[TASK_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_REQUESTS);
+	__type(key, struct request *);
+	__type(value, struct request_info);
+} requests SEC(".maps");
+
+/* Per disk, the sector after the last completed request (bcc's -P). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_sector_end SEC(".maps");
+
+static __always_inline void remember(struct request *rq, struct request_info *info, __u64 flags)
+{
+	if (bpf_map_update_elem(&requests, &rq, info, flags) == -E2BIG)
+		__sync_fetch_and_add(&untracked_requests, 1);
+}
+
+static __always_inline int on_request_start(struct request *rq, bool insert)
+{
+	struct request_info info = {};
+
+	if (!task_selected() || !dev_selected(rq))
+		return 0;
+	info.created_ns = bpf_ktime_get_ns();
+	info.pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(info.comm, sizeof(info.comm));
+	/* a requeued request is inserted again: keep its first time */
+	remember(rq, &info, insert ? BPF_NOEXIST : BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_request_issue(struct request *rq)
+{
+	struct request_info *info;
+
+	if (!dev_selected(rq))
+		return 0;
+	info = bpf_map_lookup_elem(&requests, &rq);
+	if (!info) {
+		/* not seen created (before tracing began, or never accounted): the
+		 * process is unknown, so only without a process filter */
+		struct request_info unknown = {};
+
+		if (selection_active())
+			return 0;
+		unknown.comm[0] = '?';
+		remember(rq, &unknown, BPF_ANY);
+		info = bpf_map_lookup_elem(&requests, &rq);
+		if (!info)
+			return 0;
+	}
+	info->issued_ns = bpf_ktime_get_ns();
+	info->sector = BPF_CORE_READ(rq, __sector);
+	info->bytes = BPF_CORE_READ(rq, __data_len);
+	info->cmd_flags = BPF_CORE_READ(rq, cmd_flags);
+	info->dev = request_dev(rq);
+	return 0;
+}
+
+static __always_inline __u32 access_pattern(struct request_info *info)
+{
+	__u64 end = info->sector + info->bytes / 512;
+	__u32 dev = info->dev;
+	__u64 *last = bpf_map_lookup_elem(&last_sector_end, &dev);
+	__u32 pattern = PATTERN_UNKNOWN;
+
+	if (last)
+		pattern = *last == info->sector ? PATTERN_SEQUENTIAL : PATTERN_RANDOM;
+	bpf_map_update_elem(&last_sector_end, &dev, &end, BPF_ANY);
+	return pattern;
+}
+
+static __always_inline int on_request_complete(struct request *rq)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct request_info *info;
+	struct event *e;
+	__u32 pattern;
+
+	info = bpf_map_lookup_elem(&requests, &rq);
+	if (!info)
+		return 0;
+	if (!info->issued_ns || now < info->issued_ns)
+		goto cleanup;
+	pattern = access_pattern(info);
+	if (now - info->issued_ns < min_ns)
+		goto cleanup;
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		goto cleanup;
+	e->ts_ns = now;
+	e->latency_ns = now - info->issued_ns;
+	e->queued_ns = info->created_ns && info->created_ns <= info->issued_ns
+		? info->issued_ns - info->created_ns : (__u64)-1;
+	e->sector = info->sector;
+	e->bytes = info->bytes;
+	e->pid = info->pid;
+	e->cmd_flags = info->cmd_flags;
+	e->dev = info->dev;
+	e->pattern = pattern;
+	__builtin_memcpy(e->comm, info->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+
+cleanup:
+	bpf_map_delete_elem(&requests, &rq);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,217 @@
+// What biolatency and biosnoop share about block requests: how to attach to
+// them on this kernel (the programs of bpf/bio.bpf.h), how to name their
+// flags, and how to report requests the kernel side could not follow.
+import { readFileSync } from 'node:fs';
+import type { BpfObject } from './bpfobject.js';
+import { Btf } from './btf.js';
+import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
+import { VMLINUX_BTF } from './preflight.js';
+
+/** Requests in flight the kernel side can follow (MAX_REQUESTS in bio.bpf.h). */
+const MAX_REQUESTS = 32768;
+
+interface Flavour {
+  /** program name suffix in bio.bpf.h */
+  suffix: 'tp_btf' | 'raw_tp';
+  unavailable: () => string | null;
+}
+
+/** Tracepoints as tp_btf (typed arguments, kernel 5.5+) where the kernel has them, else raw_tp. */
+const FLAVOURS: Flavour[] = [
+  {
+    suffix: 'tp_btf',
+    unavailable: () => (kernelBtfHasName('btf_trace_block_rq_issue') ? null : 'no BTF-enabled block tracepoints'),
+  },
+  { suffix: 'raw_tp', unavailable: () => null },
+];
+
+interface StartHook {
+  name: string;
+  program: (flavour: Flavour) => string;
+  unavailable: () => string | null;
+}
+
+function fentryHook(fn: string, program: string): StartHook {
+  return {
+    name: `fentry ${fn}`,
+    program: () => program,
+    unavailable: () => (kernelBtfHasName(fn) ? null : `no function ${fn} in the kernel's BTF`),
+  };
+}
+
+function kprobeHook(fn: string, program: string): StartHook {
+  return {
+    name: `kprobe ${fn}`,
+    program: () => program,
+    unavailable: () => {
+      if (!kprobesAvailable()) return 'kprobes are not available';
+      return kernelHasFunction(fn) ? null : `no function ${fn} to probe`;
+    },
+  };
+}
+
+/**
+ * Where a request's creation is seen, in the issuing process, best first:
+ * the block_io_start tracepoint (6.5+), blk_account_io_start by fentry or
+ * kprobe (the inner __blk_account_io_start on 5.11 to 5.15), and last the
+ * block_rq_insert tracepoint, which only sees requests going through a
+ * scheduler queue.
+ */
+const START_HOOKS: StartHook[] = [
+  {
+    name: 'block_io_start',
+    program: (f) => `io_start_${f.suffix}`,
+    unavailable: () => (kernelBtfHasName('btf_trace_block_io_start') ? null : 'no block_io_start tracepoint (kernel before 6.5)'),
+  },
+  fentryHook('blk_account_io_start', 'account_start_fentry'),
+  fentryHook('__blk_account_io_start', 'account_start_fentry_inner'),
+  kprobeHook('blk_account_io_start', 'account_start_kprobe'),
+  kprobeHook('__blk_account_io_start', 'account_start_kprobe_inner'),
+  {
+    name: 'block_rq_insert (requests through a scheduler queue only)',
+    program: (f) => `rq_insert_${f.suffix}`,
+    unavailable: () => null,
+  },
+];
+
+/**
+ * The attach plans of a block request tool, best first: dispatch and
+ * completion always, and with `withStart` a hook on request creation
+ * (needed to know the issuing process, and for queued time).
+ */
+export function blockAttachPlans(withStart: boolean): AttachPlan[] {
+  const plans: AttachPlan[] = [];
+  for (const flavour of FLAVOURS) {
+    const requestPrograms = [`rq_issue_${flavour.suffix}`, `rq_complete_${flavour.suffix}`];
+    if (!withStart) {
+      plans.push({ name: `${flavour.suffix} block_rq_issue/complete`, programs: requestPrograms, unavailable: flavour.unavailable });
+      continue;
+    }
+    for (const hook of START_HOOKS) {
+      plans.push({
+        name: `${flavour.suffix} block_rq_issue/complete, start at ${hook.name}`,
+        programs: [...requestPrograms, hook.program(flavour)],
+        unavailable: () => flavour.unavailable() ?? hook.unavailable(),
+      });
+    }
+  }
+  return plans;
+}
+
+/** libbpf-tools' names of request flags for -F, in its order; each is followed by "-". */
+const FLAG_NAMES: [string, string][] = [
+  ['NOWAIT', 'NoWait'], ['BACKGROUND', 'Background'], ['RAHEAD', 'ReadAhead'], ['PREFLUSH', 'PreFlush'],
+  ['FUA', 'FUA'], ['INTEGRITY', 'Integrity'], ['IDLE', 'Idle'], ['NOMERGE', 'NoMerge'],
+  ['PRIO', 'Priority'], ['META', 'Metadata'], ['SYNC', 'Sync'],
+];
+
+/** Operation names libbpf-tools spells other than by camel-casing the kernel's. */
+const OP_NAME_EXCEPTIONS: Record<string, string> = { SCSI_IN: 'SCSIIn', SCSI_OUT: 'SCSIOut' };
+
+/** blk_fill_rwbs()'s letters for an operation; any other is N. */
+const OP_LETTERS: Record<string, string> = {
+  WRITE: 'W', WRITE_SAME: 'W', DISCARD: 'D', SECURE_ERASE: 'DE', FLUSH: 'F', READ: 'R',
+};
+
+function cached(cache: Map<number, string>, key: number, compute: () => string): string {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = compute();
+    cache.set(key, value);
+  }
+  return value;
+}
+
+function camelCase(kernelName: string): string {
+  return kernelName.toLowerCase().replace(/(^|_)([a-z])/g, (_, __, c: string) => c.toUpperCase());
+}
+
+/**
+ * Request flags (a request's cmd_flags) as the running kernel numbers them:
+ * operation values and flag bits move between kernel versions, so they are
+ * read from the kernel's own BTF (enum req_op, or req_opf before 6.0, and
+ * enum req_flag_bits) instead of being compiled in.
+ */
+export class RequestFlags {
+  private readonly opMask: number;
+  private readonly ops = new Map<number, string>();
+  private readonly bits = new Map<string, number>();
+  // a disk sees few distinct flag sets: each is named once
+  private readonly descriptions = new Map<number, string>();
+  private readonly rwbsTexts = new Map<number, string>();
+
+  constructor(ops: Map<string, number>, flagBits: Map<string, number>) {
+    // the flag bits start right above the operation (REQ_OP_BITS)
+    this.opMask = 2 ** (flagBits.get('__REQ_FAILFAST_DEV') ?? 8) - 1;
+    for (const [name, value] of ops) this.ops.set(value, name.replace(/^REQ_OP_/, ''));
+    for (const [name, bit] of flagBits) this.bits.set(name.replace(/^__REQ_/, ''), bit);
+  }
+
+  /** From the kernel's BTF (parsed once: about a tenth of a second). */
+  static fromKernel(): RequestFlags {
+    const btf = new Btf(readFileSync(VMLINUX_BTF));
+    const ops = btf.enumerators('req_op') ?? btf.enumerators('req_opf') ?? new Map<string, number>();
+    return new RequestFlags(ops, btf.enumerators('req_flag_bits') ?? new Map<string, number>());
+  }
+
+  private has(flags: number, name: string): boolean {
+    const bit = this.bits.get(name);
+    return bit !== undefined && Math.floor(flags / 2 ** bit) % 2 === 1;
+  }
+
+  /** The operation's kernel name without REQ_OP_ (READ, WRITE, ...), or undefined. */
+  private op(flags: number): string | undefined {
+    return this.ops.get(flags & this.opMask);
+  }
+
+  /** libbpf-tools' -F name: "Sync-Write", "ReadAhead-Read", "Unknown" for an operation it cannot name. */
+  describe(flags: number): string {
+    return cached(this.descriptions, flags, () => {
+      const op = this.op(flags);
+      const names = FLAG_NAMES.filter(([bit]) => this.has(flags, bit)).map(([, name]) => `${name}-`);
+      return names.join('') + (op === undefined ? 'Unknown' : OP_NAME_EXCEPTIONS[op] ?? camelCase(op));
+    });
+  }
+
+  /** The kernel's rwbs string (blk_fill_rwbs), as block tracepoints and blktrace show it: "R", "WS", "FWFS". */
+  rwbs(flags: number): string {
+    return cached(this.rwbsTexts, flags, () => {
+      let text = this.has(flags, 'PREFLUSH') ? 'F' : '';
+      text += OP_LETTERS[this.op(flags) ?? ''] ?? 'N';
+      if (this.has(flags, 'FUA')) text += 'F';
+      if (this.has(flags, 'RAHEAD')) text += 'A';
+      if (this.has(flags, 'SYNC')) text += 'S';
+      if (this.has(flags, 'META')) text += 'M';
+      if (this.has(flags, 'ATOMIC')) text += 'U';
+      return text;
+    });
+  }
+}
+
+/**
+ * Reports on stderr the requests the kernel side could not follow because
+ * too many were in flight, so that none goes missing silently.
+ */
+export class UntrackedRequests {
+  private readonly view: DataView;
+  private readonly offset: number;
+  private reported = 0;
+
+  /** Reads the loaded object's untracked_requests counter. */
+  constructor(private readonly obj: BpfObject) {
+    const variable = obj.btf.datasec('.bss').get('untracked_requests');
+    if (!variable) throw new Error(`${obj.tool}.bpf.o has no untracked_requests counter`);
+    this.view = obj.sectionView('.bss');
+    this.offset = variable.offset;
+  }
+
+  /** Prints how many more requests went unfollowed since the last report, if any. */
+  report(): void {
+    const count = Number(this.view.getBigUint64(this.offset, true));
+    if (count === this.reported) return;
+    process.stderr.write(
+      `${this.obj.tool}: ${count - this.reported} requests not traced: kernel tables full (${count} in all; at most ${MAX_REQUESTS} requests in flight are followed)\n`,
+    );
+    this.reported = count;
+  }
+}

@@ -1,0 +1,223 @@
+// Shared by the biolatency and biosnoop end-to-end tests: a small C program
+// that does direct I/O of known sizes with a known name, run on the disk
+// that holds /, and a reader of biolatency's histograms.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+/** The workload's command name, as COMM shows it. */
+export const WORKLOAD_COMM = 'biotest_io';
+export const BLOCK_BYTES = 65536;
+
+// Writes then reads COUNT blocks of BLOCK bytes with O_DIRECT (each a
+// request of its own: every call waits for its I/O), then prints where the
+// file's extents are on the device (FIEMAP), so that sectors can be checked.
+const WORKLOAD_SOURCE = String.raw`
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+#include <linux/fiemap.h>
+
+#define MAX_EXTENTS 256
+
+int main(int argc, char **argv)
+{
+	if (argc != 5) {
+		fprintf(stderr, "usage: %s FILE BLOCK_BYTES COUNT w|r|wr\n", argv[0]);
+		return 2;
+	}
+	const char *ops = argv[4];
+	size_t block = strtoul(argv[2], NULL, 10);
+	int count = atoi(argv[3]);
+	int fd = open(argv[1], O_RDWR | O_CREAT | O_DIRECT, 0600);
+	void *buffer;
+
+	if (fd < 0 || posix_memalign(&buffer, 4096, block)) {
+		perror("open");
+		return 1;
+	}
+	memset(buffer, 0x5a, block);
+	if (strchr(ops, 'w')) {
+		for (int i = 0; i < count; i++)
+			if (pwrite(fd, buffer, block, (off_t)i * block) != (ssize_t)block) {
+				perror("pwrite");
+				return 1;
+			}
+		if (fdatasync(fd)) {
+			perror("fdatasync");
+			return 1;
+		}
+	}
+	if (strchr(ops, 'r')) {
+		for (int i = 0; i < count; i++)
+			if (pread(fd, buffer, block, (off_t)i * block) != (ssize_t)block) {
+				perror("pread");
+				return 1;
+			}
+	}
+	struct fiemap *map = calloc(1, sizeof(*map) + MAX_EXTENTS * sizeof(struct fiemap_extent));
+	map->fm_length = FIEMAP_MAX_OFFSET;
+	map->fm_flags = FIEMAP_FLAG_SYNC;
+	map->fm_extent_count = MAX_EXTENTS;
+	if (ioctl(fd, FS_IOC_FIEMAP, map)) {
+		perror("FIEMAP");
+		return 1;
+	}
+	for (unsigned i = 0; i < map->fm_mapped_extents; i++)
+		printf("%llu %llu %llu\n", map->fm_extents[i].fe_logical,
+		       map->fm_extents[i].fe_physical, map->fm_extents[i].fe_length);
+	return 0;
+}
+`;
+
+let built: string | undefined;
+
+/** Compiles the workload (once) into `dir`; returns its path. */
+function workloadProgram(dir: string): string {
+  if (built) return built;
+  writeFileSync(join(dir, 'workload.c'), WORKLOAD_SOURCE);
+  const program = join(dir, WORKLOAD_COMM);
+  const cc = spawnSync('cc', ['-O2', '-Wall', '-o', program, join(dir, 'workload.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`cannot compile the workload: ${cc.stderr}`);
+  built = program;
+  return program;
+}
+
+export interface RootDisk {
+  /** a fresh directory on the filesystem of / */
+  dir: string;
+  /** the disk under it, as the tools name it */
+  disk: string;
+  /** where the filesystem starts on the disk, in 512-byte sectors (a partition's start) */
+  startSector: bigint;
+}
+
+/** Major and minor of a stat() st_dev, as glibc's major() and minor() split it. */
+function majorMinor(dev: number): [number, number] {
+  const big = BigInt(dev);
+  const major = Number(((big >> 8n) & 0xfffn) | ((big >> 32n) & ~0xfffn));
+  const minor = Number((big & 0xffn) | ((big >> 12n) & ~0xffn));
+  return [major, minor];
+}
+
+/** A scratch directory on the root filesystem and the disk it lives on (found through sysfs). */
+export function rootDisk(): RootDisk {
+  const rootDev = statSync('/').dev;
+  const parent = ['/var/tmp', '/root', '/'].find((d) => existsSync(d) && statSync(d).dev === rootDev)!;
+  const dir = mkdtempSync(join(parent, 'ebpf-tools-bio-'));
+  const [major, minor] = majorMinor(rootDev);
+  const sysfs = realpathSync(`/sys/dev/block/${major}:${minor}`);
+  if (existsSync(join(sysfs, 'partition'))) {
+    return { dir, disk: basename(dirname(sysfs)), startSector: BigInt(readFileSync(join(sysfs, 'start'), 'utf8').trim()) };
+  }
+  return { dir, disk: basename(sysfs), startSector: 0n };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface WorkloadRun {
+  pid: number;
+  /** the disk sector of each block of the file, in order */
+  sectors: bigint[];
+}
+
+/**
+ * Runs the workload to completion: `count` blocks written (w), read (r) or
+ * both (wr) in `file`; in the cgroup v2 directory `cgroup` if given.
+ */
+export function runWorkload(
+  file: string, count: number, ops: 'w' | 'r' | 'wr', root: RootDisk, cgroup?: string,
+): Promise<WorkloadRun> {
+  const program = workloadProgram(root.dir);
+  const args = [file, String(BLOCK_BYTES), String(count), ops];
+  const child = cgroup === undefined
+    ? spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    // the shell moves itself into the cgroup, then becomes the workload (same pid)
+    : spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.on('close', (code) => {
+      if (code !== 0) {
+        reject(new Error(`workload failed (${code}): ${stderr}`));
+        return;
+      }
+      const extents = stdout.trim().split('\n').map((line) => line.split(' ').map(BigInt));
+      const sectors: bigint[] = [];
+      for (let i = 0; i < count; i++) {
+        const logical = BigInt(i * BLOCK_BYTES);
+        const extent = extents.find(([start, , length]) => logical >= start && logical < start + length);
+        if (!extent) {
+          reject(new Error(`block ${i} of ${file} is not mapped: ${stdout}`));
+          return;
+        }
+        sectors.push(root.startSector + (extent[1] + logical - extent[0]) / 512n);
+      }
+      resolve({ pid: child.pid!, sectors });
+    });
+  });
+}
+
+/** The mount point of the cgroup v2 hierarchy. */
+function cgroup2Root(): string {
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const found = mounts.find((fields) => fields[2] === 'cgroup2');
+  if (!found) throw new Error('no cgroup2 filesystem mounted');
+  return found[1];
+}
+
+/** Creates a fresh cgroup v2 directory. */
+export function makeCgroup(name: string): string {
+  const dir = join(cgroup2Root(), `${name}-${process.pid}`);
+  mkdirSync(dir);
+  return dir;
+}
+
+/** Removes a cgroup once its processes have exited. */
+export function removeCgroup(dir: string): void {
+  rmdirSync(dir);
+}
+
+export interface ParsedHistogram {
+  /** the line naming it ("disk = vda"), if any, without trailing blanks */
+  section?: string;
+  /** the header and the rows, as printed */
+  lines: string[];
+  /** the count of each row, slot 0 first */
+  counts: number[];
+  total: number;
+}
+
+/** The histograms in biolatency's (or the C tool's) text output. */
+export function parseHistograms(text: string): ParsedHistogram[] {
+  const histograms: ParsedHistogram[] = [];
+  let section: string | undefined;
+  let current: ParsedHistogram | undefined;
+  for (const line of text.split('\n')) {
+    const row = /^\s*\d+ -> \d+\s+: (\d+)\s+\|/.exec(line);
+    if (row && current) {
+      current.lines.push(line);
+      current.counts.push(Number(row[1]));
+      current.total += Number(row[1]);
+      continue;
+    }
+    current = undefined;
+    if (/^\s+[um]secs\s+: count/.test(line)) {
+      current = { section, lines: [line], counts: [], total: 0 };
+      histograms.push(current);
+      section = undefined;
+    } else if (/^(disk|flags) = /.test(line)) {
+      section = line.trimEnd();
+    }
+  }
+  return histograms;
+}

@@ -1,0 +1,156 @@
+// biolatency against the real kernel: direct I/O of known count by a
+// program with a known pid must be counted in the histogram of the right
+// disk, flags and cgroup; intervals must come on time and end after count.
+import t from 'tap';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  makeCgroup, parseHistograms, removeCgroup, removeDir, rootDisk, runWorkload, type ParsedHistogram,
+} from './bio-helpers.js';
+import { leftoverPrograms, loadedProgramIds, runTool, sleep, startAttached, startTool } from './helpers.js';
+
+const HEADER = /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/;
+const BLOCKS = 16;
+const root = rootDisk();
+t.teardown(() => removeDir(root.dir));
+const before = loadedProgramIds();
+let files = 0;
+const scratch = (): string => join(root.dir, `data${++files}`);
+
+function section(histograms: ParsedHistogram[], name: string): ParsedHistogram | undefined {
+  return histograms.find((h) => h.section === name);
+}
+
+t.test('-D: the workload\'s I/O is counted in its disk\'s histogram', async (t) => {
+  const tool = await startAttached('biolatency', ['-D'], HEADER);
+  await runWorkload(scratch(), BLOCKS, 'wr', root);
+  const done = await tool.stop('SIGINT');
+  t.equal(done.code, 0, 'Ctrl-C exits 0');
+  t.equal(done.stderr, '');
+  const histograms = parseHistograms(done.stdout);
+  const mine = section(histograms, `disk = ${root.disk}`);
+  t.ok(mine, `a histogram for ${root.disk}`);
+  t.ok(mine!.total >= 2 * BLOCKS, `at least the ${2 * BLOCKS} direct I/Os (${mine!.total})`);
+  t.match(done.stdout, new RegExp(`^Tracing block device I/O\\.\\.\\. Hit Ctrl-C to end\\.\\n\\n\\ndisk = ${root.disk}\\n     usecs {15}: count    distribution\\n`));
+  const rows = mine!.lines.slice(1);
+  t.ok(rows.every((r) => /^ {0,9}\d+ -> \d+ +: \d+ +\|[* ]{40}\|$/.test(r)), 'rows as libbpf-tools');
+});
+
+/** A whole disk other than the root disk (there are always loop or zram devices here). */
+function otherDisk(): string | undefined {
+  return readdirSync('/sys/class/block').find((d) => d !== root.disk && !existsSync(`/sys/class/block/${d}/partition`));
+}
+
+t.test('-d filters in the kernel; -c counts only I/O issued in the cgroup', async (t) => {
+  const other = otherDisk();
+  t.ok(other, `another disk: ${other}`);
+  const cgroup = makeCgroup('ebpf-tools-biolatency');
+  t.teardown(() => removeCgroup(cgroup));
+  const onRoot = await startAttached('biolatency', ['-d', root.disk], HEADER);
+  const onOther = await startAttached('biolatency', ['-d', other!], HEADER);
+  const inCgroup = await startAttached('biolatency', ['-c', cgroup], HEADER);
+  await Promise.all([
+    runWorkload(scratch(), BLOCKS, 'wr', root, cgroup),
+    runWorkload(scratch(), 2 * BLOCKS, 'wr', root),
+  ]);
+  const [rootDone, otherDone, cgroupDone] = await Promise.all([onRoot.stop(), onOther.stop(), inCgroup.stop()]);
+  const rootHistograms = parseHistograms(rootDone.stdout);
+  t.equal(rootHistograms.length, 1, 'one histogram, no disk name');
+  t.ok(rootHistograms[0].total >= 6 * BLOCKS, `-d ${root.disk}: both workloads (${rootHistograms[0].total})`);
+  t.equal(otherDone.stdout, 'Tracing block device I/O... Hit Ctrl-C to end.\n\n', `-d ${other}: no histogram`);
+  const cgroupTotal = parseHistograms(cgroupDone.stdout)[0]?.total ?? 0;
+  // its own data I/O, plus the metadata writes and cache flushes of its fdatasync
+  t.ok(cgroupTotal >= 2 * BLOCKS && cgroupTotal < 6 * BLOCKS, `-c: the workload in the cgroup only (${cgroupTotal})`);
+});
+
+t.test('interval and count: histograms on time while I/O flows, then the end', async (t) => {
+  const started = Date.now();
+  const tool = startTool('biolatency', ['-T', '1', '3']);
+  const arrivals: number[] = [];
+  tool.proc.stdout!.on('data', (chunk: string) => {
+    for (const line of chunk.split('\n')) if (/^\d\d:\d\d:\d\d$/.test(line)) arrivals.push(Date.now());
+  });
+  let busy = true;
+  const load = (async () => {
+    while (busy) await runWorkload(scratch(), BLOCKS, 'wr', root);
+  })();
+  const done = await tool.finished();
+  busy = false;
+  await load;
+  t.equal(done.code, 0, 'ends by itself with status 0');
+  t.equal(arrivals.length, 3, 'three intervals');
+  for (let i = 1; i < arrivals.length; i++) {
+    const gap = arrivals[i] - arrivals[i - 1];
+    t.ok(gap > 700 && gap < 1300, `interval ${i} after ${gap} ms`);
+  }
+  t.ok(Date.now() - started < 8000, 'no longer than start-up and three seconds');
+  const histograms = parseHistograms(done.stdout);
+  t.ok(histograms.length >= 2 && histograms.every((h) => h.total > 0), 'the intervals with I/O have histograms');
+});
+
+t.test('-j -D: bcc\'s JSON histograms', async (t) => {
+  const json = startTool('biolatency', ['-j', '-D']);
+  await sleep(1500); // no banner in JSON: give it time to attach
+  await runWorkload(scratch(), BLOCKS, 'wr', root);
+  const done = await json.stop();
+  t.equal(done.code, 0);
+  const objects = done.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const mine = objects.find((o) => o.disk === root.disk) as { ts: string; val_type: string; data: { 'interval-start': number; 'interval-end': number; count: number }[] };
+  t.ok(mine, `an object for ${root.disk}`);
+  t.same(Object.keys(mine), ['ts', 'val_type', 'data', 'disk']);
+  t.match(mine.ts, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  t.equal(mine.val_type, 'usecs');
+  mine.data.forEach((bucket, slot) => {
+    t.same([bucket['interval-start'], bucket['interval-end']], [slot === 0 ? 0 : 2 ** slot, 2 ** (slot + 1) - 1]);
+  });
+  const total = mine.data.reduce((sum, b) => sum + b.count, 0);
+  t.ok(total >= 2 * BLOCKS, `counts the workload (${total})`);
+});
+
+t.test('-F -m: a histogram per flag set, in milliseconds', async (t) => {
+  const tool = await startAttached('biolatency', ['-F', '-m'], HEADER);
+  await runWorkload(scratch(), BLOCKS, 'wr', root);
+  const done = await tool.stop();
+  const histograms = parseHistograms(done.stdout);
+  t.ok(histograms.every((h) => /^flags = (\w+-)*\w+$/.test(h.section ?? '')), 'each named by its flags');
+  t.ok(histograms.every((h) => h.lines[0] === '     msecs               : count    distribution'), 'msecs');
+  const total = (op: string): number =>
+    histograms.filter((h) => h.section!.endsWith(`-${op}`) || h.section === `flags = ${op}`).reduce((s, h) => s + h.total, 0);
+  t.ok(total('Write') >= BLOCKS, `writes (${total('Write')})`);
+  t.ok(total('Read') >= BLOCKS, `reads (${total('Read')})`);
+});
+
+t.test('-e and --percentiles: average, total and the estimated percentiles; -Q', async (t) => {
+  const tool = await startAttached('biolatency', ['-e', '-Q'], HEADER);
+  const percentiles = await startAttached('biolatency', ['--percentiles'], HEADER);
+  await runWorkload(scratch(), BLOCKS, 'wr', root);
+  const done = await tool.stop();
+  const summary = /^count (\d+), avg \d+\.\d usecs, p50 ~\d+\.\d, p90 ~\d+\.\d, p99 ~\d+\.\d usecs$/m;
+  const avg = /^\navg = (\d+) usecs, total: (\d+) usecs, count: (\d+)\n\n/m.exec(done.stdout);
+  t.ok(avg, 'bcc\'s avg line');
+  const [average, total, count] = avg!.slice(1).map(Number);
+  t.ok(count >= 2 * BLOCKS, `-Q counts the workload (${count})`);
+  t.equal(average, Math.floor(total / count));
+  t.equal(parseHistograms(done.stdout)[0].total, count, 'the histogram counts as many');
+  t.equal(Number(summary.exec(done.stdout)?.[1]), count, 'summary line');
+  const other = await percentiles.stop();
+  t.match(other.stdout, summary);
+  t.notMatch(other.stdout, /^avg = /m, 'no avg line without -e');
+});
+
+t.test('usage errors: one line, exit 2, nothing loaded', async (t) => {
+  const unknown = runTool('biolatency', ['-d', 'nosuchdisk0']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, new RegExp(`^biolatency: invalid --disk 'nosuchdisk0': no such disk \\(disks: .*\\b${root.disk}\\b.*\\)`));
+  t.equal(unknown.stderr.trim().split('\n').length, 1);
+  for (const args of [['1', '2', '3'], ['0'], ['1', 'x'], ['-c', '/nonexistent'], ['--bogus']]) {
+    const r = runTool('biolatency', args);
+    t.equal(r.code, 2, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').length, 1);
+    t.equal(r.stdout, '');
+  }
+});
+
+t.test('no program left loaded', async (t) => {
+  t.same(leftoverPrograms(before, 'biolatency'), []);
+});

@@ -1,0 +1,144 @@
+// biosnoop against the real kernel: direct I/O of known sizes by a program
+// with a known pid and name, to a file on the root disk whose place on the
+// disk is known (FIEMAP), must give exactly these lines.
+import t from 'tap';
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { left } from '../common/format.js';
+import {
+  BLOCK_BYTES, makeCgroup, removeCgroup, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
+} from './bio-helpers.js';
+import { leftoverPrograms, loadedProgramIds, runTool, sleep, startAttached, startTool, type RunningTool } from './helpers.js';
+
+const HEADER = /^TIME\(s\) +COMM +PID +DISK +T +SECTOR +BYTES +LAT\(ms\)$/;
+const BLOCKS = 8;
+const root = rootDisk();
+t.teardown(() => removeDir(root.dir));
+const before = loadedProgramIds();
+let files = 0;
+const scratch = (): string => join(root.dir, `data${++files}`);
+
+/** The middle columns of the workload's line for block `i`: COMM to BYTES. */
+function columns(run: WorkloadRun, i: number, op: 'R' | 'W'): string {
+  return `${left(WORKLOAD_COMM, 14)} ${left(run.pid, 7)} ${left(root.disk, 7)} ` +
+    `${op}S? +${left(String(run.sectors[i]), 10)} ${left(BLOCK_BYTES, 7)} `;
+}
+
+/** The exact line for block `i` of a run, TIME(s) and LAT(ms) being numbers of their format. */
+function expectedLine(run: WorkloadRun, i: number, op: 'R' | 'W'): RegExp {
+  return new RegExp(`^\\d+\\.\\d{6} +${columns(run, i, op)} *\\d+\\.\\d{3}$`);
+}
+
+/** The lines of a process; `bytes` keeps only I/O of that size. */
+function linesOf(tool: RunningTool, pid: number, bytes?: number): string[] {
+  const size = bytes === undefined ? '\\d+' : String(bytes);
+  return tool.lines.filter((l) => new RegExp(`^\\S+ +${WORKLOAD_COMM} +${pid} +\\S+ +\\S+ +\\d+ +${size} `).test(l));
+}
+
+t.test('each direct write and read: the issuing process, disk, direction, sector and size', async (t) => {
+  const tool = await startAttached('biosnoop', ['-d', root.disk], HEADER);
+  const run = await runWorkload(scratch(), BLOCKS, 'wr', root);
+  await tool.waitForLine(expectedLine(run, BLOCKS - 1, 'R'));
+  const done = await tool.stop('SIGINT');
+  t.equal(done.code, 0, 'Ctrl-C exits 0');
+  t.equal(done.stderr, '', 'nothing on stderr');
+  for (let i = 0; i < BLOCKS; i++) {
+    t.equal(tool.lines.filter((l) => expectedLine(run, i, 'W').test(l)).length, 1, `block ${i} written once`);
+    t.equal(tool.lines.filter((l) => expectedLine(run, i, 'R').test(l)).length, 1, `block ${i} read once`);
+  }
+  // the rest of its I/O is the file's metadata and cache flushes (fdatasync)
+  t.equal(linesOf(tool, run.pid, BLOCK_BYTES).length, 2 * BLOCKS, 'no other data I/O attributed to the workload');
+});
+
+t.test('-Q -P -t: TIMESTAMP, pattern and queued time columns', async (t) => {
+  const tool = await startAttached('biosnoop', ['-Q', '-P', '-t'],
+    /^TIMESTAMP {4}COMM {11}PID {5}DISK {4}T {4}SECTOR {5}BYTES {3}P QUE\(ms\) LAT\(ms\)$/);
+  const run = await runWorkload(scratch(), BLOCKS, 'wr', root);
+  const last = new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} +${columns(run, BLOCKS - 1, 'R')}[SR?] +\\d+\\.\\d{3} +\\d+\\.\\d{3}$`);
+  await tool.waitForLine(last);
+  await tool.stop();
+  for (let i = 0; i < BLOCKS; i++) {
+    for (const op of ['W', 'R'] as const) {
+      const line = new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} +${columns(run, i, op)}[SR?] +\\d+\\.\\d{3} +\\d+\\.\\d{3}$`);
+      t.ok(tool.lines.some((l) => line.test(l)), `block ${i} ${op}`);
+    }
+  }
+});
+
+t.test('--json: one object per I/O with the documented fields', async (t) => {
+  const tool = startTool('biosnoop', ['--json']);
+  await sleep(1500); // no header in JSON: give it time to attach
+  t.equal(tool.proc.exitCode, null, 'running');
+  const run = await runWorkload(scratch(), BLOCKS, 'wr', root);
+  const deadline = Date.now() + 10000;
+  const mine = (): Record<string, unknown>[] =>
+    tool.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.pid === run.pid && e.bytes === BLOCK_BYTES);
+  while (mine().length < 2 * BLOCKS && Date.now() < deadline) await sleep(50);
+  await tool.stop();
+  const events = mine();
+  t.equal(events.length, 2 * BLOCKS);
+  for (const [i, e] of events.entries()) {
+    const op = i < BLOCKS ? 'W' : 'R';
+    t.same(Object.keys(e), ['time', 'ts', 'comm', 'pid', 'disk', 'rwbs', 'flags', 'sector', 'bytes', 'pattern', 'que_ms', 'lat_ms']);
+    t.match(e, { comm: WORKLOAD_COMM, disk: root.disk, bytes: BLOCK_BYTES, sector: Number(run.sectors[i % BLOCKS]) });
+    t.match(e.rwbs as string, new RegExp(`^${op}S?$`));
+    t.match(e.flags as string, new RegExp(`(^|-)${op === 'W' ? 'Write' : 'Read'}$`));
+    t.match(e.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    t.ok(typeof e.que_ms === 'number' && e.que_ms >= 0, 'queued time known');
+    t.ok(typeof e.lat_ms === 'number' && e.lat_ms > 0, 'latency');
+    t.ok(['sequential', 'random', 'unknown'].includes(e.pattern as string), 'pattern');
+  }
+});
+
+/** A whole disk other than the root disk (there are always loop or zram devices here). */
+function otherDisk(): string | undefined {
+  return readdirSync('/sys/class/block').find((d) => d !== root.disk && !existsSync(`/sys/class/block/${d}/partition`));
+}
+
+t.test('-d with another disk and -m above the latency hide the workload; -c shows only its cgroup', async (t) => {
+  const other = otherDisk();
+  t.ok(other, `another disk: ${other}`);
+  const cgroup = makeCgroup('ebpf-tools-biosnoop');
+  t.teardown(() => removeCgroup(cgroup));
+  const onOther = await startAttached('biosnoop', ['-d', other!], HEADER);
+  const slowOnly = await startAttached('biosnoop', ['-m', '10000'], HEADER);
+  const inCgroup = await startAttached('biosnoop', ['-c', cgroup], HEADER);
+  const [inside, outside] = await Promise.all([
+    runWorkload(scratch(), BLOCKS, 'wr', root, cgroup),
+    runWorkload(scratch(), BLOCKS, 'wr', root),
+  ]);
+  await inCgroup.waitForLine(expectedLine(inside, BLOCKS - 1, 'R'));
+  await sleep(300);
+  for (const tool of [onOther, slowOnly, inCgroup]) t.equal((await tool.stop()).code, 0);
+  t.same(linesOf(onOther, inside.pid), [], `-d ${other}: nothing from I/O to ${root.disk}`);
+  t.same(linesOf(onOther, outside.pid), []);
+  t.same(linesOf(slowOnly, inside.pid), [], '-m 10000: no I/O that fast');
+  t.equal(linesOf(inCgroup, inside.pid, BLOCK_BYTES).length, 2 * BLOCKS, '-c: all the I/O of the process in the cgroup');
+  t.same(linesOf(inCgroup, outside.pid), [], '-c: none of the process outside');
+});
+
+t.test('duration: ends by itself', async (t) => {
+  const started = Date.now();
+  const tool = startTool('biosnoop', ['1']);
+  const done = await tool.finished();
+  t.equal(done.code, 0);
+  t.match(done.stdout.split('\n')[0], HEADER);
+  t.ok(Date.now() - started < 6000, 'within the duration and start-up');
+});
+
+t.test('usage errors: one line, exit 2, nothing loaded', async (t) => {
+  const unknown = runTool('biosnoop', ['-d', 'nosuchdisk0']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, new RegExp(`^biosnoop: invalid --disk 'nosuchdisk0': no such disk \\(disks: .*\\b${root.disk}\\b.*\\)`));
+  t.equal(unknown.stderr.trim().split('\n').length, 1);
+  for (const args of [['1', '2'], ['0'], ['-m', 'x'], ['-m', '-1'], ['--bogus']]) {
+    const r = runTool('biosnoop', args);
+    t.equal(r.code, 2, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').length, 1);
+    t.equal(r.stdout, '');
+  }
+});
+
+t.test('no program left loaded', async (t) => {
+  t.same(leftoverPrograms(before, 'biosnoop'), []);
+});

@@ -1,0 +1,302 @@
+// biolatency: block I/O latency as power-of-two histograms, as bcc's and
+// libbpf-tools' biolatency, on kernels with or without BTF tracepoints,
+// fentry or kprobes.
+import type { BpfObject } from '../common/bpfobject.js';
+import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import { commandLine, integerOption, Lifetime } from '../common/cli.js';
+import { hhmmss } from '../common/clock.js';
+import { DiskNames, resolveDisk } from '../common/disks.js';
+import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { jsonBuckets, log2HistogramLines, summarize, summaryLine } from '../common/histogram.js';
+import { structDecoder } from '../common/layout.js';
+import { libbpfLog } from '../common/log.js';
+import { readMap } from '../common/maps.js';
+import { Output } from '../common/output.js';
+import { loadWithPlans } from '../common/plan.js';
+import { PAGE_SIZE } from '../common/ringbuf.js';
+
+const USAGE = `Summarize block device I/O latency as a histogram
+
+USAGE: biolatency [-h] [-T] [-Q] [-m] [-D] [-F] [-e] [-j] [-d DISK] [-c CG] [--cgroupmap PATH]
+                  [--mntnsmap PATH] [--percentiles] [-v] [interval [count]]`;
+
+const EXAMPLES = `    biolatency                    # summarize block I/O latency as a histogram
+    biolatency 1 10               # print 1 second summaries, 10 times
+    biolatency -mT 1              # 1s summaries, milliseconds, and timestamps
+    biolatency -Q                 # include OS queued time in I/O time
+    biolatency -D                 # show each disk device separately
+    biolatency -F                 # show I/O flags separately
+    biolatency -j                 # print one JSON object per histogram
+    biolatency -e                 # show extension summary (total, average)
+    biolatency -d sdc             # trace sdc only
+    biolatency -c CG              # trace I/O issued by processes in cgroup v2 directory CG
+    biolatency --percentiles 5    # 5s summaries with count, average, p50, p90 and p99`;
+
+/** setTimeout's limit (2^31 - 1 ms), so that an interval never fires early. */
+export const MAX_INTERVAL_S = Math.floor(0x7fffffff / 1000);
+const MAX_COUNT = 0x7fffffff;
+
+export interface Options extends SelectionOptions {
+  /** seconds between histograms; undefined: one histogram, at the end */
+  interval?: number;
+  /** histograms to print before ending; undefined: until interrupted */
+  count?: number;
+  timestamp: boolean;
+  queued: boolean;
+  milliseconds: boolean;
+  perDisk: boolean;
+  perFlag: boolean;
+  disk?: string;
+  extension: boolean;
+  json: boolean;
+  percentiles: boolean;
+  verbose: boolean;
+}
+
+export function parseOptions(argv: string[]): Options {
+  const args = commandLine('biolatency', argv, USAGE, EXAMPLES)
+    .command('$0 [interval] [count]', false, (y) =>
+      y.positional('interval', { type: 'string', description: 'output interval, in seconds' })
+        .positional('count', { type: 'string', description: 'number of outputs' }))
+    .options({
+      timestamp: { alias: 'T', type: 'boolean', default: false, description: 'include timestamp on output' },
+      queued: { alias: 'Q', type: 'boolean', default: false, description: 'include OS queued time in I/O time' },
+      milliseconds: { alias: 'm', type: 'boolean', default: false, description: 'millisecond histogram' },
+      disks: { alias: 'D', type: 'boolean', default: false, description: 'print a histogram per disk device' },
+      flags: { alias: 'F', type: 'boolean', default: false, description: 'print a histogram per set of I/O flags' },
+      extension: { alias: 'e', type: 'boolean', default: false, description: 'summarize average/total value (and the --percentiles line)' },
+      json: { alias: 'j', type: 'boolean', default: false, description: 'print one JSON object per histogram (bcc\'s shape, NDJSON)' },
+      disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only' },
+      ...selectionOptions,
+      percentiles: { type: 'boolean', default: false, description: 'print count, average, p50, p90 and p99 (estimated from the buckets) under each histogram' },
+      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
+    })
+    .parseSync();
+  const interval = args.interval as string | undefined;
+  const count = args.count as string | undefined;
+  return {
+    interval: interval === undefined ? undefined : integerOption('interval', interval, 1, MAX_INTERVAL_S),
+    count: count === undefined ? undefined : integerOption('count', count, 1, MAX_COUNT),
+    timestamp: args.timestamp,
+    queued: args.queued,
+    milliseconds: args.milliseconds,
+    perDisk: args.disks,
+    perFlag: args.flags,
+    disk: args.disk,
+    extension: args.extension,
+    json: args.json,
+    percentiles: args.percentiles,
+    cgroup: args.cgroup,
+    cgroupmap: args.cgroupmap,
+    mntnsmap: args.mntnsmap,
+    verbose: args.verbose,
+  };
+}
+
+/** Whether requests must be seen when created: for queued time, and to know whose they are. */
+export function needsRequestStart(options: Options): boolean {
+  return options.queued || options.cgroup !== undefined || options.cgroupmap !== undefined || options.mntnsmap !== undefined;
+}
+
+/** The kernel-side configuration; `dev` is the -d disk's dev_t. */
+export function kernelConfig(options: Options, dev?: number): Record<string, number | boolean> {
+  return {
+    targ_queued: options.queued,
+    targ_ms: options.milliseconds,
+    targ_per_disk: options.perDisk,
+    targ_per_flag: options.perFlag,
+    filter_dev: dev !== undefined,
+    targ_dev: dev ?? 0,
+  };
+}
+
+/** One histogram: what it is for and its counts over the period printed. */
+export interface Histogram {
+  dev: number;
+  cmdFlags: number;
+  slots: number[];
+  totalNs: number;
+  count: number;
+}
+
+/** The histograms counted since `previous` (the kernel's are cumulative); empty ones are left out. */
+export function histogramsSince(current: Histogram[], previous: Histogram[]): Histogram[] {
+  const before = new Map(previous.map((h) => [`${h.dev}/${h.cmdFlags}`, h]));
+  const result: Histogram[] = [];
+  for (const h of current) {
+    const old = before.get(`${h.dev}/${h.cmdFlags}`);
+    const count = h.count - (old?.count ?? 0);
+    if (count <= 0) continue;
+    result.push({
+      dev: h.dev,
+      cmdFlags: h.cmdFlags,
+      slots: h.slots.map((n, slot) => n - (old?.slots[slot] ?? 0)),
+      totalNs: h.totalNs - (old?.totalNs ?? 0),
+      count,
+    });
+  }
+  return result;
+}
+
+/** How a histogram is named: its disk (-D) and flags (-F). */
+export interface Naming {
+  disk?: (dev: number) => string;
+  flags?: (cmdFlags: number) => string;
+}
+
+export function unitLabel(options: Options): string {
+  return options.milliseconds ? 'msecs' : 'usecs';
+}
+
+function unitNs(options: Options): number {
+  return options.milliseconds ? 1e6 : 1e3;
+}
+
+/** "disk = vda", "flags = Sync-Write", or both separated by a tab, as libbpf-tools names a histogram. */
+export function sectionLabel(h: Histogram, naming: Naming): string | undefined {
+  const parts: string[] = [];
+  if (naming.disk) parts.push(`disk = ${naming.disk(h.dev)}`);
+  if (naming.flags) parts.push(`flags = ${naming.flags(h.cmdFlags)}`);
+  return parts.length ? parts.join('\t') : undefined;
+}
+
+/** Sorts histograms by their section label, so that each interval lists them in the same order. */
+export function sortHistograms(histograms: Histogram[], naming: Naming): Histogram[] {
+  const label = (h: Histogram): string => sectionLabel(h, naming) ?? '';
+  return [...histograms].sort((a, b) => label(a).localeCompare(label(b), 'en', { numeric: true }));
+}
+
+/** The text of one histogram: a blank line, its name (-D, -F), the rows, and the -e/--percentiles lines. */
+export function renderHistogram(h: Histogram, options: Options, naming: Naming): string[] {
+  const label = unitLabel(options);
+  const lines = [''];
+  const section = sectionLabel(h, naming);
+  if (section !== undefined) lines.push(section);
+  lines.push(...log2HistogramLines(h.slots, label));
+  const total = Math.floor(h.totalNs / unitNs(options));
+  if (options.extension) {
+    lines.push('', `avg = ${Math.floor(total / h.count)} ${label}, total: ${total} ${label}, count: ${h.count}`, '');
+  }
+  if (options.extension || options.percentiles) {
+    lines.push(summaryLine(summarize(h.slots, h.totalNs / unitNs(options)), label));
+  }
+  return lines;
+}
+
+const two = (n: number): string => String(n).padStart(2, '0');
+
+/** strftime("%Y-%m-%d %H:%M:%S") in local time, bcc's JSON "ts". */
+export function jsonTime(date: Date): string {
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ${hhmmss(date)}`;
+}
+
+/** bcc's JSON histogram (ts, val_type, data, and disk or flags), plus the summary with -e/--percentiles. */
+export function renderJson(h: Histogram, options: Options, naming: Naming, now: Date): string {
+  const label = unitLabel(options);
+  const object: Record<string, unknown> = { ts: jsonTime(now), val_type: label, data: jsonBuckets(h.slots) };
+  if (naming.disk) object.disk = naming.disk(h.dev);
+  if (naming.flags) object.flags = naming.flags(h.cmdFlags);
+  if (options.extension || options.percentiles) {
+    const total = h.totalNs / unitNs(options);
+    const summary = summarize(h.slots, total);
+    Object.assign(object, {
+      total: Math.floor(total), count: summary.count, avg: summary.average,
+      p50: summary.p50, p90: summary.p90, p99: summary.p99,
+    });
+  }
+  return JSON.stringify(object);
+}
+
+/** Reads the kernel's cumulative histograms. */
+function histogramReader(obj: BpfObject): () => Histogram[] {
+  const keyLayout = obj.struct('hist_key');
+  const valueLayout = obj.struct('hist');
+  const keys = structDecoder(keyLayout, { cmd_flags: 'u32', dev: 'u32' });
+  const values = structDecoder(valueLayout, { total_ns: 'u64', count: 'u64' });
+  const slotsField = valueLayout.fields.get('slots');
+  if (slotsField?.type.kind !== 'array' || slotsField.type.element.size !== 8) {
+    throw new Error('struct hist.slots is not an array of 64-bit counters');
+  }
+  const { offset, type } = slotsField;
+  const fd = obj.mapFd('hists');
+  return () => readMap(fd, keyLayout.size, valueLayout.size).map(({ key, value }) => {
+    const k = keys.decode(new DataView(key.buffer, key.byteOffset, key.length), 0);
+    const view = new DataView(value.buffer, value.byteOffset, value.length);
+    const v = values.decode(view, 0);
+    const slots = Array.from({ length: type.length }, (_, i) => Number(view.getBigUint64(offset + 8 * i, true)));
+    return { dev: k.dev, cmdFlags: k.cmd_flags, slots, totalNs: v.total_ns, count: v.count };
+  });
+}
+
+export function main(argv: string[]): void {
+  const options = parseOptions(argv);
+  libbpfLog.setVerbose(options.verbose);
+  const dev = options.disk === undefined ? undefined : resolveDisk('--disk', options.disk);
+
+  const lifetime = new Lifetime();
+  const { obj } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o) => {
+    o.setConfig(kernelConfig(options, dev));
+    // histograms stay in the kernel: the shared event ring buffer goes unused
+    o.setMaxEntries('events', PAGE_SIZE);
+    return applySelection(o, options);
+  });
+  lifetime.onEnd(() => obj.close());
+  const untracked = new UntrackedRequests(obj);
+  // after loading, which checked that the kernel's BTF is there
+  const naming: Naming = {};
+  if (options.perDisk) {
+    const disks = new DiskNames();
+    naming.disk = (d) => disks.name(d);
+  }
+  if (options.perFlag) {
+    const flags = RequestFlags.fromKernel();
+    naming.flags = (f) => flags.describe(f);
+  }
+
+  const out = new Output();
+  const read = histogramReader(obj);
+  let previous: Histogram[] = [];
+  let printed = 0;
+  const report = (): void => {
+    const now = new Date();
+    const current = read();
+    const histograms = sortHistograms(histogramsSince(current, previous), naming);
+    previous = current;
+    printed++;
+    if (options.json) {
+      for (const h of histograms) out.line(renderJson(h, options, naming, now));
+    } else {
+      out.line('');
+      if (options.timestamp) out.line(hhmmss(now));
+      for (const h of histograms) for (const line of renderHistogram(h, options, naming)) out.line(line);
+    }
+    out.flush();
+    untracked.report();
+  };
+
+  if (!options.json) out.line('Tracing block device I/O... Hit Ctrl-C to end.');
+  out.flush();
+  let done = false;
+  lifetime.onEnd(() => {
+    if (!done) report();
+  });
+  // also keeps the process alive when the only histogram is printed at the end
+  setInterval(() => untracked.report(), 1000);
+  if (options.interval !== undefined) {
+    // deadlines from the start, so that the intervals do not drift
+    const intervalMs = options.interval * 1000;
+    const start = performance.now();
+    const next = (): void => {
+      setTimeout(() => {
+        report();
+        if (options.count !== undefined && printed >= options.count) {
+          done = true;
+          lifetime.end(0);
+        }
+        next();
+      }, start + (printed + 1) * intervalMs - performance.now());
+    };
+    next();
+  }
+  lifetime.endOn();
+}

@@ -1,0 +1,238 @@
+// biosnoop: one line per block I/O with the process that issued it, its
+// disk, place, size and latency, as libbpf-tools' and bcc's biosnoop, on
+// kernels with or without BTF tracepoints, fentry or kprobes.
+import type { StructLayout } from '../common/btf.js';
+import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import { commandLine, integerOption, Lifetime } from '../common/cli.js';
+import { hhmmss, wallClock } from '../common/clock.js';
+import { DiskNames, resolveDisk } from '../common/disks.js';
+import { UsageError } from '../common/errors.js';
+import { escapeText, losslessString } from '../common/escape.js';
+import { EventStream } from '../common/events.js';
+import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { fixedLeft, fixedRight, left, right } from '../common/format.js';
+import { structDecoder } from '../common/layout.js';
+import { libbpfLog } from '../common/log.js';
+import { Output } from '../common/output.js';
+import { loadWithPlans } from '../common/plan.js';
+
+const USAGE = `Trace block I/O
+
+USAGE: biosnoop [-h] [-Q] [-d DISK] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH] [-m MIN] [-t] [-P]
+                [-v] [--json] [duration]`;
+
+const EXAMPLES = `    biosnoop              # trace all block I/O
+    biosnoop -Q           # include OS queued time
+    biosnoop -t           # use timestamps instead
+    biosnoop 10           # trace for 10 seconds only
+    biosnoop -d sdc       # trace sdc only
+    biosnoop -c CG        # trace I/O issued by processes in cgroup v2 directory CG
+    biosnoop -m 1         # trace I/O slower than 1 ms
+    biosnoop -P           # display block I/O pattern (sequential or random)
+    biosnoop --json       # one JSON object per I/O`;
+
+/** setTimeout's limit (2^31 - 1 ms), so that the duration never ends early. */
+export const MAX_DURATION_S = Math.floor(0x7fffffff / 1000);
+/** -m above this would not be exact in nanoseconds as a JS number. */
+export const MAX_MIN_MS = Math.floor(Number.MAX_SAFE_INTEGER / 1e6);
+/** Sector of a request that has none (a flush): (sector_t)-1. */
+const NO_SECTOR = (1n << 64n) - 1n;
+/** queued_ns at or above this means the request's creation was not seen ((__u64)-1 in the kernel). */
+const QUEUED_UNKNOWN = 2 ** 63;
+
+export interface Options extends SelectionOptions {
+  duration?: number;
+  queued: boolean;
+  disk?: string;
+  minMs: number;
+  timestamp: boolean;
+  pattern: boolean;
+  verbose: boolean;
+  json: boolean;
+}
+
+/** A non-negative number of milliseconds (fractions allowed: SSDs answer in microseconds). */
+export function millisecondsOption(option: string, value: string): number {
+  const text = value.trim();
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) > MAX_MIN_MS) {
+    throw new UsageError(`invalid ${option} '${value}': expected milliseconds from 0 to ${MAX_MIN_MS}`);
+  }
+  return Number(text);
+}
+
+export function parseOptions(argv: string[]): Options {
+  const args = commandLine('biosnoop', argv, USAGE, EXAMPLES)
+    .command('$0 [duration]', false, (y) =>
+      y.positional('duration', { type: 'string', description: 'total duration of trace, in seconds' }))
+    .options({
+      queued: { alias: 'Q', type: 'boolean', default: false, description: 'include OS queued time (QUE column)' },
+      disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only' },
+      ...selectionOptions,
+      min: { alias: 'm', type: 'string', requiresArg: true, description: 'minimum latency to trace, in ms (fractions allowed)' },
+      timestamp: { alias: 't', type: 'boolean', default: false, description: 'include wall-clock timestamp (TIMESTAMP column) instead of TIME(s)' },
+      pattern: { alias: 'P', type: 'boolean', default: false, description: 'display block I/O pattern (sequential or random)' },
+      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
+      json: { type: 'boolean', default: false, description: 'print one JSON object per I/O (NDJSON)' },
+    })
+    .parseSync();
+  const duration = args.duration as string | undefined;
+  return {
+    duration: duration === undefined ? undefined : integerOption('duration', duration, 1, MAX_DURATION_S),
+    queued: args.queued,
+    disk: args.disk,
+    minMs: args.min === undefined ? 0 : millisecondsOption('--min', args.min),
+    timestamp: args.timestamp,
+    pattern: args.pattern,
+    cgroup: args.cgroup,
+    cgroupmap: args.cgroupmap,
+    mntnsmap: args.mntnsmap,
+    verbose: args.verbose,
+    json: args.json,
+  };
+}
+
+/** The kernel-side configuration; `dev` is the -d disk's dev_t. */
+export function kernelConfig(options: Options, dev?: number): Record<string, number | bigint | boolean> {
+  return { min_ns: BigInt(Math.round(options.minMs * 1e6)), filter_dev: dev !== undefined, targ_dev: dev ?? 0 };
+}
+
+export function eventDecoder(layout: StructLayout) {
+  return structDecoder(layout, {
+    ts_ns: 'u64', latency_ns: 'u64', queued_ns: 'u64', sector: 'u64', bytes: 'u32', pid: 'u32',
+    cmd_flags: 'u32', dev: 'u32', pattern: 'u32', comm: 'chars',
+  });
+}
+
+export type Pattern = 'unknown' | 'sequential' | 'random';
+const PATTERNS: Pattern[] = ['unknown', 'sequential', 'random'];
+const PATTERN_LETTERS: Record<Pattern, string> = { unknown: '?', sequential: 'S', random: 'R' };
+
+export interface BioEvent {
+  tsNs: number;
+  latencyNs: number;
+  /** undefined when the request's creation was not seen */
+  queuedNs?: number;
+  sector: bigint;
+  bytes: number;
+  pid: number;
+  comm: Uint8Array;
+  disk: string;
+  rwbs: string;
+  flags: string;
+  pattern: Pattern;
+}
+
+/** What the events are decoded with: disk names and the kernel's request flags. */
+export interface Context {
+  disks: { name(dev: number): string };
+  flags: RequestFlags;
+}
+
+export function decodeEvent(
+  decoder: ReturnType<typeof eventDecoder>, view: DataView, offset: number, context: Context,
+): BioEvent {
+  const e = decoder.decode(view, offset);
+  return {
+    tsNs: e.ts_ns,
+    latencyNs: e.latency_ns,
+    queuedNs: e.queued_ns >= QUEUED_UNKNOWN ? undefined : e.queued_ns,
+    // exact: a flush's (sector_t)-1 is beyond a double's integers
+    sector: view.getBigUint64(offset + decoder.offsets.sector, true),
+    bytes: e.bytes,
+    pid: e.pid,
+    comm: e.comm,
+    disk: context.disks.name(e.dev),
+    rwbs: context.flags.rwbs(e.cmd_flags),
+    flags: context.flags.describe(e.cmd_flags),
+    pattern: PATTERNS[e.pattern] ?? 'unknown',
+  };
+}
+
+export function header(options: Options): string {
+  let text = options.timestamp ? `${left('TIMESTAMP', 12)} ` : `${left('TIME(s)', 11)} `;
+  text += `${left('COMM', 14)} ${left('PID', 7)} ${left('DISK', 7)} ${left('T', 4)} ${left('SECTOR', 10)} ${left('BYTES', 7)} `;
+  if (options.pattern) text += `${left('P', 1)} `;
+  if (options.queued) text += `${right('QUE(ms)', 7)} `;
+  return text + right('LAT(ms)', 7);
+}
+
+/** HH:MM:SS.mmm of a monotonic stamp, libbpf-tools' -t. */
+export function timestampText(tsNs: number): string {
+  const date = wallClock(tsNs);
+  return `${hhmmss(date)}.${String(date.getMilliseconds()).padStart(3, '0')}`;
+}
+
+/** The SECTOR column: a request with no sector shows -1, as libbpf-tools prints (sector_t)-1 with %lld. */
+export function sectorText(sector: bigint): string {
+  return sector === NO_SECTOR ? '-1' : String(sector);
+}
+
+/** libbpf-tools' COMM column shows 14 bytes of the name (%-14.14s). */
+const COMM_WIDTH = 14;
+
+/** One line; `firstTsNs` is the stamp of the first event printed, TIME(s) zero. */
+export function renderLine(event: BioEvent, options: Options, firstTsNs: number): string {
+  let text = options.timestamp
+    ? `${left(timestampText(event.tsNs), 12)} `
+    : `${fixedLeft((event.tsNs - firstTsNs) / 1e9, 11, 6)} `;
+  text += `${left(escapeText(event.comm.subarray(0, COMM_WIDTH)), COMM_WIDTH)} ${left(event.pid, 7)} `;
+  text += `${left(event.disk, 7)} ${left(event.rwbs, 4)} ${left(sectorText(event.sector), 10)} ${left(event.bytes, 7)} `;
+  if (options.pattern) text += `${left(PATTERN_LETTERS[event.pattern], 1)} `;
+  if (options.queued) text += `${fixedRight(event.queuedNs === undefined ? -1 : event.queuedNs / 1e6, 7, 3)} `;
+  return text + fixedRight(event.latencyNs / 1e6, 7, 3);
+}
+
+export function renderJson(event: BioEvent, firstTsNs: number): string {
+  return JSON.stringify({
+    time: wallClock(event.tsNs).toISOString(),
+    ts: Number(((event.tsNs - firstTsNs) / 1e9).toFixed(6)),
+    comm: losslessString(event.comm),
+    pid: event.pid,
+    disk: event.disk,
+    rwbs: event.rwbs,
+    flags: event.flags,
+    sector: event.sector === NO_SECTOR ? null : Number(event.sector),
+    bytes: event.bytes,
+    pattern: event.pattern,
+    que_ms: event.queuedNs === undefined ? null : event.queuedNs / 1e6,
+    lat_ms: event.latencyNs / 1e6,
+  });
+}
+
+export function main(argv: string[]): void {
+  const options = parseOptions(argv);
+  libbpfLog.setVerbose(options.verbose);
+  const dev = options.disk === undefined ? undefined : resolveDisk('--disk', options.disk);
+
+  const lifetime = new Lifetime();
+  let stream: EventStream | undefined;
+  const { obj } = loadWithPlans('biosnoop', blockAttachPlans(true), (o) => {
+    o.setConfig(kernelConfig(options, dev));
+    stream = new EventStream(o);
+    return applySelection(o, options);
+  });
+  lifetime.onEnd(() => obj.close());
+  const events = stream!;
+  const untracked = new UntrackedRequests(obj);
+  // after loading, which checked that the kernel's BTF is there; events wait in the ring buffer
+  const context: Context = { disks: new DiskNames(), flags: RequestFlags.fromKernel() };
+
+  const out = new Output();
+  const decoder = eventDecoder(obj.struct('event'));
+  let firstTsNs: number | undefined;
+  const onEvent = (view: DataView, offset: number): void => {
+    const event = decodeEvent(decoder, view, offset, context);
+    firstTsNs ??= event.tsNs;
+    out.line(options.json ? renderJson(event, firstTsNs) : renderLine(event, options, firstTsNs));
+  };
+  if (!options.json) out.line(header(options));
+  out.flush();
+  events.start(onEvent, () => out.flush());
+  setInterval(() => untracked.report(), 1000);
+  lifetime.onEnd(() => {
+    events.stop(onEvent);
+    out.flush();
+    untracked.report();
+  });
+  lifetime.endOn(options.duration);
+}
