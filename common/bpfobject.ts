@@ -5,13 +5,16 @@ import { fileURLToPath } from 'node:url';
 import { Btf, type StructLayout } from './btf.js';
 import { RuntimeError } from './errors.js';
 import { libbpfLog } from './log.js';
-import { bpf, errnoText, koffi, lastErrno } from './native.js';
+import { bpf, errnoText, koffi, lastErrno, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, ensureTracefs } from './preflight.js';
 
 /** Directory holding the shipped `<tool>.bpf.o` objects. */
 export const BPF_DIR = fileURLToPath(new URL('../../bpf/', import.meta.url));
 
 type Pointer = unknown;
+
+const PROT_READ = 1;
+const MAP_SHARED = 1;
 
 export interface Program {
   name: string;
@@ -20,6 +23,9 @@ export interface Program {
 
 export class BpfObject {
   private readonly links: Pointer[] = [];
+  /** Section maps mapped by sectionView() after load: [address, length]. */
+  private readonly sectionMappings: [Pointer, number][] = [];
+  private loaded = false;
   private closed = false;
   readonly btf: Btf;
 
@@ -55,24 +61,45 @@ export class BpfObject {
     return map;
   }
 
-  /** The memory libbpf keeps for a global data section (.rodata, .bss); live after load. */
+  /**
+   * A global data section (.rodata, .bss). Before load: the image libbpf
+   * will load, where setConfig writes. After load: the map's own memory,
+   * mapped here read-only, where counters the BPF side increments are seen.
+   * (libbpf before 1.5 points its image at the map only for skeletons; for
+   * us it stays a private copy that never changes after load.)
+   */
   sectionView(section: string): DataView {
+    const map = this.map(section);
     const size = [0];
-    const ptr = bpf.map_initial_value(this.map(section), size);
+    const ptr = bpf.map_initial_value(map, size);
     if (!ptr) throw new Error(`${section} of ${this.tool}.bpf.o is not mapped`);
-    return new DataView(koffi.view(ptr, size[0]));
+    if (!this.loaded) return new DataView(koffi.view(ptr, size[0]));
+    const live = libcCalls.mmap(null, size[0], PROT_READ, MAP_SHARED, bpf.map_fd(map), 0);
+    if (!live || koffi.address(live) === 0xffffffffffffffffn) {
+      throw new RuntimeError(`cannot map ${section} of ${this.tool}.bpf.o: ${errnoText(lastErrno())}`);
+    }
+    this.sectionMappings.push([live, size[0]]);
+    return new DataView(koffi.view(live, size[0]));
   }
 
   /**
    * Sets `const volatile` variables by name before load. Values are checked
-   * against the variable's BTF type so a config cannot be silently truncated.
+   * against the variable's BTF type so a config cannot be silently truncated;
+   * a byte array (a `char name[N]` filter) takes a Uint8Array of at most N bytes.
    */
-  setConfig(values: Record<string, number | bigint | boolean>): void {
+  setConfig(values: Record<string, number | bigint | boolean | Uint8Array>): void {
     const vars = this.btf.datasec('.rodata');
     const view = this.sectionView('.rodata');
     for (const [name, value] of Object.entries(values)) {
       const v = vars.get(name);
       if (!v) throw new Error(`${this.tool}.bpf.o has no const volatile ${name}`);
+      if (value instanceof Uint8Array) {
+        const t = v.type;
+        if (t.kind !== 'array' || t.element.size !== 1) throw new Error(`${name} is not a byte array`);
+        if (value.length > t.length) throw new Error(`${name} holds ${t.length} bytes, not ${value.length}`);
+        new Uint8Array(view.buffer, view.byteOffset + v.offset, t.length).fill(0).set(value);
+        continue;
+      }
       if (v.type.kind !== 'int') throw new Error(`${name} is not an integer variable`);
       writeInt(view, v.offset, v.type.size, v.type.signed, name, value);
     }
@@ -117,6 +144,7 @@ export class BpfObject {
     if (err) {
       throw new RuntimeError(`failed to load BPF programs: ${errnoText(err)}${libbpfLog.hint()}`);
     }
+    this.loaded = true;
   }
 
   /** Attaches every program chosen to load, mounting tracefs first if a classic tracepoint needs it. */
@@ -138,6 +166,7 @@ export class BpfObject {
     if (this.closed) return;
     this.closed = true;
     for (const link of this.links.splice(0)) bpf.link_destroy(link);
+    for (const [address, length] of this.sectionMappings.splice(0)) libcCalls.munmap(address, length);
     bpf.object_close(this.obj);
   }
 }

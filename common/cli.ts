@@ -13,6 +13,14 @@ export const PACKAGE_VERSION: string = JSON.parse(
 
 let toolName = 'ebpf-tools';
 
+/**
+ * yargs' parser settings for every tool: a repeated option's last value
+ * wins, as with getopt. A tool with a repeatable option (opensnoop -f)
+ * turns duplicate-arguments-array on over these, and keeps the last value
+ * of its other options itself.
+ */
+export const PARSER_CONFIGURATION = { 'duplicate-arguments-array': false, 'strip-aliased': true, 'boolean-negation': false };
+
 /** Builds the yargs parser every tool uses: strict, -h/--help, -V/--version, usage errors as UsageError. */
 export function commandLine(tool: string, argv: string[], usage: string, examples: string): Argv {
   return yargs(argv)
@@ -20,7 +28,7 @@ export function commandLine(tool: string, argv: string[], usage: string, example
     .usage(usage)
     .epilogue(`EXAMPLES:\n${examples}`)
     .strict()
-    .parserConfiguration({ 'duplicate-arguments-array': false, 'strip-aliased': true, 'boolean-negation': false })
+    .parserConfiguration(PARSER_CONFIGURATION)
     .help('help')
     .alias('help', 'h')
     .version(PACKAGE_VERSION)
@@ -78,6 +86,19 @@ export class Lifetime {
   private readonly finalizers: Finalizer[] = [];
   private ended = false;
 
+  /**
+   * Ends on SIGINT/SIGTERM/SIGHUP from the moment it exists (a Ctrl-C during
+   * load or right after the header still detaches and exits 0), and on a
+   * closed stdout.
+   */
+  constructor() {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => this.end(0));
+    process.on('uncaughtException', (err) => {
+      if (err instanceof OutputClosed) this.end(0);
+      this.end(reportFailure(err));
+    });
+  }
+
   /** Registers work for the end of the run (print a summary, detach, unload). */
   onEnd(finalizer: Finalizer): void {
     this.finalizers.push(finalizer);
@@ -98,15 +119,9 @@ export class Lifetime {
     process.exit(code);
   }
 
-  /** Ends on SIGINT/SIGTERM/SIGHUP, and after `seconds` if given. */
+  /** Also ends after `seconds`, if given (-d/--duration, a count of intervals). */
   endOn(seconds?: number): void {
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => this.end(0));
     if (seconds !== undefined) setTimeout(() => this.end(0), seconds * 1000);
-    process.on('uncaughtException', (err) => {
-      if (err instanceof OutputClosed) this.end(0);
-      const code = reportFailure(err);
-      this.end(code);
-    });
   }
 }
 

@@ -1,0 +1,135 @@
+// Time to ready: from spawn to the first line on stdout, which every tool
+// prints once its programs are attached. The C tools' stdout is made line
+// buffered (stdbuf -oL) so their header is seen when printed; bare
+// `node -e ''` (spawn to exit) is the floor any Node program pays.
+import { existsSync } from 'node:fs';
+import {
+  cTool, cToolLineBuffered, exited, nowMs, ours, oursAvailable, start, stop, type Command,
+} from './measure.js';
+import { pairedRatio, ratio, spread, table } from './stats.js';
+
+const READY_TIMEOUT_MS = 30000;
+const NODE_FLOOR: Command = [process.execPath, '-e', ''];
+
+type Timing = { ms: number } | { failed: string };
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').at(-1)?.trim() ?? '';
+}
+
+/** Spawns `command`, waits for its first stdout line, stops it with SIGINT; the time is spawn to that line. */
+async function timeToFirstLine(command: Command): Promise<Timing> {
+  const startedAt = nowMs();
+  const child = start(command, ['ignore', 'pipe', 'pipe']);
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const timing = await new Promise<Timing>((resolve) => {
+    const timer = setTimeout(() => resolve({ failed: `no line within ${READY_TIMEOUT_MS} ms` }), READY_TIMEOUT_MS);
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      if (stdout.includes('\n')) {
+        clearTimeout(timer);
+        resolve({ ms: nowMs() - startedAt });
+      }
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ failed: lastLine(stderr) || `exited (${code ?? signal}) before printing a line` });
+    });
+  });
+  await stop(child);
+  return timing;
+}
+
+async function timeToExit(command: Command): Promise<number> {
+  const startedAt = nowMs();
+  const child = start(command, 'ignore');
+  await exited(child);
+  return nowMs() - startedAt;
+}
+
+export interface ReadyResult {
+  tool: string;
+  floor: number[];
+  ours: number[];
+  c: number[];
+  oursFailure?: string;
+  cFailure?: string;
+}
+
+/** One side of a tool's comparison: measured, or why not. */
+class Side {
+  readonly times: number[] = [];
+  failure?: string;
+
+  constructor(readonly command: Command | undefined, missing: string) {
+    if (!command) this.failure = missing;
+  }
+
+  async measure(keep: boolean): Promise<void> {
+    if (this.failure || !this.command) return;
+    const timing = await timeToFirstLine(this.command);
+    if ('failed' in timing) this.failure = `fails: ${timing.failed}`;
+    else if (keep) this.times.push(timing.ms);
+  }
+}
+
+/**
+ * `rounds` rounds; in each, for each tool, the Node floor, ours and the C
+ * tool run one after the other (in an order that rotates, so none is always
+ * first after the previous tool's exit). One unrecorded warm-up round first.
+ */
+export async function measureReady(tools: string[], rounds: number, progress: (text: string) => void): Promise<ReadyResult[]> {
+  const sides = tools.map((tool) => ({
+    tool,
+    floor: [] as number[],
+    ours: new Side(oursAvailable(tool) ? ours(tool) : undefined, `not in the tree yet (tools/${tool}.ts, bpf/${tool}.bpf.o)`),
+    c: new Side(existsSync(cTool(tool)[0]) ? cToolLineBuffered(tool) : undefined, `${cTool(tool)[0]} not installed`),
+  }));
+  for (let round = 0; round <= rounds; round++) {
+    const keep = round > 0;
+    progress(keep ? `time to ready: round ${round}/${rounds}` : 'time to ready: warm-up');
+    for (const s of sides) {
+      const steps = [
+        async () => {
+          const ms = await timeToExit(NODE_FLOOR);
+          if (keep) s.floor.push(ms);
+        },
+        () => s.ours.measure(keep),
+        () => s.c.measure(keep),
+      ];
+      for (let i = 0; i < steps.length; i++) await steps[(i + round) % steps.length]();
+    }
+  }
+  return sides.map((s) => ({
+    tool: s.tool, floor: s.floor, ours: s.ours.times, c: s.c.times, oursFailure: s.ours.failure, cFailure: s.c.failure,
+  }));
+}
+
+export function readyReport(results: ReadyResult[], rounds: number): string {
+  const ms = (values: number[]): string => spread(values);
+  const rows = results.map((r) => {
+    const aboveFloor = r.ours.map((v, i) => v - r.floor[i]);
+    const paired = r.ours.length && r.c.length ? pairedRatio(aboveFloor, r.c) : NaN;
+    const goal = Number.isFinite(paired) ? (paired <= 1 ? 'met' : 'not met') : '–';
+    return [
+      r.tool,
+      ms(r.floor),
+      r.oursFailure ?? ms(r.ours),
+      r.oursFailure ? '–' : ms(aboveFloor),
+      r.cFailure ?? ms(r.c),
+      ratio(paired),
+      goal,
+    ];
+  });
+  return [
+    '## 1. Time to ready',
+    '',
+    `Spawn to the first stdout line (the header, printed once every program is attached), in ms: median (min–max) of ${rounds} rounds.`,
+    'Ours run as the bin/ launcher does (`node bin/<tool>.js`); the C tools under `stdbuf -oL` so the header leaves their stdio buffer when printed (the stdbuf exec is counted in their time).',
+    'The floor is bare `node -e \'\'` from spawn to exit, run in the same round. Goal: ours above the floor ≤ the C tool\'s whole time, i.e. the last ratio ≤ 1 (median of per-round ratios).',
+    '',
+    table(['tool', 'node floor', 'ours', 'ours − floor', 'C tool', '(ours − floor) / C', 'goal'], rows),
+  ].join('\n');
+}
