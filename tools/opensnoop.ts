@@ -1,0 +1,572 @@
+// opensnoop: trace every open (open, openat, openat2), as bcc's opensnoop.
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import type { BpfObject } from '../common/bpfobject.js';
+import type { StructLayout } from '../common/btf.js';
+import { commandLine, integerOption, Lifetime, PARSER_CONFIGURATION } from '../common/cli.js';
+import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
+import { plain, stdoutPaint, type Paint } from '../common/colour.js';
+import { UsageError } from '../common/errors.js';
+import { escapeText, losslessString } from '../common/escape.js';
+import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
+import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { left, right } from '../common/format.js';
+import { structDecoder } from '../common/layout.js';
+import { libbpfLog } from '../common/log.js';
+import { Output } from '../common/output.js';
+import { loadWithPlans, type AttachPlan } from '../common/plan.js';
+import { checkPrivileges, ensureTracefs } from '../common/preflight.js';
+import { PAGE_SIZE } from '../common/ringbuf.js';
+import { parseUser } from '../common/users.js';
+
+const USAGE = `Trace open family syscalls: open(), openat(), openat2()
+
+USAGE: opensnoop [-h] [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION] [-n NAME]
+                 [-e] [-E] [-f FLAG] [-F] [-b BUFFER_PAGES] [-c CG] [--cgroupmap PATH]
+                 [--mntnsmap PATH] [-v] [--json]`;
+
+const EXAMPLES = `    opensnoop                        # trace all open() syscalls
+    opensnoop -T                     # include timestamps
+    opensnoop -U                     # include UID
+    opensnoop -x                     # only show failed opens
+    opensnoop -x -E                  # only show failed opens, errors by name (ENOENT)
+    opensnoop -p 181                 # only trace PID 181
+    opensnoop -t 123                 # only trace TID 123
+    opensnoop -u 1000                # only trace UID 1000
+    opensnoop -d 10                  # trace for 10 seconds only
+    opensnoop -n main                # only print process names containing "main"
+    opensnoop -e                     # show extended fields (flags and mode)
+    opensnoop -f O_WRONLY -f O_RDWR  # only print calls for writing
+    opensnoop -F                     # show full path for an open file with relative path
+    opensnoop -b 16384               # a 64 MiB ring buffer (16384 pages of 4 KiB)
+    opensnoop -c CG                  # only trace processes in cgroup v2 directory CG
+    opensnoop --cgroupmap mappath    # only trace cgroups in this BPF map
+    opensnoop --mntnsmap mappath     # only trace mount namespaces in the map
+    opensnoop --json | jq .          # one JSON object per open`;
+
+const TASK_COMM_BYTES = 16;
+/** The largest ring buffer -b may ask for. */
+const MAX_RING_BYTES = 1 << 30;
+const MAX_DURATION_SECONDS = 2147483; // setTimeout's limit
+
+export interface Options extends SelectionOptions {
+  timestamp: boolean;
+  printUid: boolean;
+  failed: boolean;
+  pid?: number;
+  tid?: number;
+  uid?: number;
+  duration?: number;
+  name?: Uint8Array;
+  extended: boolean;
+  errnoNames: boolean;
+  flags?: FlagFilter;
+  fullPath: boolean;
+  /** -b: ring buffer pages; the runtime's default size (16 MiB) when not given */
+  bufferPages?: number;
+  verbose: boolean;
+  json: boolean;
+}
+
+/** -f: an open matches if it has any of `bits`, or its access mode is one of `accessModes` (bit 1 << mode). */
+export interface FlagFilter {
+  bits: number;
+  accessModes: number;
+}
+
+const ACCESS_MODES: Record<string, number> = { O_RDONLY: 0, O_WRONLY: 1, O_RDWR: 2 };
+
+/** Open flag bits (asm-generic/fcntl.h), with the architectures that number some differently. */
+const GENERIC_FLAGS: Record<string, number> = {
+  O_CREAT: 0o100, O_EXCL: 0o200, O_NOCTTY: 0o400, O_TRUNC: 0o1000, O_APPEND: 0o2000,
+  O_NONBLOCK: 0o4000, O_NDELAY: 0o4000, O_DSYNC: 0o10000, O_ASYNC: 0o20000, O_DIRECT: 0o40000,
+  O_LARGEFILE: 0o100000, O_DIRECTORY: 0o200000, O_NOFOLLOW: 0o400000, O_NOATIME: 0o1000000,
+  O_CLOEXEC: 0o2000000, O_PATH: 0o10000000,
+  // O_SYNC is __O_SYNC|O_DSYNC and O_TMPFILE is __O_TMPFILE|O_DIRECTORY: matched by
+  // the bit that only they set, so that -f O_SYNC does not match O_DSYNC alone.
+  O_SYNC: 0o4000000, O_RSYNC: 0o4000000, O_TMPFILE: 0o20000000,
+};
+const ARCH_FLAGS: Record<string, Record<string, number>> = {
+  arm: { O_DIRECTORY: 0o40000, O_NOFOLLOW: 0o100000, O_DIRECT: 0o200000, O_LARGEFILE: 0o400000 },
+  arm64: { O_DIRECTORY: 0o40000, O_NOFOLLOW: 0o100000, O_DIRECT: 0o200000, O_LARGEFILE: 0o400000 },
+  ppc: { O_DIRECTORY: 0o40000, O_NOFOLLOW: 0o100000, O_LARGEFILE: 0o200000, O_DIRECT: 0o400000 },
+  ppc64: { O_DIRECTORY: 0o40000, O_NOFOLLOW: 0o100000, O_LARGEFILE: 0o200000, O_DIRECT: 0o400000 },
+};
+const GENERIC_ARCHS = new Set(['x64', 'ia32', 'riscv64', 's390x', 'loong64']);
+
+/** The open flag bits of an architecture (process.arch), or undefined where they are not known. */
+export function openFlags(arch: string): Record<string, number> | undefined {
+  if (!GENERIC_ARCHS.has(arch) && !ARCH_FLAGS[arch]) return undefined;
+  return { ...GENERIC_FLAGS, ...ARCH_FLAGS[arch] };
+}
+
+/** Parses -f values (repeatable, or comma-separated): O_WRONLY, o_creat... */
+export function parseFlagFilter(values: string[], arch = process.arch): FlagFilter {
+  const flags = openFlags(arch);
+  const filter: FlagFilter = { bits: 0, accessModes: 0 };
+  for (const given of values.flatMap((v) => v.split(',')).map((v) => v.trim())) {
+    const name = given.toUpperCase();
+    if (name in ACCESS_MODES) filter.accessModes |= 1 << ACCESS_MODES[name];
+    else if (flags && name in flags) filter.bits |= flags[name];
+    else if (!flags) throw new UsageError(`invalid --flag '${given}': open flags of ${arch} are not known; only O_RDONLY, O_WRONLY, O_RDWR`);
+    else throw new UsageError(`invalid --flag '${given}': expected one of ${[...Object.keys(ACCESS_MODES), ...Object.keys(flags)].join(', ')}`);
+  }
+  return filter;
+}
+
+/** -f gathers every value given; of the other options the last one counts, as with getopt. */
+function lastValues<T extends Record<string, unknown>>(args: T, repeatable: string): T {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(args)) out[key] = key !== repeatable && key !== '_' && Array.isArray(value) ? value.at(-1) : value;
+  return out as T;
+}
+
+export function parseOptions(argv: string[]): Options {
+  const args = lastValues(commandLine('opensnoop', argv, USAGE, EXAMPLES)
+    .parserConfiguration({ ...PARSER_CONFIGURATION, 'duplicate-arguments-array': true })
+    .options({
+      timestamp: { alias: 'T', type: 'boolean', default: false, description: 'include a time column (HH:MM:SS)' },
+      'print-uid': { alias: 'U', type: 'boolean', default: false, description: 'print UID column' },
+      failed: { alias: 'x', type: 'boolean', default: false, description: 'only show failed opens' },
+      pid: { alias: 'p', type: 'string', requiresArg: true, description: 'trace this PID only' },
+      tid: { alias: 't', type: 'string', requiresArg: true, description: 'trace this TID only' },
+      uid: { alias: 'u', type: 'string', requiresArg: true, description: 'trace this UID (or user name) only' },
+      duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace in seconds' },
+      name: { alias: 'n', type: 'string', requiresArg: true, description: 'only print process names containing this name' },
+      'extended-fields': { alias: 'e', type: 'boolean', default: false, description: 'show extended fields (FLAGS and MODE columns)' },
+      'errno-names': { alias: 'E', type: 'boolean', default: false, description: 'show errors by name (ENOENT) in the ERR column' },
+      flag: { alias: 'f', type: 'string', array: true, requiresArg: true, description: 'filter on flags argument (e.g., O_WRONLY); repeatable' },
+      'full-path': { alias: 'F', type: 'boolean', default: false, description: 'show full path for an open file with relative path' },
+      'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: 16 MiB)` },
+      ...selectionOptions,
+      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
+      json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
+    })
+    .parseSync(), 'flag');
+  let name: Uint8Array | undefined;
+  if (args.name !== undefined) {
+    name = Uint8Array.from(Buffer.from(args.name));
+    if (name.length === 0 || name.length >= TASK_COMM_BYTES) {
+      throw new UsageError(`invalid --name '${args.name}': a process name is 1 to ${TASK_COMM_BYTES - 1} bytes`);
+    }
+  }
+  const flagValues = args.flag?.map(String) ?? [];
+  return {
+    timestamp: args.timestamp,
+    printUid: args.printUid,
+    failed: args.failed,
+    pid: args.pid === undefined ? undefined : integerOption('--pid', args.pid, 1, 0x7fffffff),
+    tid: args.tid === undefined ? undefined : integerOption('--tid', args.tid, 1, 0x7fffffff),
+    uid: args.uid === undefined ? undefined : parseUser('--uid', args.uid),
+    duration: args.duration === undefined ? undefined : integerOption('--duration', args.duration, 1, MAX_DURATION_SECONDS),
+    name,
+    extended: args.extendedFields,
+    errnoNames: args.errnoNames,
+    flags: flagValues.length ? parseFlagFilter(flagValues) : undefined,
+    fullPath: args.fullPath,
+    bufferPages: args.bufferPages === undefined
+      ? undefined
+      : integerOption('--buffer-pages', args.bufferPages, 1, MAX_RING_BYTES / PAGE_SIZE),
+    cgroup: args.cgroup,
+    cgroupmap: args.cgroupmap,
+    mntnsmap: args.mntnsmap,
+    verbose: args.verbose,
+    json: args.json,
+  };
+}
+
+/** The kernel-side configuration an Options asks for. */
+export function kernelConfig(options: Options): Record<string, number | boolean | Uint8Array> {
+  return {
+    targ_tgid: options.pid ?? 0,
+    targ_tid: options.tid ?? 0,
+    targ_uid: options.uid ?? 0xffffffff,
+    targ_failed: options.failed,
+    filter_flags: options.flags !== undefined,
+    targ_flag_bits: options.flags?.bits ?? 0,
+    targ_access_modes: options.flags?.accessModes ?? 0,
+    targ_comm: options.name ?? new Uint8Array(0),
+    targ_comm_len: options.name?.length ?? 0,
+    full_path: options.fullPath,
+  };
+}
+
+/** The size of the ring buffer: -b pages rounded up to a power of two, or the runtime's default. */
+export function ringBytes(options: Options): number {
+  return options.bufferPages === undefined ? DEFAULT_RING_BYTES : ringBufferBytes(options.bufferPages * PAGE_SIZE);
+}
+
+/** The syscalls traced, each by its entry and exit programs. */
+export const SYSCALLS = [
+  { name: 'open', programs: ['enter_open', 'exit_open'] },
+  { name: 'openat', programs: ['enter_openat', 'exit_openat'] },
+  { name: 'openat2', programs: ['enter_openat2', 'exit_openat2'] },
+];
+
+function syscallTracepointExists(syscall: string): boolean {
+  return ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'].some((dir) =>
+    existsSync(`${dir}/events/syscalls/sys_enter_${syscall}`) && existsSync(`${dir}/events/syscalls/sys_exit_${syscall}`));
+}
+
+/**
+ * The one way to attach: the syscall tracepoints of the syscalls this kernel
+ * has (arm64 and riscv have no open(); openat2 came in 5.6). A syscall without
+ * its tracepoints is not loaded rather than failing the whole object.
+ */
+export function tracepointPlan(exists: (syscall: string) => boolean = syscallTracepointExists): AttachPlan {
+  const present = SYSCALLS.filter((s) => exists(s.name));
+  for (const s of SYSCALLS) if (!present.includes(s)) libbpfLog.note(`opensnoop: no tracepoints for ${s.name}(): not traced`);
+  return {
+    name: 'syscall tracepoints',
+    programs: present.flatMap((s) => s.programs),
+    unavailable: () => (present.some((s) => s.name === 'openat')
+      ? null
+      : 'no syscalls/sys_enter_openat tracepoint (needs a kernel with CONFIG_FTRACE_SYSCALLS=y)'),
+  };
+}
+
+/** What -F found for a relative path (enum dir_status in the BPF object). */
+export enum DirStatus { None = 0, Complete = 1, Truncated = 2, Unknown = 3 }
+
+/**
+ * One open. Its strings are spans [start, end) of `bytes`, which while a
+ * record is handled is the ring buffer's own memory: decoding copies and
+ * allocates nothing, and only the text that is printed is made from them.
+ */
+export interface OpenEvent {
+  tsNs: number;
+  pid: number;
+  tid: number;
+  uid: number;
+  ret: number;
+  flags: number;
+  mode: number;
+  dirStatus: DirStatus;
+  bytes: Buffer;
+  commStart: number;
+  commEnd: number;
+  /** the path as the caller gave it */
+  pathStart: number;
+  pathEnd: number;
+  /** with -F: the names of the directories above a relative path, innermost first, each NUL-terminated */
+  dirsStart: number;
+  dirsEnd: number;
+}
+
+export function eventDecoder(layout: StructLayout) {
+  return structDecoder(layout, {
+    ts_ns: 'u64', pid: 'u32', tid: 'u32', uid: 'u32', ret: 's32', flags: 'u32', mode: 'u32',
+    path_size: 'u16', dir_size: 'u16', dir_status: 'u8', comm: 'chars',
+  });
+}
+
+/** Where the NUL-terminated string at bytes[start] ends, at most at `limit`. */
+function stringEnd(bytes: Uint8Array, start: number, limit: number): number {
+  let end = start;
+  while (end < limit && bytes[end] !== 0) end++;
+  return end;
+}
+
+/** A new event to decode into. */
+export function emptyEvent(): OpenEvent {
+  return {
+    tsNs: 0, pid: 0, tid: 0, uid: 0, ret: 0, flags: 0, mode: 0, dirStatus: DirStatus.None,
+    bytes: Buffer.alloc(0), commStart: 0, commEnd: 0, pathStart: 0, pathEnd: 0, dirsStart: 0, dirsEnd: 0,
+  };
+}
+
+/** An event whose strings are in bytes of their own (tests; anything not read from a ring buffer). */
+export function eventOf(fields: Omit<OpenEvent, 'bytes' | 'commStart' | 'commEnd' | 'pathStart' | 'pathEnd' | 'dirsStart' | 'dirsEnd'> & {
+  comm: Uint8Array; path: Uint8Array; dirs?: Uint8Array;
+}): OpenEvent {
+  const { comm, path, dirs = new Uint8Array(0), ...numbers } = fields;
+  const bytes = Buffer.concat([comm, path, dirs]);
+  return {
+    ...numbers, bytes,
+    commStart: 0, commEnd: comm.length,
+    pathStart: comm.length, pathEnd: comm.length + path.length,
+    dirsStart: comm.length + path.length, dirsEnd: bytes.length,
+  };
+}
+
+/**
+ * Reads one record into `event`, reusing it; its spans point into the ring
+ * buffer and are valid only until the record handler returns.
+ */
+export function decodeInto(
+  event: OpenEvent, decoder: ReturnType<typeof eventDecoder>, view: DataView, offset: number, length: number,
+): void {
+  if (event.bytes.buffer !== view.buffer || event.bytes.byteOffset !== view.byteOffset) {
+    event.bytes = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+  }
+  const at = decoder.offsets;
+  event.tsNs = view.getUint32(offset + at.ts_ns, true) + view.getUint32(offset + at.ts_ns + 4, true) * 2 ** 32;
+  event.pid = view.getUint32(offset + at.pid, true);
+  event.tid = view.getUint32(offset + at.tid, true);
+  event.uid = view.getUint32(offset + at.uid, true);
+  event.ret = view.getInt32(offset + at.ret, true);
+  event.flags = view.getUint32(offset + at.flags, true);
+  event.mode = view.getUint32(offset + at.mode, true);
+  event.dirStatus = view.getUint8(offset + at.dir_status);
+  event.commStart = offset + at.comm;
+  event.commEnd = stringEnd(event.bytes, event.commStart, event.commStart + decoder.sizes.comm);
+  // Sizes come from the kernel; bound them by the record so a bad one cannot read past it.
+  const recordEnd = offset + length;
+  const pathLimit = Math.min(offset + decoder.size + view.getUint16(offset + at.path_size, true), recordEnd);
+  event.pathStart = offset + decoder.size;
+  event.pathEnd = stringEnd(event.bytes, event.pathStart, pathLimit);
+  event.dirsStart = pathLimit;
+  event.dirsEnd = Math.min(pathLimit + view.getUint16(offset + at.dir_size, true), recordEnd);
+}
+
+/** A span of bytes as terminal text: as is when plain ASCII (nearly always), else escaped. */
+export function terminalText(bytes: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i];
+    if (b < 0x20 || b > 0x7e || b === 0x5c) return escapeText(bytes.subarray(start, end));
+  }
+  return bytes.toString('latin1', start, end);
+}
+
+/** A span of bytes as a JSON string literal with its exact bytes (see losslessString). */
+export function jsonText(bytes: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i];
+    if (b < 0x20 || b > 0x7e || b === 0x22 || b === 0x5c) return JSON.stringify(losslessString(bytes.subarray(start, end)));
+  }
+  return `"${bytes.toString('latin1', start, end)}"`;
+}
+
+/** How a span of bytes becomes text (terminalText, or losslessText for JSON). */
+export type SpanText = (bytes: Buffer, start: number, end: number) => string;
+
+/** A span of bytes as the string JSON.stringify turns into exactly those bytes (see losslessString). */
+export function losslessText(bytes: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return losslessString(bytes.subarray(start, end));
+  return bytes.toString('latin1', start, end);
+}
+
+const TRUNCATED_PREFIX = '...';
+
+/**
+ * -F paths: the directory names outermost first, then the path as given.
+ * Where the kernel could not reach the root (deeper than it walks) the path
+ * starts with ".../"; where it could not read the directory at all, or the
+ * path is absolute, it is the path as given. The directory part is kept
+ * while it stays the same, as it mostly does from one open to the next.
+ */
+export class FullPaths {
+  private names = Buffer.alloc(0);
+  private status = -1;
+  private directory = '';
+
+  constructor(private readonly text: SpanText) {}
+
+  of(e: OpenEvent): string {
+    const path = this.text(e.bytes, e.pathStart, e.pathEnd);
+    if (e.dirStatus !== DirStatus.Complete && e.dirStatus !== DirStatus.Truncated) return path;
+    const length = e.dirsEnd - e.dirsStart;
+    if (e.dirStatus !== this.status || length !== this.names.length ||
+        e.bytes.compare(this.names, 0, length, e.dirsStart, e.dirsEnd) !== 0) {
+      this.status = e.dirStatus;
+      this.names = Buffer.from(e.bytes.subarray(e.dirsStart, e.dirsEnd));
+      // Each name rendered alone: a '/' never occurs inside a UTF-8 sequence, so
+      // this is the text of the joined bytes.
+      let joined = '';
+      for (let start = e.dirsStart; start < e.dirsEnd;) {
+        const end = stringEnd(e.bytes, start, e.dirsEnd);
+        joined = `/${this.text(e.bytes, start, end)}${joined}`;
+        start = end + 1;
+      }
+      this.directory = e.dirStatus === DirStatus.Truncated ? TRUNCATED_PREFIX + joined : joined;
+    }
+    return `${this.directory}/${path}`;
+  }
+}
+
+/** Linux errno names by number (EAGAIN over EWOULDBLOCK, EOPNOTSUPP over ENOTSUP). */
+const ERRNO_NAMES = new Map<number, string>(
+  Object.entries(osConstants.errno as Record<string, number>)
+    .filter(([name]) => name !== 'EWOULDBLOCK' && name !== 'ENOTSUP')
+    .map(([name, value]) => [value, name]),
+);
+
+export function errnoName(errno: number): string | undefined {
+  return ERRNO_NAMES.get(errno);
+}
+
+/** The ERR column width with -E: the common names fit; longer ones push the line, as %-7s would. */
+const ERRNO_NAME_WIDTH = 7;
+
+export function header(options: Options): string {
+  let text = '';
+  if (options.timestamp) text += `${left('TIME', 8)} `;
+  if (options.printUid) text += `${left('UID', 7)} `;
+  text += `${left('PID', 6)} ${left('COMM', 16)} ${right('FD', 3)} `;
+  text += options.errnoNames ? `${left('ERR', ERRNO_NAME_WIDTH)} ` : `${right('ERR', 3)} `;
+  if (options.extended) text += `${left('FLAGS', 8)} ${left('MODE', 5)} `;
+  return `${text}PATH`;
+}
+
+const octal = (value: number, width: number): string => value.toString(8).padStart(width, '0');
+
+/** O_CREAT and __O_TMPFILE: the same bits on every architecture opensnoop knows. */
+const MODE_FLAGS = GENERIC_FLAGS.O_CREAT | GENERIC_FLAGS.O_TMPFILE;
+
+/** The MODE column: n/a when neither O_CREAT nor O_TMPFILE makes the mode argument count (as upstream). */
+export function modeText(flags: number, mode: number): string {
+  return mode === 0 && (flags & MODE_FLAGS) === 0 ? 'n/a' : octal(mode, 4);
+}
+
+/** Results (fd or -errno) whose FD and ERR text is kept once made: -4096 up to 4095. */
+const RESULT_CACHE = 4096;
+
+/**
+ * Renders lines. In a storm one process opens over and over, so each
+ * column's text is kept while its value stays the same (the time for its
+ * millisecond, the pid and command name, the uid, the result, the flags)
+ * and a line costs little more than its path.
+ */
+export class LineRenderer {
+  private timeMs = -1;
+  private timeText = '';
+  private uid = -1;
+  private uidText = '';
+  private pid = -1;
+  private readonly comm = Buffer.alloc(TASK_COMM_BYTES);
+  private commLength = -1;
+  private processText = '';
+  private readonly results: (string | undefined)[] = new Array(2 * RESULT_CACHE);
+  private readonly flagTexts = new Map<number, string>();
+  private readonly fullPaths = new FullPaths(terminalText);
+
+  /** A failed open's ERR is painted as an error. */
+  constructor(private readonly options: Options, private readonly paint: Paint = plain) {}
+
+  private time(tsNs: number): string {
+    const ms = Math.floor(tsNs / 1e6);
+    if (ms !== this.timeMs) {
+      this.timeMs = ms;
+      this.timeText = `${left(hhmmss(wallClock(tsNs)), 8)} `;
+    }
+    return this.timeText;
+  }
+
+  private uidColumn(uid: number): string {
+    if (uid !== this.uid) {
+      this.uid = uid;
+      this.uidText = `${left(uid, 7)} `;
+    }
+    return this.uidText;
+  }
+
+  private processColumns(e: OpenEvent): string {
+    const length = e.commEnd - e.commStart;
+    let same = e.pid === this.pid && length === this.commLength;
+    for (let i = 0; same && i < length; i++) same = e.bytes[e.commStart + i] === this.comm[i];
+    if (!same) {
+      this.pid = e.pid;
+      this.commLength = length;
+      e.bytes.copy(this.comm, 0, e.commStart, e.commEnd);
+      this.processText = `${left(e.pid, 6)} ${left(terminalText(e.bytes, e.commStart, e.commEnd), 16)} `;
+    }
+    return this.processText;
+  }
+
+  private resultColumns(ret: number): string {
+    const cacheable = ret >= -RESULT_CACHE && ret < RESULT_CACHE;
+    const cached = cacheable ? this.results[ret + RESULT_CACHE] : undefined;
+    if (cached !== undefined) return cached;
+    const fd = ret >= 0 ? ret : -1;
+    const err = ret >= 0 ? 0 : -ret;
+    const errText = this.options.errnoNames ? left(err === 0 ? '0' : errnoName(err) ?? err, ERRNO_NAME_WIDTH) : right(err, 3);
+    const text = `${right(fd, 3)} ${err === 0 ? errText : this.paint.error(errText)} `;
+    if (cacheable) this.results[ret + RESULT_CACHE] = text;
+    return text;
+  }
+
+  private flagColumns(flags: number, mode: number): string {
+    if (mode !== 0) return `${octal(flags, 8)} ${left(modeText(flags, mode), 5)} `;
+    let text = this.flagTexts.get(flags);
+    if (text === undefined) {
+      text = `${octal(flags, 8)} ${left(modeText(flags, 0), 5)} `;
+      this.flagTexts.set(flags, text);
+    }
+    return text;
+  }
+
+  line(e: OpenEvent): string {
+    const o = this.options;
+    let text = '';
+    if (o.timestamp) text += this.time(e.tsNs);
+    if (o.printUid) text += this.uidColumn(e.uid);
+    text += this.processColumns(e);
+    text += this.resultColumns(e.ret);
+    if (o.extended) text += this.flagColumns(e.flags, e.mode);
+    return text + (o.fullPath ? this.fullPaths.of(e) : terminalText(e.bytes, e.pathStart, e.pathEnd));
+  }
+}
+
+/**
+ * Renders --json lines, written out field by field (JSON.stringify of an
+ * object per event costs more than the rest of the tool); the time is made
+ * once per millisecond.
+ */
+export class JsonRenderer {
+  private timeMs = -1;
+  private timeText = '';
+  private readonly fullPaths = new FullPaths(losslessText);
+
+  constructor(private readonly options: Options) {}
+
+  line(e: OpenEvent): string {
+    const ms = Math.floor(e.tsNs / 1e6);
+    if (ms !== this.timeMs) {
+      this.timeMs = ms;
+      this.timeText = wallClock(e.tsNs).toISOString();
+    }
+    const err = e.ret >= 0 ? 0 : -e.ret;
+    const name = err === 0 ? undefined : errnoName(err);
+    const mode = modeText(e.flags, e.mode) === 'n/a' ? null : e.mode;
+    const full = this.options.fullPath ? `,"full_path":${JSON.stringify(this.fullPaths.of(e))}` : '';
+    return `{"time":"${this.timeText}","ts":${Math.round(secondsSinceStart(e.tsNs) * 1e6) / 1e6},` +
+      `"pid":${e.pid},"tid":${e.tid},"uid":${e.uid},"comm":${jsonText(e.bytes, e.commStart, e.commEnd)},` +
+      `"fd":${e.ret >= 0 ? e.ret : -1},"err":${err},"errno":${name === undefined ? null : `"${name}"`},` +
+      `"flags":${e.flags},"mode":${mode},"path":${jsonText(e.bytes, e.pathStart, e.pathEnd)}${full}}`;
+  }
+}
+
+export function main(argv: string[]): void {
+  const options = parseOptions(argv);
+  libbpfLog.setVerbose(options.verbose);
+  checkPrivileges();
+  // The tracepoints of the syscalls this kernel has are listed in tracefs.
+  libbpfLog.note(ensureTracefs());
+  let stream!: EventStream; // set by the configure step of the plan that loaded
+  const { obj } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
+    candidate.setConfig(kernelConfig(options));
+    stream = new EventStream(candidate, ringBytes(options));
+    return applySelection(candidate, options);
+  });
+  const events = stream;
+  const lifetime = new Lifetime();
+  lifetime.onEnd(() => obj.close());
+
+  const out = new Output();
+  const decoder = eventDecoder(obj.struct('event'));
+  const event = emptyEvent();
+  const paint = stdoutPaint(!options.json);
+  const renderer = options.json ? new JsonRenderer(options) : new LineRenderer(options, paint);
+  const onEvent = (view: DataView, offset: number, length: number): void => {
+    decodeInto(event, decoder, view, offset, length);
+    out.line(renderer.line(event));
+  };
+  if (!options.json) out.line(paint.header(header(options)));
+  out.flush();
+  events.start(onEvent, () => out.flush());
+  lifetime.onEnd(() => {
+    events.stop(onEvent);
+    out.flush();
+  });
+  lifetime.endOn(options.duration);
+}
