@@ -87,3 +87,13 @@ export function kernelHasFunction(name: string): boolean {
   kallsyms ??= readFileSync('/proc/kallsyms', 'utf8');
   return new RegExp(`^[0-9a-f]+ [tTwW] ${name}$`, 'm').test(kallsyms);
 }
+
+/**
+ * Whether this kernel has the sys_enter_/sys_exit_ tracepoints of `syscall`
+ * (arm64 has no open(); openat2 came in 5.6). Reads tracefs: call it after
+ * ensureTracefs().
+ */
+export function syscallTracepointsExist(syscall: string): boolean {
+  return ['/sys/kernel/tracing/events', '/sys/kernel/debug/tracing/events'].some((dir) =>
+    existsSync(`${dir}/syscalls/sys_enter_${syscall}`) && existsSync(`${dir}/syscalls/sys_exit_${syscall}`));
+}

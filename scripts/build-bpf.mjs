@@ -28,7 +28,7 @@ for (const source of sources) {
   const object = join(outDir, source.replace(/\.c$/, '.o'));
   execFileSync(clang, [
     '-g', '-O2', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86',
-    `-fdebug-prefix-map=${root}=.`, '-Ibpf', '-c', join('bpf', source), '-o', object,
+    `-ffile-prefix-map=${root.replace(/\/$/, '')}=.`, '-Ibpf', '-c', join('bpf', source), '-o', object,
   ], { stdio: 'inherit' });
   execFileSync(strip, ['-g', object], { stdio: 'inherit' });
   if (check && !readFileSync(object).equals(readFileSync(join('bpf', source.replace(/\.c$/, '.o'))))) {

@@ -13,7 +13,7 @@ import { fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
-import { kernelBtfHasName, kprobesAvailable, loadWithPlans, type AttachPlan } from '../common/plan.js';
+import { kernelBtfHasName, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { ensureTracefs } from '../common/preflight.js';
 
 const USAGE = `Trace common ext4 file operations slower than a threshold
@@ -95,12 +95,6 @@ export const SYSCALLS = [
   'fsync', 'fdatasync',
 ];
 
-const TRACEFS_EVENTS = ['/sys/kernel/tracing/events', '/sys/kernel/debug/tracing/events'];
-
-function syscallTracepointExists(event: string): boolean {
-  return TRACEFS_EVENTS.some((dir) => existsSync(`${dir}/syscalls/${event}`));
-}
-
 /**
  * The syscall tracepoint plan. Which syscalls have tracepoints depends on the
  * architecture (arm64 has no open or creat), so its programs are those of the
@@ -120,7 +114,7 @@ function syscallPlan(): AttachPlan {
         if (err instanceof RuntimeError) return err.message;
         throw err;
       }
-      const present = SYSCALLS.filter((s) => syscallTracepointExists(`sys_enter_${s}`) && syscallTracepointExists(`sys_exit_${s}`));
+      const present = SYSCALLS.filter(syscallTracepointsExist);
       const absent = SYSCALLS.filter((s) => !present.includes(s));
       if (absent.length) libbpfLog.note(`ext4slower: no tracepoints for ${absent.join(', ')} here: not traced`);
       if (present.length === 0) return 'no syscall tracepoints (kernel built without CONFIG_FTRACE_SYSCALLS)';

@@ -1,5 +1,4 @@
 // opensnoop: trace every open (open, openat, openat2), as bcc's opensnoop.
-import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
@@ -14,7 +13,7 @@ import { left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
-import { loadWithPlans, type AttachPlan } from '../common/plan.js';
+import { loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { checkPrivileges, ensureTracefs } from '../common/preflight.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 import { parseUser } from '../common/users.js';
@@ -203,17 +202,12 @@ export const SYSCALLS = [
   { name: 'openat2', programs: ['enter_openat2', 'exit_openat2'] },
 ];
 
-function syscallTracepointExists(syscall: string): boolean {
-  return ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'].some((dir) =>
-    existsSync(`${dir}/events/syscalls/sys_enter_${syscall}`) && existsSync(`${dir}/events/syscalls/sys_exit_${syscall}`));
-}
-
 /**
  * The one way to attach: the syscall tracepoints of the syscalls this kernel
  * has (arm64 and riscv have no open(); openat2 came in 5.6). A syscall without
  * its tracepoints is not loaded rather than failing the whole object.
  */
-export function tracepointPlan(exists: (syscall: string) => boolean = syscallTracepointExists): AttachPlan {
+export function tracepointPlan(exists: (syscall: string) => boolean = syscallTracepointsExist): AttachPlan {
   const present = SYSCALLS.filter((s) => exists(s.name));
   for (const s of SYSCALLS) if (!present.includes(s)) libbpfLog.note(`opensnoop: no tracepoints for ${s.name}(): not traced`);
   return {
