@@ -1,8 +1,8 @@
 import t from 'tap';
+import { usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { blockAttachPlans, RequestFlags } from '../common/bio.js';
 import { devText, DiskNames, mkdev, parseProcPartitions, resolveDisk, type BlockDevice } from '../common/disks.js';
-import { UsageError } from '../common/errors.js';
 import {
   histogramsSince, jsonTime, kernelConfig, needsRequestStart, parseOptions, renderHistogram, renderJson,
   sectionLabel, sortHistograms, type Histogram, type Naming, type Options,
@@ -19,17 +19,6 @@ function histogram(counts: Record<number, number>, overrides: Partial<Histogram>
   const slots = Array.from({ length: 27 }, (_, slot) => counts[slot] ?? 0);
   const count = slots.reduce((s, n) => s + n, 0);
   return { dev: mkdev(254, 0), cmdFlags: 0, slots, totalNs: 0, count, ...overrides };
-}
-
-/** The message of the UsageError `fn` throws; fails the test if it throws anything else. */
-function usageError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UsageError) return err.message;
-    throw err;
-  }
-  return 'no error';
 }
 
 t.test('options: positionals, combined flags, kernel config', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
+import { usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { RequestFlags } from '../common/bio.js';
-import { UsageError } from '../common/errors.js';
 import {
   decodeEvent, eventDecoder, header, kernelConfig, millisecondsOption, parseOptions, renderJson, renderLine,
   sectorText, timestampText, type BioEvent, type Options,
@@ -47,17 +47,6 @@ t.test('options: defaults, every flag, duration and kernel config', async (t) =>
   t.equal(parseOptions(['--queued', '--pattern', '--timestamp', '--min', '1']).minMs, 1, 'long names');
   t.equal(parseOptions(['-c', '/sys/fs/cgroup']).cgroup, '/sys/fs/cgroup');
 });
-
-/** The message of the UsageError `fn` throws; fails the test if it throws anything else. */
-function usageError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UsageError) return err.message;
-    throw err;
-  }
-  return 'no error';
-}
 
 t.test('options: every mistake is a UsageError naming what was typed', async (t) => {
   const cases: [string[], RegExp][] = [

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { UsageError } from '../common/errors.js';
+import { usageError } from './helpers.js';
 import {
   argsText, header, kernelConfig, parseOptions, renderJson, renderLine, selected, splitArgs, type ExecEvent,
 } from '../tools/execsnoop.js';
@@ -43,16 +43,7 @@ t.test('options: every mistake is a UsageError naming the option', async (t) => 
     [['stray'], /unknown argument 'stray'/],
     [['-u'], /-u|uid/],
   ];
-  for (const [argv, message] of cases) {
-    let thrown: unknown;
-    try {
-      parseOptions(argv);
-    } catch (err) {
-      thrown = err;
-    }
-    t.ok(thrown instanceof UsageError, `${argv.join(' ')}: UsageError`);
-    t.match((thrown as Error)?.message, message, argv.join(' '));
-  }
+  for (const [argv, message] of cases) t.match(usageError(() => parseOptions(argv)), message, argv.join(' '));
 });
 
 t.test('splitArgs puts the file name first and marks what was left out', async (t) => {

@@ -3,9 +3,9 @@
 // C ext4slower cannot run on this machine, so the expected lines are written
 // out here from its printf formats ("%-8s %-16s %-7d %c %-7zd %-8lld %7.2f %s").
 import t from 'tap';
+import { usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { START_NS } from '../common/clock.js';
-import { UsageError } from '../common/errors.js';
 import {
   attachPlans, csvField, decodeEvent, eventDecoder, FENTRY_PROGRAMS, header, kernelConfig, KPROBE_PROGRAMS,
   MAX_DURATION_S, MAX_MIN_MS, parseOptions, render, renderCsv, renderJson, renderLine, SYSCALLS, type SlowOperation,
@@ -67,15 +67,9 @@ t.test('options: every mistake is a UsageError naming what is wrong', async (t) 
     [['--bogus'], /--bogus/],
   ];
   for (const [argv, message] of cases) {
-    let thrown: unknown;
-    try {
-      parseOptions(argv);
-    } catch (err) {
-      thrown = err;
-    }
-    t.ok(thrown instanceof UsageError, `${argv.join(' ')}: UsageError`);
-    t.match((thrown as Error)?.message, message, argv.join(' '));
-    t.notMatch((thrown as Error)?.message ?? '', /\n/, 'one line');
+    const text = usageError(() => parseOptions(argv));
+    t.match(text, message, argv.join(' '));
+    t.notMatch(text, /\n/, 'one line');
   }
 });
 

@@ -4,6 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../common/bpfobject.js';
+import { UsageError } from '../common/errors.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -131,4 +132,18 @@ export function runCommand(file: string, args: string[], options: { cwd?: string
 /** Whether a C reference tool from Debian's libbpf-tools is installed. */
 export function referenceTool(tool: string): string {
   return `/usr/sbin/${tool}`;
+}
+
+/**
+ * The message of the UsageError `fn` throws, or 'no error'; any other error
+ * is rethrown, so the test fails on it.
+ */
+export function usageError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof UsageError) return err.message;
+    throw err;
+  }
+  return 'no error';
 }
