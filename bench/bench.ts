@@ -6,8 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
-import { commandLine, integerOption, PACKAGE_VERSION, runMain } from '../common/cli.js';
-import { RuntimeError, UsageError } from '../common/errors.js';
+import { commandLine, integerOption, PACKAGE_VERSION, parseCommandLine, runMain } from '../common/cli.js';
+import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
 import { ROOT } from '../test/helpers.js';
 import { latencyReport, measureLatency } from './latency.js';
@@ -40,7 +40,7 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const args = commandLine('bench', argv, USAGE, EXAMPLES)
+  const args = parseCommandLine(commandLine('bench', USAGE, EXAMPLES)
     .env('BENCH')
     .options({
       opens: { type: 'string', default: '500000', requiresArg: true, description: 'opens made by each open storm' },
@@ -50,10 +50,9 @@ function parseOptions(argv: string[]): Options {
       markers: { type: 'string', default: '10', requiresArg: true, description: 'marker execs of the pipe latency measurement' },
       sections: { type: 'string', default: SECTIONS.join(','), requiresArg: true, description: `which measurements to make, of ${SECTIONS.join(',')}` },
       output: { type: 'string', default: `${ROOT}bench/RESULTS.md`, requiresArg: true, description: 'where to write the results' },
-    })
-    .parseSync();
+    }), argv);
   const sections = new Set(String(args.sections).split(',').map((s) => s.trim()).filter(Boolean));
-  for (const s of sections) if (!SECTIONS.includes(s)) throw new UsageError(`invalid --sections '${args.sections}': '${s}' is not one of ${SECTIONS.join(',')}`);
+  for (const s of sections) if (!SECTIONS.includes(s)) throw invalidValue('--sections', args.sections, `${quoted(s)} is not one of ${SECTIONS.join(',')}`);
   return {
     opens: integerOption('--opens', args.opens, 1, 100_000_000),
     execs: integerOption('--execs', args.execs, 1, 1_000_000),

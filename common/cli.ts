@@ -4,7 +4,7 @@
 // detaching from the kernel and printing any summary first.
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
-import { RuntimeError, UsageError } from './errors.js';
+import { invalidValue, oneLine, quoted, RuntimeError, UsageError } from './errors.js';
 import { OutputClosed } from './output.js';
 
 export const PACKAGE_VERSION: string = JSON.parse(
@@ -21,9 +21,12 @@ let toolName = 'ebpf-tools';
  */
 export const PARSER_CONFIGURATION = { 'duplicate-arguments-array': false, 'strip-aliased': true, 'boolean-negation': false };
 
-/** Builds the yargs parser every tool uses: strict, -h/--help, -V/--version, usage errors as UsageError. */
-export function commandLine(tool: string, argv: string[], usage: string, examples: string): Argv {
-  return yargs(argv)
+/** A parse failure as yargs words it; parseCommandLine rewords it for the user. */
+class YargsFailure extends Error {}
+
+/** Builds the yargs parser every tool uses: strict, -h/--help, -V/--version; parse it with parseCommandLine. */
+export function commandLine(tool: string, usage: string, examples: string): Argv {
+  return yargs()
     .scriptName(tool)
     .usage(usage)
     .epilogue(`EXAMPLES:\n${examples}`)
@@ -37,13 +40,120 @@ export function commandLine(tool: string, argv: string[], usage: string, example
     .completion('completion', false)
     .fail((message, error) => {
       if (error instanceof UsageError || error instanceof RuntimeError) throw error;
-      throw new UsageError(usageMessage(message ?? error?.message ?? 'invalid arguments', argv));
+      throw new YargsFailure(message ?? error?.message ?? 'invalid arguments');
     });
+}
+
+/**
+ * Parses argv as getopt would (so as the C tools do), then with yargs:
+ * every mistake is a UsageError naming what the user typed.
+ */
+export function parseCommandLine<T>(parser: Argv<T>, argv: string[]): ArgumentsOf<T> {
+  const normalized = asGetopt(argv, (parser as unknown as WithOptionKinds).getOptions());
+  let args: ArgumentsOf<T>;
+  try {
+    args = parser.parseSync(normalized);
+  } catch (err) {
+    if (err instanceof YargsFailure) throw new UsageError(oneLine(usageMessage(err.message, argv)));
+    throw err;
+  }
+  // what follows a '--' is left in _: no tool takes free arguments
+  if (args._.length > 0) throw new UsageError(`unknown ${asTyped(String(args._[0]), argv)}`);
+  return args;
+}
+
+type ArgumentsOf<T> = ReturnType<Argv<T>['parseSync']>;
+
+interface OptionKinds {
+  boolean: string[];
+  string: string[];
+  array: string[];
+  alias: Record<string, string[]>;
+}
+
+/** yargs 17 has getOptions(), the options as declared; its type definitions leave it out. */
+interface WithOptionKinds {
+  getOptions(): OptionKinds;
+}
+
+/**
+ * argv in a form yargs reads as getopt reads the original: short groups
+ * split (-Tnbash is -T -n bash, which yargs would read as -T -n -b -a -s -h)
+ * and every value attached with '=' (so that a value starting with '-' stays
+ * a value). Refuses what getopt refuses and yargs would let through, each
+ * of which would silently trace something other than what was asked: a
+ * value given to a flag (--json=yes, -T=1, -T5, -x false) and an empty value.
+ * Unknown options are passed on for yargs to name.
+ */
+export function asGetopt(argv: string[], options: OptionKinds): string[] {
+  const flags = new Set(options.boolean);
+  const takesValue = new Set([...options.string, ...options.array]);
+  const longName = new Map<string, string>();
+  for (const [name, aliases] of Object.entries(options.alias)) {
+    for (const alias of aliases) {
+      if (flags.has(name)) flags.add(alias);
+      if (takesValue.has(name)) takesValue.add(alias);
+      if (alias.length === 1 && name.length > 1) longName.set(alias, name);
+    }
+  }
+  const typed = (name: string): string => (name.length === 1 ? `-${name}` : `--${name}`);
+  const option = (name: string): string => `option ${typed(name)}`;
+  const withValue = (name: string, value: string | undefined): string[] => {
+    if (value === undefined) return [typed(name)]; // the last word: yargs says it needs a value
+    if (value === '') throw new UsageError(`${option(name)} needs a value`);
+    return [`${typed(longName.get(name) ?? name)}=${value}`];
+  };
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i];
+    let lastFlag: string | undefined;
+    if (token === '-') {
+      throw new UsageError("unknown argument '-' (no tool reads standard input)");
+    } else if (token === '--') {
+      out.push(...argv.slice(i));
+      break;
+    } else if (token.startsWith('--')) {
+      const eq = token.indexOf('=');
+      const name = token.slice(2, eq < 0 ? undefined : eq);
+      if (flags.has(name)) {
+        if (eq >= 0) throw new UsageError(`${option(name)} takes no value`);
+        lastFlag = name;
+        out.push(token);
+      } else if (takesValue.has(name)) {
+        out.push(...withValue(name, eq >= 0 ? token.slice(eq + 1) : argv[++i]));
+      } else {
+        out.push(token);
+      }
+    } else if (token.startsWith('-') && token.length > 1 && /[A-Za-z]/.test(token[1])) {
+      for (let k = 1; k < token.length; k++) {
+        const letter = token[k];
+        if (flags.has(letter)) {
+          lastFlag = letter;
+          out.push(`-${letter}`);
+        } else if (lastFlag !== undefined && !/[A-Za-z]/.test(letter)) {
+          throw new UsageError(`${option(lastFlag)} takes no value`);
+        } else if (takesValue.has(letter)) {
+          lastFlag = undefined;
+          out.push(...withValue(letter, k + 1 < token.length ? token.slice(k + 1).replace(/^=/, '') : argv[++i]));
+          break;
+        } else {
+          out.push(`-${token.slice(k)}`);
+          break;
+        }
+      }
+    } else {
+      out.push(token);
+    }
+    if (lastFlag !== undefined && (argv[i + 1] === 'true' || argv[i + 1] === 'false')) {
+      throw new UsageError(`${option(lastFlag)} takes no value`);
+    }
+  }
+  return out;
 }
 
 /** The option as the user typed it, from the name yargs reports (camelCased, no dashes). */
 function asTyped(name: string, argv: string[]): string {
-  if (argv.includes(name)) return `argument '${name}'`;
+  if (argv.includes(name)) return `argument ${quoted(name)}`;
   if (name.length === 1) return `option -${name}`;
   return `option --${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
@@ -51,7 +161,7 @@ function asTyped(name: string, argv: string[]): string {
 /** yargs' messages, rephrased to name what the user typed. */
 function usageMessage(message: string, argv: string[]): string {
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
-  if (unknown) return `unknown ${unknown[1].split(', ').map((n) => asTyped(n, argv)).join(', ')}`;
+  if (unknown) return `unknown ${[...new Set(unknown[1].split(', ').map((n) => asTyped(n, argv)))].join(', ')}`;
   const missing = /^Not enough arguments following: ([\w-]+)$/.exec(message);
   if (missing) return `${asTyped(missing[1], argv)} needs a value`;
   return message.replace(/\n/g, ' ');
@@ -61,7 +171,7 @@ function usageMessage(message: string, argv: string[]): string {
 export function integerOption(option: string, value: unknown, min: number, max: number): number {
   const text = String(value).trim();
   if (!/^[+-]?\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new UsageError(`invalid ${option} '${String(value)}': expected an integer from ${min} to ${max}`);
+    throw invalidValue(option, value, `expected an integer from ${min} to ${max}`);
   }
   return Number(text);
 }
@@ -71,7 +181,8 @@ export function regexOption(option: string, value: string): RegExp {
   try {
     return new RegExp(value);
   } catch (err) {
-    throw new UsageError(`invalid ${option} '${value}': ${(err as Error).message}`);
+    // the engine's message quotes the whole pattern: keep only why it failed
+    throw invalidValue(option, value, (err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, ''));
   }
 }
 
@@ -128,11 +239,11 @@ export class Lifetime {
 /** Prints the one line a failure deserves; returns its exit status. */
 function reportFailure(err: unknown): number {
   if (err instanceof UsageError) {
-    process.stderr.write(`${toolName}: ${err.message} (see '${toolName} --help')\n`);
+    process.stderr.write(`${toolName}: ${oneLine(err.message)} (see '${toolName} --help')\n`);
     return err.exitCode;
   }
   if (err instanceof RuntimeError) {
-    process.stderr.write(`${toolName}: ${err.message}\n`);
+    process.stderr.write(`${toolName}: ${oneLine(err.message)}\n`);
     return err.exitCode;
   }
   if (err instanceof OutputClosed) return 0;

@@ -5,7 +5,7 @@
 // not mounted.
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { UsageError } from './errors.js';
+import { invalidValue } from './errors.js';
 
 const MINOR_BITS = 20;
 const SYS_CLASS_BLOCK = '/sys/class/block';
@@ -90,11 +90,11 @@ export function resolveDisk(option: string, name: string, devices = blockDevices
   const wanted = name.replace(/^\/dev\//, '');
   const found = devices.find((d) => d.name === wanted);
   if (found?.disk !== undefined) {
-    throw new UsageError(`invalid ${option} '${name}': a partition of ${found.disk}; block I/O is traced per disk: use ${found.disk}`);
+    throw invalidValue(option, name, `a partition of ${found.disk}; block I/O is traced per disk: use ${found.disk}`);
   }
   if (!found) {
     const disks = devices.filter((d) => d.disk === undefined).map((d) => d.name).sort(byName);
-    throw new UsageError(`invalid ${option} '${name}': no such disk (disks: ${disks.join(', ') || 'none'})`);
+    throw invalidValue(option, name, `no such disk (disks: ${disks.join(', ') || 'none'})`);
   }
   return found.dev;
 }

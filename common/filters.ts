@@ -1,9 +1,9 @@
 // The process selection filters every tool offers: -c/--cgroup PATH (a
 // cgroup v2 directory), and bcc's --cgroupmap/--mntnsmap (pinned hash maps
 // of cgroup ids / mount namespace ids, filled by the user).
-import { closeSync, openSync, statSync } from 'node:fs';
+import { closeSync, openSync, statfsSync, statSync } from 'node:fs';
 import type { BpfObject } from './bpfobject.js';
-import { UsageError } from './errors.js';
+import { invalidValue } from './errors.js';
 import { bpf, errnoText, koffi, lastErrno } from './native.js';
 
 export interface SelectionOptions {
@@ -13,6 +13,37 @@ export interface SelectionOptions {
 }
 
 const BPF_MAP_TYPE_HASH = 1;
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/** The file system type of `path` (statfs f_type) and whether it is a directory; undefined if it cannot be reached. */
+function inspect(path: string): { fsType: number; directory: boolean } | undefined {
+  try {
+    return { fsType: statfsSync(path).type, directory: statSync(path).isDirectory() };
+  } catch {
+    return undefined; // no such file, a name too long, no permission: not usable, whatever the reason
+  }
+}
+
+/**
+ * The selection options as given, checked as far as can be without libbpf
+ * (so that a mistake is reported before anything is loaded): the cgroup is
+ * a cgroup v2 directory, the maps are files on a BPF file system.
+ */
+export function selectionFromArgs(args: SelectionOptions): SelectionOptions {
+  if (args.cgroup !== undefined) {
+    const found = inspect(args.cgroup);
+    if (!found?.directory) throw invalidValue('--cgroup', args.cgroup, 'no such directory');
+    if (found.fsType !== CGROUP2_SUPER_MAGIC) throw invalidValue('--cgroup', args.cgroup, 'not a cgroup v2 directory');
+  }
+  for (const [option, path] of [['--cgroupmap', args.cgroupmap], ['--mntnsmap', args.mntnsmap]] as const) {
+    if (path === undefined) continue;
+    const found = inspect(path);
+    if (!found) throw invalidValue(option, path, 'no such file');
+    if (found.fsType !== BPF_FS_MAGIC || found.directory) throw invalidValue(option, path, 'not a pinned BPF map');
+  }
+  return { cgroup: args.cgroup, cgroupmap: args.cgroupmap, mntnsmap: args.mntnsmap };
+}
 const MapInfo = koffi.struct('bpf_map_info_head', {
   type: 'uint32_t',
   id: 'uint32_t',
@@ -25,7 +56,7 @@ const MapInfo = koffi.struct('bpf_map_info_head', {
 /** Opens a pinned map and checks it is a hash keyed by a 64-bit id, as bcc's are. */
 function openPinnedIdMap(option: string, path: string): number {
   const fd = bpf.obj_get(path) as number;
-  if (fd < 0) throw new UsageError(`invalid ${option} '${path}': not a pinned BPF map (${errnoText(lastErrno())})`);
+  if (fd < 0) throw invalidValue(option, path, `not a pinned BPF map (${errnoText(lastErrno())})`);
   const info = { type: 0, id: 0, key_size: 0, value_size: 0, max_entries: 0, map_flags: 0 };
   const length = [koffi.sizeof(MapInfo)];
   const buffer = Buffer.alloc(length[0]);
@@ -33,20 +64,18 @@ function openPinnedIdMap(option: string, path: string): number {
     Object.assign(info, koffi.decode(buffer, MapInfo));
   }
   if (info.type !== BPF_MAP_TYPE_HASH || info.key_size !== 8) {
-    throw new UsageError(`invalid ${option} '${path}': expected a hash map with 8-byte keys`);
+    throw invalidValue(option, path, 'expected a hash map with 8-byte keys');
   }
   return fd;
 }
 
 /**
- * Configures the filters before load; returns what must be done after load
+ * Configures the filters (checked by selectionFromArgs) before load; returns what must be done after load
  * (the cgroup array can only be filled once the map exists).
  */
 export function applySelection(obj: BpfObject, options: SelectionOptions): () => void {
   let cgroupFd = -1;
   if (options.cgroup !== undefined) {
-    const isDirectory = statSync(options.cgroup, { throwIfNoEntry: false })?.isDirectory();
-    if (!isDirectory) throw new UsageError(`invalid --cgroup '${options.cgroup}': no such directory`);
     cgroupFd = openSync(options.cgroup, 'r');
     obj.setConfig({ filter_cgroup: true });
   }
@@ -64,7 +93,7 @@ export function applySelection(obj: BpfObject, options: SelectionOptions): () =>
     const value = Buffer.alloc(4);
     value.writeUInt32LE(cgroupFd);
     if ((bpf.map_update_elem(obj.mapFd('cgroup_map'), key, value, 0) as number) !== 0) {
-      throw new UsageError(`invalid --cgroup '${options.cgroup}': not a cgroup v2 directory`);
+      throw invalidValue('--cgroup', options.cgroup, 'not a cgroup v2 directory');
     }
     closeSync(cgroupFd);
   };

@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { cgroup2Root } from './helpers.js';
 
 /** The workload's command name, as COMM shows it. */
 export const WORKLOAD_COMM = 'biotest_io';
@@ -165,14 +166,6 @@ export function runWorkload(
       resolve({ pid: child.pid!, sectors });
     });
   });
-}
-
-/** The mount point of the cgroup v2 hierarchy. */
-function cgroup2Root(): string {
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
-  const found = mounts.find((fields) => fields[2] === 'cgroup2');
-  if (!found) throw new Error('no cgroup2 filesystem mounted');
-  return found[1];
 }
 
 /** Creates a fresh cgroup v2 directory. */

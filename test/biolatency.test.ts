@@ -1,5 +1,5 @@
 import t from 'tap';
-import { usageError } from './helpers.js';
+import { cgroup2Root, usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { blockAttachPlans, RequestFlags } from '../common/bio.js';
 import { devText, DiskNames, mkdev, parseProcPartitions, resolveDisk, type BlockDevice } from '../common/disks.js';
@@ -27,13 +27,13 @@ t.test('options: positionals, combined flags, kernel config', async (t) => {
     [undefined, undefined, false, false, false, false, false, false, false, false]);
   t.same(kernelConfig(o), { targ_queued: false, targ_ms: false, targ_per_disk: false, targ_per_flag: false, filter_dev: false, targ_dev: 0 });
   t.notOk(needsRequestStart(o), 'issue and completion are enough');
-  const all = parseOptions(['-mT', '-Q', '-D', '-F', '-e', '-j', '-d', 'sdc', '--percentiles', '1', '10']);
-  t.same([all.interval, all.count, all.timestamp, all.queued, all.milliseconds, all.perDisk, all.perFlag, all.extension, all.json, all.percentiles, all.disk],
-    [1, 10, true, true, true, true, true, true, true, true, 'sdc']);
-  t.same(kernelConfig(all, mkdev(8, 32)),
+  const all = parseOptions(['-mT', '-Q', '-D', '-F', '-e', '-j', '-d', 'sdc', '--percentiles', '1', '10'], [{ name: 'sdc', dev: mkdev(8, 32) }]);
+  t.same([all.interval, all.count, all.timestamp, all.queued, all.milliseconds, all.perDisk, all.perFlag, all.extension, all.json, all.percentiles, all.dev],
+    [1, 10, true, true, true, true, true, true, true, true, mkdev(8, 32)]);
+  t.same(kernelConfig(all),
     { targ_queued: true, targ_ms: true, targ_per_disk: true, targ_per_flag: true, filter_dev: true, targ_dev: mkdev(8, 32) });
   t.ok(needsRequestStart(all), '-Q needs request creation');
-  t.ok(needsRequestStart(parseOptions(['-c', '/sys/fs/cgroup'])), 'so does a process filter: creation is where the process is known');
+  t.ok(needsRequestStart(parseOptions(['-c', cgroup2Root()])), 'so does a process filter: creation is where the process is known');
   t.equal(parseOptions(['5']).interval, 5);
   t.equal(parseOptions(['--disks', '--flags', '--extension', '--json', '--milliseconds', '--queued', '--timestamp']).perFlag, true);
 });

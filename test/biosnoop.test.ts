@@ -1,7 +1,8 @@
 import t from 'tap';
-import { usageError } from './helpers.js';
+import { cgroup2Root, usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { RequestFlags } from '../common/bio.js';
+import { mkdev } from '../common/disks.js';
 import {
   decodeEvent, eventDecoder, header, kernelConfig, millisecondsOption, parseOptions, renderJson, renderLine,
   sectorText, timestampText, type BioEvent, type Options,
@@ -38,14 +39,14 @@ function event(overrides: Partial<BioEvent> = {}): BioEvent {
 
 t.test('options: defaults, every flag, duration and kernel config', async (t) => {
   const o = parseOptions([]);
-  t.same([o.duration, o.queued, o.disk, o.minMs, o.timestamp, o.pattern, o.json], [undefined, false, undefined, 0, false, false, false]);
+  t.same([o.duration, o.queued, o.dev, o.minMs, o.timestamp, o.pattern, o.json], [undefined, false, undefined, 0, false, false, false]);
   t.same(kernelConfig(o), { min_ns: 0n, filter_dev: false, targ_dev: 0 });
-  const all = parseOptions(['-Q', '-d', 'sdc', '-m', '2.5', '-t', '-P', '--json', '-v', '10']);
-  t.same([all.duration, all.queued, all.disk, all.minMs, all.timestamp, all.pattern, all.json, all.verbose],
-    [10, true, 'sdc', 2.5, true, true, true, true]);
-  t.same(kernelConfig(all, 254 * 2 ** 20), { min_ns: 2_500_000n, filter_dev: true, targ_dev: 254 * 2 ** 20 });
+  const all = parseOptions(['-Q', '-d', 'sdc', '-m', '2.5', '-t', '-P', '--json', '-v', '10'], [{ name: 'sdc', dev: mkdev(8, 32) }]);
+  t.same([all.duration, all.queued, all.dev, all.minMs, all.timestamp, all.pattern, all.json, all.verbose],
+    [10, true, mkdev(8, 32), 2.5, true, true, true, true]);
+  t.same(kernelConfig(all), { min_ns: 2_500_000n, filter_dev: true, targ_dev: mkdev(8, 32) });
   t.equal(parseOptions(['--queued', '--pattern', '--timestamp', '--min', '1']).minMs, 1, 'long names');
-  t.equal(parseOptions(['-c', '/sys/fs/cgroup']).cgroup, '/sys/fs/cgroup');
+  t.equal(parseOptions(['-c', cgroup2Root()]).cgroup, cgroup2Root());
 });
 
 t.test('options: every mistake is a UsageError naming what was typed', async (t) => {

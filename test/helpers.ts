@@ -2,6 +2,7 @@
 // until it is attached (its header line), make the kernel do something, and
 // read exactly what the tool printed.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../common/bpfobject.js';
 import { UsageError } from '../common/errors.js';
@@ -146,4 +147,12 @@ export function usageError(fn: () => unknown): string {
     throw err;
   }
   return 'no error';
+}
+
+/** The mount point of the cgroup v2 hierarchy (the root cgroup: a valid -c). */
+export function cgroup2Root(): string {
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const found = mounts.find((fields) => fields[2] === 'cgroup2');
+  if (!found) throw new Error('no cgroup2 filesystem mounted');
+  return found[1];
 }

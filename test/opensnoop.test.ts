@@ -62,7 +62,7 @@ t.test('options: every mistake is a UsageError naming the option', async (t) => 
     [['-d', '0'], /--duration '0'/],
     [['-d', '1.5'], /--duration '1.5'/],
     [['-n', 'a-name-of-16-chr'], /--name 'a-name-of-16-chr'.*15 bytes/],
-    [['-n', ''], /--name/],
+    [['-n', ''], /^option -n needs a value$/],
     [['-f', 'O_BOGUS'], /--flag 'O_BOGUS'/],
     [['-f', 'WRONLY'], /--flag 'WRONLY'/],
     [['-b', '0'], /--buffer-pages '0'/],

@@ -3,10 +3,10 @@
 // fentry or kprobes.
 import type { BpfObject } from '../common/bpfobject.js';
 import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio.js';
-import { commandLine, integerOption, Lifetime } from '../common/cli.js';
+import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss } from '../common/clock.js';
-import { DiskNames, resolveDisk } from '../common/disks.js';
-import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
+import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { jsonBuckets, log2HistogramLines, summarize, summaryLine } from '../common/histogram.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
@@ -46,15 +46,17 @@ export interface Options extends SelectionOptions {
   milliseconds: boolean;
   perDisk: boolean;
   perFlag: boolean;
-  disk?: string;
+  /** the -d disk, as the kernel numbers it (dev_t) */
+  dev?: number;
   extension: boolean;
   json: boolean;
   percentiles: boolean;
   verbose: boolean;
 }
 
-export function parseOptions(argv: string[]): Options {
-  const args = commandLine('biolatency', argv, USAGE, EXAMPLES)
+/** The options; `devices` (the system's, by default) are where -d is looked up. */
+export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
+  const args = parseCommandLine(commandLine('biolatency', USAGE, EXAMPLES)
     .command('$0 [interval] [count]', false, (y) =>
       y.positional('interval', { type: 'string', description: 'output interval, in seconds' })
         .positional('count', { type: 'string', description: 'number of outputs' }))
@@ -70,8 +72,7 @@ export function parseOptions(argv: string[]): Options {
       ...selectionOptions,
       percentiles: { type: 'boolean', default: false, description: 'print count, average, p50, p90 and p99 (estimated from the buckets) under each histogram' },
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
-    })
-    .parseSync();
+    }), argv);
   const interval = args.interval as string | undefined;
   const count = args.count as string | undefined;
   return {
@@ -82,13 +83,11 @@ export function parseOptions(argv: string[]): Options {
     milliseconds: args.milliseconds,
     perDisk: args.disks,
     perFlag: args.flags,
-    disk: args.disk,
+    dev: args.disk === undefined ? undefined : resolveDisk('--disk', args.disk, devices),
     extension: args.extension,
     json: args.json,
     percentiles: args.percentiles,
-    cgroup: args.cgroup,
-    cgroupmap: args.cgroupmap,
-    mntnsmap: args.mntnsmap,
+    ...selectionFromArgs(args),
     verbose: args.verbose,
   };
 }
@@ -98,15 +97,15 @@ export function needsRequestStart(options: Options): boolean {
   return options.queued || options.cgroup !== undefined || options.cgroupmap !== undefined || options.mntnsmap !== undefined;
 }
 
-/** The kernel-side configuration; `dev` is the -d disk's dev_t. */
-export function kernelConfig(options: Options, dev?: number): Record<string, number | boolean> {
+/** The kernel-side configuration. */
+export function kernelConfig(options: Options): Record<string, number | boolean> {
   return {
     targ_queued: options.queued,
     targ_ms: options.milliseconds,
     targ_per_disk: options.perDisk,
     targ_per_flag: options.perFlag,
-    filter_dev: dev !== undefined,
-    targ_dev: dev ?? 0,
+    filter_dev: options.dev !== undefined,
+    targ_dev: options.dev ?? 0,
   };
 }
 
@@ -231,11 +230,10 @@ function histogramReader(obj: BpfObject): () => Histogram[] {
 export function main(argv: string[]): void {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
-  const dev = options.disk === undefined ? undefined : resolveDisk('--disk', options.disk);
 
   const lifetime = new Lifetime();
   const { obj } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o) => {
-    o.setConfig(kernelConfig(options, dev));
+    o.setConfig(kernelConfig(options));
     // histograms stay in the kernel: the shared event ring buffer goes unused
     o.setMaxEntries('events', PAGE_SIZE);
     return applySelection(o, options);

@@ -3,13 +3,13 @@
 // kernels with or without BTF tracepoints, fentry or kprobes.
 import type { StructLayout } from '../common/btf.js';
 import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio.js';
-import { commandLine, integerOption, Lifetime } from '../common/cli.js';
+import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss, wallClock } from '../common/clock.js';
-import { DiskNames, resolveDisk } from '../common/disks.js';
-import { UsageError } from '../common/errors.js';
+import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
+import { invalidValue } from '../common/errors.js';
 import { escapeText, losslessString } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
-import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
@@ -43,7 +43,8 @@ const QUEUED_UNKNOWN = 2 ** 63;
 export interface Options extends SelectionOptions {
   duration?: number;
   queued: boolean;
-  disk?: string;
+  /** the -d disk, as the kernel numbers it (dev_t) */
+  dev?: number;
   minMs: number;
   timestamp: boolean;
   pattern: boolean;
@@ -55,13 +56,14 @@ export interface Options extends SelectionOptions {
 export function millisecondsOption(option: string, value: string): number {
   const text = value.trim();
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) > MAX_MIN_MS) {
-    throw new UsageError(`invalid ${option} '${value}': expected milliseconds from 0 to ${MAX_MIN_MS}`);
+    throw invalidValue(option, value, `expected milliseconds from 0 to ${MAX_MIN_MS}`);
   }
   return Number(text);
 }
 
-export function parseOptions(argv: string[]): Options {
-  const args = commandLine('biosnoop', argv, USAGE, EXAMPLES)
+/** The options; `devices` (the system's, by default) are where -d is looked up. */
+export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
+  const args = parseCommandLine(commandLine('biosnoop', USAGE, EXAMPLES)
     .command('$0 [duration]', false, (y) =>
       y.positional('duration', { type: 'string', description: 'total duration of trace, in seconds' }))
     .options({
@@ -73,27 +75,24 @@ export function parseOptions(argv: string[]): Options {
       pattern: { alias: 'P', type: 'boolean', default: false, description: 'display block I/O pattern (sequential or random)' },
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per I/O (NDJSON)' },
-    })
-    .parseSync();
+    }), argv);
   const duration = args.duration as string | undefined;
   return {
     duration: duration === undefined ? undefined : integerOption('duration', duration, 1, MAX_DURATION_S),
     queued: args.queued,
-    disk: args.disk,
+    dev: args.disk === undefined ? undefined : resolveDisk('--disk', args.disk, devices),
     minMs: args.min === undefined ? 0 : millisecondsOption('--min', args.min),
     timestamp: args.timestamp,
     pattern: args.pattern,
-    cgroup: args.cgroup,
-    cgroupmap: args.cgroupmap,
-    mntnsmap: args.mntnsmap,
+    ...selectionFromArgs(args),
     verbose: args.verbose,
     json: args.json,
   };
 }
 
-/** The kernel-side configuration; `dev` is the -d disk's dev_t. */
-export function kernelConfig(options: Options, dev?: number): Record<string, number | bigint | boolean> {
-  return { min_ns: BigInt(Math.round(options.minMs * 1e6)), filter_dev: dev !== undefined, targ_dev: dev ?? 0 };
+/** The kernel-side configuration. */
+export function kernelConfig(options: Options): Record<string, number | bigint | boolean> {
+  return { min_ns: BigInt(Math.round(options.minMs * 1e6)), filter_dev: options.dev !== undefined, targ_dev: options.dev ?? 0 };
 }
 
 export function eventDecoder(layout: StructLayout) {
@@ -202,12 +201,11 @@ export function renderJson(event: BioEvent, firstTsNs: number): string {
 export function main(argv: string[]): void {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
-  const dev = options.disk === undefined ? undefined : resolveDisk('--disk', options.disk);
 
   const lifetime = new Lifetime();
   let stream: EventStream | undefined;
   const { obj } = loadWithPlans('biosnoop', blockAttachPlans(true), (o) => {
-    o.setConfig(kernelConfig(options, dev));
+    o.setConfig(kernelConfig(options));
     stream = new EventStream(o);
     return applySelection(o, options);
   });

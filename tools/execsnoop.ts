@@ -1,12 +1,12 @@
 // execsnoop: trace every exec (execve, execveat), as bcc's execsnoop.
 import { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
-import { commandLine, integerOption, Lifetime, regexOption } from '../common/cli.js';
+import { commandLine, integerOption, Lifetime, parseCommandLine, regexOption } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { escapeText, losslessString } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
-import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
@@ -57,7 +57,7 @@ export interface Options extends SelectionOptions {
 }
 
 export function parseOptions(argv: string[]): Options {
-  const args = commandLine('execsnoop', argv, USAGE, EXAMPLES)
+  const args = parseCommandLine(commandLine('execsnoop', USAGE, EXAMPLES)
     .options({
       time: { alias: 'T', type: 'boolean', default: false, description: 'include time column on output (HH:MM:SS)' },
       timestamp: { alias: 't', type: 'boolean', default: false, description: 'include timestamp on output (seconds since start)' },
@@ -74,8 +74,7 @@ export function parseOptions(argv: string[]): Options {
       ...selectionOptions,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
-    })
-    .parseSync();
+    }), argv);
   return {
     time: args.time,
     timestamp: args.timestamp,
@@ -89,9 +88,7 @@ export function parseOptions(argv: string[]): Options {
     printPcomm: args.printPcomm,
     ppid: args.ppid === undefined ? undefined : integerOption('--ppid', args.ppid, 1, 0x7fffffff),
     maxArgs: integerOption('--max-args', args.maxArgs, 1, MAX_ARGS_LIMIT),
-    cgroup: args.cgroup,
-    cgroupmap: args.cgroupmap,
-    mntnsmap: args.mntnsmap,
+    ...selectionFromArgs(args),
     verbose: args.verbose,
     json: args.json,
   };

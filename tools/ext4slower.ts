@@ -4,9 +4,9 @@
 import { existsSync } from 'node:fs';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
-import { commandLine, integerOption, Lifetime } from '../common/cli.js';
+import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
-import { RuntimeError, UsageError } from '../common/errors.js';
+import { quoted, RuntimeError, UsageError } from '../common/errors.js';
 import { escapeText, losslessString } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { fixedRight, left, right } from '../common/format.js';
@@ -48,7 +48,7 @@ export interface Options {
 }
 
 export function parseOptions(argv: string[]): Options {
-  const args = commandLine('ext4slower', argv, USAGE, EXAMPLES)
+  const args = parseCommandLine(commandLine('ext4slower', USAGE, EXAMPLES)
     .command('$0 [min_ms]', false, (y) =>
       y.positional('min_ms', { type: 'string', description: `minimum I/O duration to trace, in ms (default ${DEFAULT_MIN_MS}; 0 traces all)` }))
     .options({
@@ -59,11 +59,10 @@ export function parseOptions(argv: string[]): Options {
       duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace, in seconds' },
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach mode chosen)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per operation (NDJSON)' },
-    })
-    .parseSync();
+    }), argv);
   const positional = args.min_ms as string | undefined;
   if (positional !== undefined && args.min !== undefined) {
-    throw new UsageError(`give the threshold once: min_ms '${positional}' or --min '${args.min}'`);
+    throw new UsageError(`give the threshold once: min_ms ${quoted(positional)} or --min ${quoted(args.min)}`);
   }
   const formats = [args.j && '-j', args.csv && '--csv', args.json && '--json'].filter(Boolean);
   if (formats.length > 1) throw new UsageError(`${formats.join(' and ')} cannot be used together`);

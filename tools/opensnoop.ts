@@ -2,13 +2,13 @@
 import { constants as osConstants } from 'node:os';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
-import { commandLine, integerOption, Lifetime, PARSER_CONFIGURATION } from '../common/cli.js';
+import { commandLine, integerOption, Lifetime, parseCommandLine, PARSER_CONFIGURATION } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
-import { UsageError } from '../common/errors.js';
+import { invalidValue } from '../common/errors.js';
 import { escapeText, losslessString } from '../common/escape.js';
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
-import { applySelection, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
@@ -107,8 +107,8 @@ export function parseFlagFilter(values: string[], arch = process.arch): FlagFilt
     const name = given.toUpperCase();
     if (name in ACCESS_MODES) filter.accessModes |= 1 << ACCESS_MODES[name];
     else if (flags && name in flags) filter.bits |= flags[name];
-    else if (!flags) throw new UsageError(`invalid --flag '${given}': open flags of ${arch} are not known; only O_RDONLY, O_WRONLY, O_RDWR`);
-    else throw new UsageError(`invalid --flag '${given}': expected one of ${[...Object.keys(ACCESS_MODES), ...Object.keys(flags)].join(', ')}`);
+    else if (!flags) throw invalidValue('--flag', given, `open flags of ${arch} are not known; only O_RDONLY, O_WRONLY, O_RDWR`);
+    else throw invalidValue('--flag', given, `expected one of ${[...Object.keys(ACCESS_MODES), ...Object.keys(flags)].join(', ')}`);
   }
   return filter;
 }
@@ -121,7 +121,7 @@ function lastValues<T extends Record<string, unknown>>(args: T, repeatable: stri
 }
 
 export function parseOptions(argv: string[]): Options {
-  const args = lastValues(commandLine('opensnoop', argv, USAGE, EXAMPLES)
+  const args = lastValues(parseCommandLine(commandLine('opensnoop', USAGE, EXAMPLES)
     .parserConfiguration({ ...PARSER_CONFIGURATION, 'duplicate-arguments-array': true })
     .options({
       timestamp: { alias: 'T', type: 'boolean', default: false, description: 'include a time column (HH:MM:SS)' },
@@ -140,13 +140,12 @@ export function parseOptions(argv: string[]): Options {
       ...selectionOptions,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
-    })
-    .parseSync(), 'flag');
+    }), argv), 'flag');
   let name: Uint8Array | undefined;
   if (args.name !== undefined) {
     name = Uint8Array.from(Buffer.from(args.name));
     if (name.length === 0 || name.length >= TASK_COMM_BYTES) {
-      throw new UsageError(`invalid --name '${args.name}': a process name is 1 to ${TASK_COMM_BYTES - 1} bytes`);
+      throw invalidValue('--name', args.name, `a process name is 1 to ${TASK_COMM_BYTES - 1} bytes`);
     }
   }
   const flagValues = args.flag?.map(String) ?? [];
@@ -166,9 +165,7 @@ export function parseOptions(argv: string[]): Options {
     bufferPages: args.bufferPages === undefined
       ? undefined
       : integerOption('--buffer-pages', args.bufferPages, 1, MAX_RING_BYTES / PAGE_SIZE),
-    cgroup: args.cgroup,
-    cgroupmap: args.cgroupmap,
-    mntnsmap: args.mntnsmap,
+    ...selectionFromArgs(args),
     verbose: args.verbose,
     json: args.json,
   };
