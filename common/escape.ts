@@ -4,14 +4,22 @@
 // invalid UTF-8 byte written as a visible escape; JSON keeps them exactly.
 
 /** Code points shown escaped although valid: C1 controls, bidi and other invisible formatting. */
+const HIDDEN_CODE_POINTS = '\u0080-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff';
+const HIDDEN_CODE_POINT = new RegExp(`[${HIDDEN_CODE_POINTS}]`);
+const HIDDEN_CODE_POINTS_ALL = new RegExp(`[${HIDDEN_CODE_POINTS}]`, 'g');
+
 function isHiddenCodePoint(cp: number): boolean {
-  return (
-    (cp >= 0x80 && cp <= 0x9f) ||
-    (cp >= 0x200b && cp <= 0x200f) ||
-    (cp >= 0x2028 && cp <= 0x202e) ||
-    (cp >= 0x2060 && cp <= 0x2069) ||
-    cp === 0xfeff
-  );
+  return cp >= 0x80 && cp <= 0xfeff && HIDDEN_CODE_POINT.test(String.fromCharCode(cp));
+}
+
+/**
+ * JSON.stringify, safe for a terminal: JSON escapes the C0 controls but
+ * leaves C1 controls (0x9b is CSI on some terminals) and invisible
+ * formatting (bidi overrides) raw; those are written as \uXXXX, which
+ * parses back to the same string.
+ */
+export function terminalSafeJson(value: unknown): string {
+  return JSON.stringify(value).replace(HIDDEN_CODE_POINTS_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bytesOfLosslessString, escapeText, losslessString } from '../common/escape.js';
+import { bytesOfLosslessString, escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 
 const bytes = (...parts: (string | number[])[]): Uint8Array =>
   Uint8Array.from(parts.flatMap((p) => (typeof p === 'string' ? [...Buffer.from(p)] : p)));
@@ -42,4 +42,13 @@ t.test('losslessString round-trips any bytes through JSON', async (t) => {
     t.same(bytesOfLosslessString(JSON.parse(json).s), sample);
   }
   t.equal(JSON.stringify(losslessString(bytes([0xff]))), '"\\udcff"', 'invalid byte as a lone surrogate escape');
+});
+
+t.test('terminalSafeJson: nothing invisible reaches a terminal, and the value parses back the same', async (t) => {
+  const hostile = losslessString(bytes('csi', [0xc2, 0x9b], '31m rlo', [0xe2, 0x80, 0xae], 'x', [0xff], 'ls', [0xe2, 0x80, 0xa8], 'bom', [0xef, 0xbb, 0xbf], 'esc\x1b'));
+  const json = terminalSafeJson({ path: hostile });
+  t.equal(json, '{"path":"csi\\u009b31m rlo\\u202ex\\udcffls\\u2028bom\\ufeffesc\\u001b"}');
+  t.notMatch(json, /[^\x20-\x7e]/, 'printable ASCII only');
+  t.equal(JSON.parse(json).path, hostile);
+  t.equal(terminalSafeJson({ name: 'café 日本' }), '{"name":"café 日本"}', 'visible text stays as it is');
 });

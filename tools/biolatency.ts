@@ -6,6 +6,7 @@ import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
+import { terminalSafeJson } from '../common/escape.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { jsonBuckets, log2HistogramLines, summarize, summaryLine } from '../common/histogram.js';
 import { structDecoder } from '../common/layout.js';
@@ -203,7 +204,7 @@ export function renderJson(h: Histogram, options: Options, naming: Naming, now: 
       p50: summary.p50, p90: summary.p90, p99: summary.p99,
     });
   }
-  return JSON.stringify(object);
+  return terminalSafeJson(object);
 }
 
 /** Reads the kernel's cumulative histograms. */

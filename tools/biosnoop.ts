@@ -7,7 +7,7 @@ import { commandLine, integerOption, Lifetime, parseCommandLine } from '../commo
 import { hhmmss, wallClock } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
 import { invalidValue } from '../common/errors.js';
-import { escapeText, losslessString } from '../common/escape.js';
+import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, fixedRight, left, right } from '../common/format.js';
@@ -182,7 +182,7 @@ export function renderLine(event: BioEvent, options: Options, firstTsNs: number)
 }
 
 export function renderJson(event: BioEvent, firstTsNs: number): string {
-  return JSON.stringify({
+  return terminalSafeJson({
     time: wallClock(event.tsNs).toISOString(),
     ts: Number(((event.tsNs - firstTsNs) / 1e9).toFixed(6)),
     comm: losslessString(event.comm),

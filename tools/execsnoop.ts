@@ -4,7 +4,7 @@ import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine, regexOption } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
-import { escapeText, losslessString } from '../common/escape.js';
+import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, left, right } from '../common/format.js';
@@ -195,7 +195,7 @@ export function renderLine(event: ExecEvent, options: Options, paint: Paint = pl
 }
 
 export function renderJson(event: ExecEvent): string {
-  return JSON.stringify({
+  return terminalSafeJson({
     time: wallClock(event.tsNs).toISOString(),
     ts: Number(secondsSinceStart(event.tsNs).toFixed(6)),
     pid: event.pid,

@@ -7,7 +7,7 @@ import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { quoted, RuntimeError, UsageError } from '../common/errors.js';
-import { escapeText, losslessString } from '../common/escape.js';
+import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
@@ -227,7 +227,7 @@ export function renderCsv(op: SlowOperation, format: 'csv' | 'bcc-csv'): string 
 }
 
 export function renderJson(op: SlowOperation): string {
-  return JSON.stringify({
+  return terminalSafeJson({
     time: wallClock(Number(op.endNs)).toISOString(),
     ts: Number(secondsSinceStart(Number(op.endNs)).toFixed(6)),
     comm: losslessString(op.comm),

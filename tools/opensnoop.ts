@@ -6,7 +6,7 @@ import { commandLine, integerOption, Lifetime, parseCommandLine, PARSER_CONFIGUR
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { invalidValue } from '../common/errors.js';
-import { escapeText, losslessString } from '../common/escape.js';
+import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { left, right } from '../common/format.js';
@@ -323,7 +323,7 @@ export function terminalText(bytes: Buffer, start: number, end: number): string 
 export function jsonText(bytes: Buffer, start: number, end: number): string {
   for (let i = start; i < end; i++) {
     const b = bytes[i];
-    if (b < 0x20 || b > 0x7e || b === 0x22 || b === 0x5c) return JSON.stringify(losslessString(bytes.subarray(start, end)));
+    if (b < 0x20 || b > 0x7e || b === 0x22 || b === 0x5c) return terminalSafeJson(losslessString(bytes.subarray(start, end)));
   }
   return `"${bytes.toString('latin1', start, end)}"`;
 }
@@ -519,7 +519,7 @@ export class JsonRenderer {
     const err = e.ret >= 0 ? 0 : -e.ret;
     const name = err === 0 ? undefined : errnoName(err);
     const mode = modeText(e.flags, e.mode) === 'n/a' ? null : e.mode;
-    const full = this.options.fullPath ? `,"full_path":${JSON.stringify(this.fullPaths.of(e))}` : '';
+    const full = this.options.fullPath ? `,"full_path":${terminalSafeJson(this.fullPaths.of(e))}` : '';
     return `{"time":"${this.timeText}","ts":${Math.round(secondsSinceStart(e.tsNs) * 1e6) / 1e6},` +
       `"pid":${e.pid},"tid":${e.tid},"uid":${e.uid},"comm":${jsonText(e.bytes, e.commStart, e.commEnd)},` +
       `"fd":${e.ret >= 0 ? e.ret : -1},"err":${err},"errno":${name === undefined ? null : `"${name}"`},` +
