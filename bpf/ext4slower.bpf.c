@@ -7,10 +7,12 @@
  * set the kernel accepts:
  *  - fentry/fexit on ext4's file operations (BPF trampolines: cheapest);
  *  - kprobe/kretprobe on the same functions;
- *  - the syscall tracepoints of the calls that reach those operations. A call
- *    is kept only when its file is a regular ext4 file, as told by the file's
- *    superblock, reached through the task's file table. Opens are decided at
- *    exit, where the new descriptor exists.
+ *  - the calls that reach those operations, at the entry and exit of
+ *    syscalls: by BTF raw tracepoints (x86-64), or by the syscall tracepoints
+ *    of each call (any architecture). A call is kept only when its file is a
+ *    regular ext4 file, as told by the file's superblock, reached through the
+ *    task's file table. Opens are decided at exit, where the new descriptor
+ *    exists.
  * Every set records when a call starts, per thread and operation, and at its
  * end reports it if it took longer than min_lat_ns.
  */
@@ -25,6 +27,8 @@
 #define S_IFMT 00170000
 #define S_IFREG 0100000
 #define FMODE_PATH 0x4000
+/* arch/x86/include/asm/thread_info.h: the current syscall is a 32-bit one */
+#define TS_COMPAT 0x0002
 
 enum file_op {
 	FILE_OP_READ,
@@ -272,7 +276,7 @@ int BPF_KRETPROBE(ext4_kretprobe_fsync)
 	return 0;
 }
 
-/* syscall tracepoints */
+/* syscalls: raw tracepoints, or the syscall tracepoints */
 
 /*
  * The open file behind descriptor `fd` of the current task if it is a
@@ -331,86 +335,185 @@ static __always_inline void end_open(long ret)
 		bpf_map_delete_elem(&calls, &key);
 }
 
-#define SYSCALL_EXIT(name, op)                                          \
+/* The syscalls traced, by how their start is recorded. */
+enum syscall_kind {
+	NOT_TRACED,
+	READ_AT_POSITION,		/* read(2), readv(2) */
+	READ_AT_OFFSET,			/* pread64(2), preadv(2): on 64-bit, pos_l */
+	READ_AT_OFFSET_OR_POSITION,	/* preadv2(2): the file position when the offset is -1 */
+	WRITE_AT_POSITION,		/* write(2), writev(2) */
+	WRITE_AT_OFFSET,		/* pwrite64(2), pwritev(2) */
+	WRITE_AT_OFFSET_OR_POSITION,	/* pwritev2(2) */
+	FSYNC_WHOLE_FILE,		/* fsync(2), fdatasync(2): from offset 0, as ext4_sync_file() is asked */
+	OPEN,				/* open(2), creat(2), openat(2), openat2(2), open_by_handle_at(2) */
+};
+
+/* A traced syscall starts: `fd` is its first argument, `offset` its fourth. */
+static __always_inline void enter_syscall(enum syscall_kind kind, __u32 fd, __s64 offset)
+{
+	switch (kind) {
+	case READ_AT_POSITION:
+		start_fd_call(FILE_OP_READ, fd, true, 0);
+		break;
+	case READ_AT_OFFSET:
+		start_fd_call(FILE_OP_READ, fd, false, offset);
+		break;
+	case READ_AT_OFFSET_OR_POSITION:
+		start_fd_call(FILE_OP_READ, fd, offset == -1, offset);
+		break;
+	case WRITE_AT_POSITION:
+		start_fd_call(FILE_OP_WRITE, fd, true, 0);
+		break;
+	case WRITE_AT_OFFSET:
+		start_fd_call(FILE_OP_WRITE, fd, false, offset);
+		break;
+	case WRITE_AT_OFFSET_OR_POSITION:
+		start_fd_call(FILE_OP_WRITE, fd, offset == -1, offset);
+		break;
+	case FSYNC_WHOLE_FILE:
+		start_fd_call(FILE_OP_FSYNC, fd, false, 0);
+		break;
+	case OPEN:
+		if (traced_process())
+			start_call(FILE_OP_OPEN, NULL, 0, 0);
+		break;
+	default:
+		break;
+	}
+}
+
+static __always_inline void exit_syscall(enum syscall_kind kind, long ret)
+{
+	switch (kind) {
+	case READ_AT_POSITION:
+	case READ_AT_OFFSET:
+	case READ_AT_OFFSET_OR_POSITION:
+		end_call(FILE_OP_READ, ret, NULL);
+		break;
+	case WRITE_AT_POSITION:
+	case WRITE_AT_OFFSET:
+	case WRITE_AT_OFFSET_OR_POSITION:
+		end_call(FILE_OP_WRITE, ret, NULL);
+		break;
+	case FSYNC_WHOLE_FILE:
+		end_call(FILE_OP_FSYNC, ret, NULL);
+		break;
+	case OPEN:
+		end_open(ret);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * raw_syscalls' sys_enter and sys_exit, as BTF raw tracepoints (tp_btf, the
+ * registers read directly): two programs for all the syscalls (the syscall
+ * tracepoints below are two per syscall), and detached at once, where
+ * detaching a syscall tracepoint's program waits for an RCU grace period
+ * (tens of milliseconds each on 6.x). Every syscall of the machine runs
+ * them, and those not traced end at a switch on the number. The numbers and
+ * argument registers are x86-64's (syscall_64.tbl, a stable ABI); a 32-bit
+ * syscall (TS_COMPAT: int 0x80, or a 32-bit process) has other numbers and
+ * is passed over, as the syscall tracepoints do.
+ */
+static __always_inline enum syscall_kind x86_64_syscall_kind(long nr)
+{
+	switch (nr) {
+	case 0:		/* read */
+	case 19:	/* readv */
+		return READ_AT_POSITION;
+	case 17:	/* pread64 */
+	case 295:	/* preadv */
+		return READ_AT_OFFSET;
+	case 327:	/* preadv2 */
+		return READ_AT_OFFSET_OR_POSITION;
+	case 1:		/* write */
+	case 20:	/* writev */
+		return WRITE_AT_POSITION;
+	case 18:	/* pwrite64 */
+	case 296:	/* pwritev */
+		return WRITE_AT_OFFSET;
+	case 328:	/* pwritev2 */
+		return WRITE_AT_OFFSET_OR_POSITION;
+	case 74:	/* fsync */
+	case 75:	/* fdatasync */
+		return FSYNC_WHOLE_FILE;
+	case 2:		/* open */
+	case 85:	/* creat */
+	case 257:	/* openat */
+	case 304:	/* open_by_handle_at */
+	case 437:	/* openat2 */
+		return OPEN;
+	default:
+		return NOT_TRACED;
+	}
+}
+
+static __always_inline bool compat_syscall(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ext4_sys_enter, struct pt_regs *regs, long nr)
+{
+	enum syscall_kind kind = x86_64_syscall_kind(nr);
+
+	/* the first and fourth arguments of an x86-64 syscall */
+	if (kind != NOT_TRACED && !compat_syscall())
+		enter_syscall(kind, regs->di, regs->r10);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ext4_sys_exit, struct pt_regs *regs, long ret)
+{
+	/* the number, as syscall_get_nr() reads it */
+	enum syscall_kind kind = x86_64_syscall_kind(regs->orig_ax);
+
+	if (kind != NOT_TRACED && !compat_syscall())
+		exit_syscall(kind, ret);
+	return 0;
+}
+
+/*
+ * The syscall tracepoints (syscalls:sys_enter_<name>, sys_exit_<name>): the
+ * kernel hands over the arguments, so they work on any architecture (where
+ * the raw tracepoints' numbers and registers are not known).
+ */
+#define SYSCALL_TRACEPOINTS(name, kind)                                 \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
+	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
+	{                                                               \
+		enter_syscall(kind, ctx->args[0], ctx->args[3]);        \
+		return 0;                                               \
+	}                                                               \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                      \
 	int ext4_exit_##name(struct trace_event_raw_sys_exit *ctx)      \
 	{                                                               \
-		end_call(op, ctx->ret, NULL);                           \
+		exit_syscall(kind, ctx->ret);                           \
 		return 0;                                               \
 	}
 
-/* read(2), readv(2), write(2), writev(2): at the file position. */
-#define AT_FILE_POSITION(name, op)                                      \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
-	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
-	{                                                               \
-		start_fd_call(op, ctx->args[0], true, 0);               \
-		return 0;                                               \
-	}                                                               \
-	SYSCALL_EXIT(name, op)
-
-/* pread64(2), pwrite64(2), preadv(2), pwritev(2): at the offset argument (on 64-bit, pos_l). */
-#define AT_OFFSET(name, op)                                             \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
-	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
-	{                                                               \
-		start_fd_call(op, ctx->args[0], false, ctx->args[3]);   \
-		return 0;                                               \
-	}                                                               \
-	SYSCALL_EXIT(name, op)
-
-/* preadv2(2), pwritev2(2): at the offset argument, or the file position when it is -1. */
-#define AT_OFFSET_OR_POSITION(name, op)                                 \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
-	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
-	{                                                               \
-		__s64 offset = ctx->args[3];                            \
-		start_fd_call(op, ctx->args[0], offset == -1, offset);  \
-		return 0;                                               \
-	}                                                               \
-	SYSCALL_EXIT(name, op)
-
-/* fsync(2), fdatasync(2): the whole file, from offset 0, as ext4_sync_file() is asked. */
-#define FSYNC_CALL(name)                                                \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
-	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
-	{                                                               \
-		start_fd_call(FILE_OP_FSYNC, ctx->args[0], false, 0);   \
-		return 0;                                               \
-	}                                                               \
-	SYSCALL_EXIT(name, FILE_OP_FSYNC)
-
-#define OPEN_CALL(name)                                                 \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
-	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
-	{                                                               \
-		if (traced_process())                                   \
-			start_call(FILE_OP_OPEN, NULL, 0, 0);           \
-		return 0;                                               \
-	}                                                               \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                      \
-	int ext4_exit_##name(struct trace_event_raw_sys_exit *ctx)      \
-	{                                                               \
-		end_open(ctx->ret);                                     \
-		return 0;                                               \
-	}
-
-AT_FILE_POSITION(read, FILE_OP_READ)
-AT_FILE_POSITION(readv, FILE_OP_READ)
-AT_OFFSET(pread64, FILE_OP_READ)
-AT_OFFSET(preadv, FILE_OP_READ)
-AT_OFFSET_OR_POSITION(preadv2, FILE_OP_READ)
-AT_FILE_POSITION(write, FILE_OP_WRITE)
-AT_FILE_POSITION(writev, FILE_OP_WRITE)
-AT_OFFSET(pwrite64, FILE_OP_WRITE)
-AT_OFFSET(pwritev, FILE_OP_WRITE)
-AT_OFFSET_OR_POSITION(pwritev2, FILE_OP_WRITE)
-FSYNC_CALL(fsync)
-FSYNC_CALL(fdatasync)
-OPEN_CALL(open)
-OPEN_CALL(creat)
-OPEN_CALL(openat)
-OPEN_CALL(openat2)
-OPEN_CALL(open_by_handle_at)
+SYSCALL_TRACEPOINTS(read, READ_AT_POSITION)
+SYSCALL_TRACEPOINTS(readv, READ_AT_POSITION)
+SYSCALL_TRACEPOINTS(pread64, READ_AT_OFFSET)
+SYSCALL_TRACEPOINTS(preadv, READ_AT_OFFSET)
+SYSCALL_TRACEPOINTS(preadv2, READ_AT_OFFSET_OR_POSITION)
+SYSCALL_TRACEPOINTS(write, WRITE_AT_POSITION)
+SYSCALL_TRACEPOINTS(writev, WRITE_AT_POSITION)
+SYSCALL_TRACEPOINTS(pwrite64, WRITE_AT_OFFSET)
+SYSCALL_TRACEPOINTS(pwritev, WRITE_AT_OFFSET)
+SYSCALL_TRACEPOINTS(pwritev2, WRITE_AT_OFFSET_OR_POSITION)
+SYSCALL_TRACEPOINTS(fsync, FSYNC_WHOLE_FILE)
+SYSCALL_TRACEPOINTS(fdatasync, FSYNC_WHOLE_FILE)
+SYSCALL_TRACEPOINTS(open, OPEN)
+SYSCALL_TRACEPOINTS(creat, OPEN)
+SYSCALL_TRACEPOINTS(openat, OPEN)
+SYSCALL_TRACEPOINTS(openat2, OPEN)
+SYSCALL_TRACEPOINTS(open_by_handle_at, OPEN)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

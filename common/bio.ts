@@ -1,11 +1,8 @@
 // What biolatency and biosnoop share about block requests: how to attach to
 // them on this kernel (the programs of bpf/bio.bpf.h), how to name their
 // flags, and how to report requests the kernel side could not follow.
-import { readFileSync } from 'node:fs';
 import type { BpfObject } from './bpfobject.js';
-import { Btf } from './btf.js';
-import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
-import { VMLINUX_BTF } from './preflight.js';
+import { kernelBtf, kernelBtfHasName, kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
 
 /** Requests in flight the kernel side can follow (MAX_REQUESTS in bio.bpf.h). */
 const MAX_REQUESTS = 32768;
@@ -147,9 +144,9 @@ export class RequestFlags {
     for (const [name, bit] of flagBits) this.bits.set(name.replace(/^__REQ_/, ''), bit);
   }
 
-  /** From the kernel's BTF (parsed once: about a tenth of a second). */
+  /** From the running kernel's BTF (the two enums alone are decoded: a few milliseconds). */
   static fromKernel(): RequestFlags {
-    const btf = new Btf(readFileSync(VMLINUX_BTF));
+    const btf = kernelBtf();
     const ops = btf.enumerators('req_op') ?? btf.enumerators('req_opf') ?? new Map<string, number>();
     return new RequestFlags(ops, btf.enumerators('req_flag_bits') ?? new Map<string, number>());
   }

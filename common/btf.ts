@@ -44,9 +44,23 @@ interface RawType {
   extra: number[];
 }
 
+const VOID: RawType = { kind: 0 as Kind, name: 'void', kindFlag: false, sizeOrType: 0, vlen: 0, extra: [] };
+
+/**
+ * BTF data, read on demand: where each type starts is found on the first
+ * look-up (a walk over the headers: ~10 ms for the kernel's 5 MB), and a
+ * type is decoded when asked for, so that the kernel's BTF costs nothing
+ * until a type is looked up (a search of its names does not walk it), and
+ * looking up one enum does not decode its hundred thousand other types.
+ */
 export class Btf {
-  private readonly types: RawType[] = [];
-  private readonly stringAt: (offset: number) => string;
+  private readonly view: DataView;
+  private readonly strings: Uint8Array;
+  private readonly typeOffset: number;
+  private readonly typeLength: number;
+  private starts?: Uint32Array;
+  private readonly decoded = new Map<number, RawType>();
+  private readonly decoder = new TextDecoder();
 
   constructor(data: Uint8Array) {
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -56,46 +70,93 @@ export class Btf {
     const typeLength = view.getUint32(12, true);
     const stringOffset = headerLength + view.getUint32(16, true);
     const stringLength = view.getUint32(20, true);
-    const strings = data.subarray(stringOffset, stringOffset + stringLength);
-    const decoder = new TextDecoder();
-    const stringAt = (offset: number): string => {
-      const end = strings.indexOf(0, offset);
-      return decoder.decode(strings.subarray(offset, end < 0 ? undefined : end));
-    };
+    this.view = view;
+    this.strings = data.subarray(stringOffset, stringOffset + stringLength);
+    this.typeOffset = typeOffset;
+    this.typeLength = typeLength;
+  }
 
-    this.types.push({ kind: 0 as Kind, name: 'void', kindFlag: false, sizeOrType: 0, vlen: 0, extra: [] });
-    let pos = typeOffset;
-    const end = typeOffset + typeLength;
-    while (pos < end) {
-      const nameOffset = view.getUint32(pos, true);
-      const info = view.getUint32(pos + 4, true);
-      const sizeOrType = view.getUint32(pos + 8, true);
-      pos += 12;
-      const kind = ((info >>> 24) & 0x1f) as Kind;
-      const vlen = info & 0xffff;
-      const words = extraWords(kind, vlen);
-      const extra: number[] = [];
-      for (let i = 0; i < words; i++) extra.push(view.getUint32(pos + 4 * i, true));
-      pos += 4 * words;
-      this.types.push({ kind, name: stringAt(nameOffset), kindFlag: info >>> 31 === 1, sizeOrType, vlen, extra });
+  /** Where each type's header is in `view`, by type id (id 0, void, has none). */
+  private get typeStarts(): Uint32Array {
+    if (this.starts) return this.starts;
+    // a type's header is at least 12 bytes: this bounds the count
+    const starts = new Uint32Array(1 + Math.floor(this.typeLength / 12));
+    let count = 1;
+    const end = this.typeOffset + this.typeLength;
+    for (let pos = this.typeOffset; pos < end; count++) {
+      starts[count] = pos;
+      const info = this.view.getUint32(pos + 4, true);
+      pos += 12 + 4 * extraWords(((info >>> 24) & 0x1f) as Kind, info & 0xffff);
     }
-    this.stringAt = stringAt;
+    this.starts = starts.subarray(0, count);
+    return this.starts;
+  }
+
+  private stringAt(offset: number): string {
+    const end = this.strings.indexOf(0, offset);
+    return this.decoder.decode(this.strings.subarray(offset, end < 0 ? undefined : end));
+  }
+
+  /** Whether the string at `offset` of the string table is `name` (given as bytes), without decoding it. */
+  private stringIs(offset: number, name: Uint8Array): boolean {
+    const s = this.strings;
+    if (offset + name.length >= s.length || s[offset + name.length] !== 0) return false;
+    for (let i = 0; i < name.length; i++) if (s[offset + i] !== name[i]) return false;
+    return true;
+  }
+
+  private type(id: number): RawType {
+    if (id === 0) return VOID;
+    let t = this.decoded.get(id);
+    if (t) return t;
+    const pos = this.typeStarts[id];
+    const info = this.view.getUint32(pos + 4, true);
+    const kind = ((info >>> 24) & 0x1f) as Kind;
+    const vlen = info & 0xffff;
+    const extra: number[] = [];
+    for (let i = 0, words = extraWords(kind, vlen); i < words; i++) extra.push(this.view.getUint32(pos + 12 + 4 * i, true));
+    t = {
+      kind, name: this.stringAt(this.view.getUint32(pos, true)), kindFlag: info >>> 31 === 1,
+      sizeOrType: this.view.getUint32(pos + 8, true), vlen, extra,
+    };
+    this.decoded.set(id, t);
+    return t;
+  }
+
+  /** The id of the first type of one of `kinds` named `name`, or -1. */
+  private find(kinds: Kind[], name: string): number {
+    const bytes = new TextEncoder().encode(name);
+    const starts = this.typeStarts;
+    for (let id = 1; id < starts.length; id++) {
+      const kind = ((this.view.getUint32(starts[id] + 4, true) >>> 24) & 0x1f) as Kind;
+      if (kinds.includes(kind) && this.stringIs(this.view.getUint32(starts[id], true), bytes)) return id;
+    }
+    return -1;
   }
 
   private findId(kind: Kind, name: string): number {
-    const id = this.types.findIndex((t) => t.kind === kind && t.name === name);
+    const id = this.find([kind], name);
     if (id < 0) throw new Error(`BTF has no ${Kind[kind].toLowerCase()} named ${name}`);
     return id;
   }
 
+  /**
+   * Whether the string table holds `name`: enough to tell whether the
+   * kernel's BTF has a type or function of that name (a tracepoint's
+   * btf_trace_<tp>, a function fentry can attach to).
+   */
+  hasName(name: string): boolean {
+    return Buffer.from(this.strings.buffer, this.strings.byteOffset, this.strings.byteLength).includes(`\0${name}\0`);
+  }
+
   /** Follows typedefs and qualifiers to the type that defines the layout. */
   resolve(id: number): ResolvedType {
-    let t = this.types[id];
+    let t = this.type(id);
     while (
       t.kind === Kind.Typedef || t.kind === Kind.Volatile || t.kind === Kind.Const ||
       t.kind === Kind.Restrict || t.kind === Kind.TypeTag
     ) {
-      t = this.types[t.sizeOrType];
+      t = this.type(t.sizeOrType);
     }
     switch (t.kind) {
       case Kind.Int:
@@ -125,7 +186,7 @@ export class Btf {
 
   /** The layout of `struct name`. */
   struct(name: string): StructLayout {
-    const t = this.types[this.findId(Kind.Struct, name)];
+    const t = this.type(this.findId(Kind.Struct, name));
     const fields = new Map<string, Field>();
     for (let i = 0; i < t.vlen; i++) {
       const [nameOffset, typeId, offsetWord] = t.extra.slice(3 * i, 3 * i + 3);
@@ -144,11 +205,11 @@ export class Btf {
    * has finalized at open, not in the raw ELF section).
    */
   datasec(name: string): Map<string, Field> {
-    const t = this.types[this.findId(Kind.Datasec, name)];
+    const t = this.type(this.findId(Kind.Datasec, name));
     const vars = new Map<string, Field>();
     for (let i = 0; i < t.vlen; i++) {
       const [varId, offset] = t.extra.slice(3 * i, 3 * i + 2);
-      const v = this.types[varId];
+      const v = this.type(varId);
       vars.set(v.name, { name: v.name, offset, type: this.resolve(v.sizeOrType) });
     }
     return vars;
@@ -160,8 +221,9 @@ export class Btf {
    * kernels, such as block request flag bits).
    */
   enumerators(name: string): Map<string, number> | undefined {
-    const t = this.types.find((u) => (u.kind === Kind.Enum || u.kind === Kind.Enum64) && u.name === name);
-    if (!t) return undefined;
+    const id = this.find([Kind.Enum, Kind.Enum64], name);
+    if (id < 0) return undefined;
+    const t = this.type(id);
     const words = t.kind === Kind.Enum ? 2 : 3;
     const values = new Map<string, number>();
     for (let i = 0; i < t.vlen; i++) {

@@ -4,10 +4,12 @@
 // offers. The first plan that passes its check, loads and attaches wins;
 // a plan refused by the kernel (fentry refused with EPERM, a missing
 // function) is closed and the next one tried. -v says what was chosen and why.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { BpfObject } from './bpfobject.js';
+import { Btf } from './btf.js';
 import { RuntimeError, UsageError } from './errors.js';
 import { libbpfLog } from './log.js';
+import { koffi, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, VMLINUX_BTF } from './preflight.js';
 
 export interface AttachPlan {
@@ -63,7 +65,37 @@ export function loadWithPlans(
   throw new RuntimeError(`no way to attach works on this kernel (${failures.join('; ')})`);
 }
 
-let kernelBtf: Buffer | undefined;
+let kernelBtfData: Btf | undefined;
+
+/**
+ * The running kernel's BTF, read once for all the checks and look-ups of a
+ * run, its types decoded only as asked for.
+ */
+export function kernelBtf(): Btf {
+  kernelBtfData ??= new Btf(kernelBtfBytes());
+  return kernelBtfData;
+}
+
+const PROT_READ = 1;
+const MAP_PRIVATE = 2;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/**
+ * The kernel's BTF, mapped where the kernel allows it (6.16 and later: no
+ * copy, kept for the whole run), else read (~10 ms for its 5 MB: sysfs hands
+ * it over a page at a time).
+ */
+function kernelBtfBytes(): Uint8Array {
+  const fd = openSync(VMLINUX_BTF, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const mapped = libcCalls.mmap(null, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (mapped && koffi.address(mapped) !== MAP_FAILED) return new Uint8Array(koffi.view(mapped, size));
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * Whether the kernel's BTF names a type or function `name` (a cheap search
@@ -71,8 +103,7 @@ let kernelBtf: Buffer | undefined;
  * version, btf_trace_<tp>, or a function can be traced by fentry).
  */
 export function kernelBtfHasName(name: string): boolean {
-  kernelBtf ??= readFileSync(VMLINUX_BTF);
-  return kernelBtf.includes(Buffer.from(`\0${name}\0`));
+  return kernelBtf().hasName(name);
 }
 
 /** Whether kprobes exist in this kernel (CONFIG_KPROBES: the kprobe PMU). */

@@ -8,7 +8,8 @@ import { BpfObject } from '../common/bpfobject.js';
 import { START_NS } from '../common/clock.js';
 import {
   attachPlans, csvField, decodeEvent, eventDecoder, FENTRY_PROGRAMS, header, kernelConfig, KPROBE_PROGRAMS,
-  MAX_DURATION_S, MAX_MIN_MS, parseOptions, render, renderCsv, renderJson, renderLine, SYSCALLS, type SlowOperation,
+  MAX_DURATION_S, MAX_MIN_MS, parseOptions, RAW_SYSCALL_PROGRAMS, render, renderCsv, renderJson, renderLine, SYSCALLS,
+  type SlowOperation,
 } from '../tools/ext4slower.js';
 
 const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'));
@@ -166,22 +167,26 @@ t.test('decoding a record laid out as the shipped object says', async (t) => {
   t.equal(decoder.sizes.file, 256, 'a whole path component fits');
 });
 
-t.test('attach plans: fentry, kprobe, syscall tracepoints, each naming programs the object has', async (t) => {
+t.test('attach plans: fentry, kprobe, raw syscall tracepoints, syscall tracepoints, each naming programs the object has', async (t) => {
   const obj = BpfObject.openUnchecked('ext4slower');
   t.teardown(() => obj.close());
   const sections = new Map(obj.programs().map((p) => [p.name, p.section]));
   const plans = attachPlans();
-  t.same(plans.map((p) => p.name), ['fentry', 'kprobe', 'syscall tracepoints']);
+  t.same(plans.map((p) => p.name), ['fentry', 'kprobe', 'raw syscall tracepoints', 'syscall tracepoints']);
   t.same(plans[0].programs, FENTRY_PROGRAMS);
   t.same(plans[1].programs, KPROBE_PROGRAMS);
+  t.same(plans[2].programs, RAW_SYSCALL_PROGRAMS);
   for (const name of FENTRY_PROGRAMS) t.match(sections.get(name), /^(fentry|fexit)\/ext4_(file_read_iter|file_write_iter|file_open|sync_file)$/, name);
   for (const name of KPROBE_PROGRAMS) t.match(sections.get(name), /^(kprobe|kretprobe)\/ext4_(file_read_iter|file_write_iter|file_open|sync_file)$/, name);
+  t.same(RAW_SYSCALL_PROGRAMS.map((name) => sections.get(name)), ['tp_btf/sys_enter', 'tp_btf/sys_exit'], 'two raw tracepoints for all the syscalls');
+  t.equal(plans[2].unavailable?.(), null, 'x86-64: the raw tracepoints know its syscall numbers');
   for (const syscall of SYSCALLS) {
     t.equal(sections.get(`ext4_enter_${syscall}`), `tracepoint/syscalls/sys_enter_${syscall}`);
     t.equal(sections.get(`ext4_exit_${syscall}`), `tracepoint/syscalls/sys_exit_${syscall}`);
   }
-  t.equal(sections.size, FENTRY_PROGRAMS.length + KPROBE_PROGRAMS.length + 2 * SYSCALLS.length, 'no other programs');
-  const tracepoints = plans[2];
+  t.equal(sections.size, FENTRY_PROGRAMS.length + KPROBE_PROGRAMS.length + RAW_SYSCALL_PROGRAMS.length + 2 * SYSCALLS.length,
+    'no other programs');
+  const tracepoints = plans[3];
   t.same(tracepoints.programs, [], 'no programs chosen before the plan is tried');
   t.equal(tracepoints.unavailable?.(), null, 'this x86-64 kernel has syscall tracepoints');
   t.same(tracepoints.programs, SYSCALLS.flatMap((s) => [`ext4_enter_${s}`, `ext4_exit_${s}`]), 'x86-64 has every one of them');

@@ -212,19 +212,21 @@ export function main(argv: string[]): void {
   lifetime.onEnd(() => obj.close());
   const events = stream!;
   const untracked = new UntrackedRequests(obj);
-  // after loading, which checked that the kernel's BTF is there; events wait in the ring buffer
-  const context: Context = { disks: new DiskNames(), flags: RequestFlags.fromKernel() };
 
   const out = new Output();
   const decoder = eventDecoder(obj.struct('event'));
+  if (!options.json) out.line(header(options));
+  out.flush();
+  // Looked up once tracing has begun (the header says so): the disks and the
+  // kernel's request flags take milliseconds to read, and the events made
+  // meanwhile wait in the ring buffer for the names.
+  const context: Context = { disks: new DiskNames(), flags: RequestFlags.fromKernel() };
   let firstTsNs: number | undefined;
   const onEvent = (view: DataView, offset: number): void => {
     const event = decodeEvent(decoder, view, offset, context);
     firstTsNs ??= event.tsNs;
     out.line(options.json ? renderJson(event, firstTsNs) : renderLine(event, options, firstTsNs));
   };
-  if (!options.json) out.line(header(options));
-  out.flush();
   events.start(onEvent, () => out.flush());
   setInterval(() => untracked.report(), 1000);
   lifetime.onEnd(() => {

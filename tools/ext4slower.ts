@@ -86,6 +86,8 @@ export const EXT4_FUNCTIONS = ['ext4_file_read_iter', 'ext4_file_write_iter', 'e
 const FUNCTION_OPS = ['read', 'write', 'open', 'fsync'];
 export const FENTRY_PROGRAMS = FUNCTION_OPS.flatMap((op) => [`ext4_fentry_${op}`, `ext4_fexit_${op}`]);
 export const KPROBE_PROGRAMS = FUNCTION_OPS.flatMap((op) => [`ext4_kprobe_${op}`, `ext4_kretprobe_${op}`]);
+/** raw_syscalls' sys_enter and sys_exit (tp_btf): the syscalls below by their x86-64 numbers. */
+export const RAW_SYSCALL_PROGRAMS = ['ext4_sys_enter', 'ext4_sys_exit'];
 /** The syscalls that reach ext4's read, write, open and fsync operations. */
 export const SYSCALLS = [
   'read', 'readv', 'pread64', 'preadv', 'preadv2',
@@ -123,7 +125,13 @@ function syscallPlan(): AttachPlan {
   };
 }
 
-/** fentry, then kprobes, then syscall tracepoints: the first the kernel accepts. */
+/**
+ * fentry, then kprobes, then the syscalls: the first the kernel accepts. The
+ * syscalls are seen by two BTF raw tracepoints (tp_btf) on x86-64, elsewhere
+ * by two syscall tracepoints per syscall, whose detaching costs an RCU grace
+ * period each (about 2 s at exit on 6.x for the 34 of them, against
+ * milliseconds).
+ */
 export function attachPlans(): AttachPlan[] {
   return [
     {
@@ -140,6 +148,14 @@ export function attachPlans(): AttachPlan[] {
       name: 'kprobe',
       programs: KPROBE_PROGRAMS,
       unavailable: () => (kprobesAvailable() ? null : 'kprobes are not available (kernel built without CONFIG_KPROBES)'),
+    },
+    {
+      name: 'raw syscall tracepoints',
+      programs: RAW_SYSCALL_PROGRAMS,
+      unavailable: () => {
+        if (process.arch !== 'x64') return `syscall numbers and registers of ${process.arch} not known (x86-64 only)`;
+        return kernelBtfHasName('btf_trace_sys_enter') ? null : 'no BTF-enabled syscall tracepoints (kernel before 5.5)';
+      },
     },
     syscallPlan(),
   ];
@@ -270,13 +286,13 @@ function untimedCallsReporter(obj: BpfObject): () => void {
 export function main(argv: string[]): void {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
+  const lifetime = new Lifetime();
   let stream: EventStream | undefined;
   const { obj } = loadWithPlans('ext4slower', attachPlans(), (candidate) => {
     candidate.setConfig(kernelConfig(options));
     stream = new EventStream(candidate);
   });
   const events = stream!;
-  const lifetime = new Lifetime();
   lifetime.onEnd(() => obj.close());
 
   const out = new Output();
