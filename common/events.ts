@@ -60,11 +60,11 @@ export class EventStream {
     this.reportedLost = lost;
   }
 
-  /** Reads what is left, reports any loss, and stops. */
+  /** Reads what the kernel had written when called (not what a storm adds meanwhile), reports any loss, and stops. */
   stop(onEvent: RecordHandler): void {
     if (!this.reader) return;
     clearInterval(this.timer);
-    while (this.reader.drain(onEvent) > 0);
+    this.reader.drainToNow(onEvent);
     this.reader.stop();
     this.reader = undefined;
     this.reportLost();

@@ -90,6 +90,8 @@ export const libcCalls = lazyFunctions(libc, {
   epoll_create1: 'int epoll_create1(int flags)',
   epoll_ctl: 'int epoll_ctl(int epfd, int op, int fd, void *event)',
   epoll_wait: 'int epoll_wait(int epfd, void *events, int maxevents, int timeout)',
+  eventfd: 'int eventfd(unsigned int initval, int flags)',
+  write: 'long write(int fd, const void *buf, size_t count)',
   close: 'int close(int fd)',
   mount: 'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
   vsnprintf: 'int vsnprintf(uint8_t *buf, size_t size, const char *format, void *args)',

@@ -18,12 +18,16 @@ const MAP_SHARED = 1;
 const EPOLL_CTL_ADD = 1;
 const EPOLLIN = 1;
 const EPOLL_CLOEXEC = 0o2000000;
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
+/** An eventfd counter increment: what stop() writes to wake the wait. */
+const WAKE = new BigUint64Array([1n]);
 const SC_PAGESIZE = 30;
 
 const BUSY_BIT = 0x80000000;
 const DISCARD_BIT = 0x40000000;
 const HEADER_SIZE = 8;
-/** How long the waiting thread sleeps at most, so a stop is noticed promptly. */
+/** How long the waiting thread sleeps at most before it looks again (stop() wakes it at once through wakeFd). */
 const WAIT_TIMEOUT_MS = 200;
 /** Records handled before the consumer position is published mid-batch. */
 const PUBLISH_EVERY = 256;
@@ -39,6 +43,8 @@ const MAX_PER_TURN = 1 << 16;
  * (bench/). A lone event still goes out at once: an idle stream waits on epoll.
  */
 const GATHER_MS = 1;
+/** How long the last read of a run waits at most for a record still being written (BUSY). */
+const FINAL_WAIT_MS = 100;
 
 export const PAGE_SIZE = libcCalls.sysconf(SC_PAGESIZE) as number;
 
@@ -63,7 +69,11 @@ export class RingBufferReader {
   private readonly view: DataView;
   private readonly mask: number;
   private readonly epollFd: number;
+  /** Written by stop() to end a wait in flight at once (process.exit waits for the worker thread that waits). */
+  private readonly wakeFd: number;
   private readonly epollEvents = Buffer.alloc(16);
+  /** Atomics.wait's target for the short sleeps of drainToNow. */
+  private readonly pause = new Int32Array(new SharedArrayBuffer(4));
   private stopped = false;
   private waiting = false;
 
@@ -79,23 +89,32 @@ export class RingBufferReader {
     this.view = new DataView(data);
 
     this.epollFd = libcCalls.epoll_create1(EPOLL_CLOEXEC) as number;
+    this.wakeFd = libcCalls.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) as number;
     const event = Buffer.alloc(16);
     event.writeUInt32LE(EPOLLIN, 0);
-    if (this.epollFd < 0 || libcCalls.epoll_ctl(this.epollFd, EPOLL_CTL_ADD, mapFd, event) !== 0) {
+    if (this.epollFd < 0 || this.wakeFd < 0 ||
+        libcCalls.epoll_ctl(this.epollFd, EPOLL_CTL_ADD, mapFd, event) !== 0 ||
+        libcCalls.epoll_ctl(this.epollFd, EPOLL_CTL_ADD, this.wakeFd, event) !== 0) {
       throw new RuntimeError(`cannot wait on the ring buffer: ${errnoText(lastErrno())}`);
     }
   }
 
+  /** Where the next record will be reserved: every record reserved so far lies before it. */
+  producerPosition(): number {
+    return Number(Atomics.load(this.producerPos, 0));
+  }
+
   /**
    * Hands every complete record to `onRecord`, in order, and frees their
-   * space. Returns the number of records handled; stops early (returning
-   * with more to read) after MAX_PER_TURN records.
+   * space; with `end` (a producerPosition()), only the records before it.
+   * Returns the number of records handled; stops early (returning with
+   * more to read) after MAX_PER_TURN records.
    */
-  drain(onRecord: RecordHandler): number {
+  drain(onRecord: RecordHandler, end = Infinity): number {
     let consumer = Number(Atomics.load(this.consumerPos, 0));
     let handled = 0;
     let sincePublish = 0;
-    let producer = Number(Atomics.load(this.producerPos, 0));
+    let producer = Math.min(this.producerPosition(), end);
     // A record still BUSY (reserved, not yet committed) ends the walk: the
     // kernel wakes us when it is committed, since it sits at our position.
     while (consumer < producer && handled < MAX_PER_TURN) {
@@ -112,10 +131,34 @@ export class RingBufferReader {
         Atomics.store(this.consumerPos, 0, BigInt(consumer));
         sincePublish = 0;
       }
-      if (consumer >= producer) producer = Number(Atomics.load(this.producerPos, 0));
+      if (consumer >= producer) producer = Math.min(this.producerPosition(), end);
     }
     Atomics.store(this.consumerPos, 0, BigInt(consumer));
     return handled;
+  }
+
+  /**
+   * Hands over every record reserved before now, and none reserved after:
+   * the last read of a run, which must end even while a storm goes on (a
+   * drain until the buffer is empty never would). A record reserved but not
+   * yet committed is waited for, FINAL_WAIT_MS at most: a BPF program
+   * commits or discards what it reserved before it returns.
+   */
+  drainToNow(onRecord: RecordHandler): void {
+    const end = this.producerPosition();
+    let stalledSince: number | undefined;
+    for (let consumer = Number(Atomics.load(this.consumerPos, 0)); consumer < end;) {
+      this.drain(onRecord, end);
+      const now = Number(Atomics.load(this.consumerPos, 0));
+      if (now > consumer) {
+        consumer = now;
+        stalledSince = undefined;
+        continue;
+      }
+      stalledSince ??= performance.now();
+      if (performance.now() - stalledSince > FINAL_WAIT_MS) return;
+      Atomics.wait(this.pause, 0, 0, 1);
+    }
   }
 
   /**
@@ -151,11 +194,13 @@ export class RingBufferReader {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    if (!this.waiting) this.release();
+    if (this.waiting) libcCalls.write(this.wakeFd, WAKE, 8);
+    else this.release();
   }
 
   private release(): void {
     libcCalls.close(this.epollFd);
+    libcCalls.close(this.wakeFd);
     libcCalls.munmap(this.producerPtr, this.producerLength);
     libcCalls.munmap(this.consumerPtr, PAGE_SIZE);
   }
