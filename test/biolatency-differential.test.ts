@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { log2HistogramLines } from '../common/histogram.js';
 import { ensureTracefs } from '../common/preflight.js';
 import { parseHistograms, removeDir, rootDisk, runWorkload } from './bio-helpers.js';
-import { leftoverPrograms, loadedProgramIds, referenceTool, RunningTool, startAttached } from './helpers.js';
+import { kernelSnapshot, leftovers, referenceTool, RunningTool, startAttached } from './helpers.js';
 
 const HEADER = /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/;
 const BLOCKS = 32;
 const root = rootDisk();
 t.teardown(() => removeDir(root.dir));
-const before = loadedProgramIds();
+const before = kernelSnapshot();
 
 t.test('the same I/O count as /usr/sbin/biolatency -D, and the same histogram text', async (t) => {
   ensureTracefs();
@@ -38,5 +38,5 @@ t.test('the same I/O count as /usr/sbin/biolatency -D, and the same histogram te
 });
 
 t.test('no program left loaded', async (t) => {
-  t.same(leftoverPrograms(before, 'biolatency'), []);
+  t.same(await leftovers(before, 'biolatency'), []);
 });

@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import {
   makeCgroup, parseHistograms, removeCgroup, removeDir, rootDisk, runWorkload, type ParsedHistogram,
 } from './bio-helpers.js';
-import { leftoverPrograms, loadedProgramIds, runTool, sleep, startAttached, startTool } from './helpers.js';
+import { kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool } from './helpers.js';
 
 const HEADER = /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/;
 const BLOCKS = 16;
 const root = rootDisk();
 t.teardown(() => removeDir(root.dir));
-const before = loadedProgramIds();
+const before = kernelSnapshot();
 let files = 0;
 const scratch = (): string => join(root.dir, `data${++files}`);
 
@@ -152,5 +152,5 @@ t.test('usage errors: one line, exit 2, nothing loaded', async (t) => {
 });
 
 t.test('no program left loaded', async (t) => {
-  t.same(leftoverPrograms(before, 'biolatency'), []);
+  t.same(await leftovers(before, 'biolatency'), []);
 });

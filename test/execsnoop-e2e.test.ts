@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { left, right } from '../common/format.js';
 import {
-  leftoverPrograms, loadedProgramIds, referenceTool, RunningTool, sleep, startAttached, startTool,
+  kernelSnapshot, leftovers, referenceTool, RunningTool, sleep, startAttached, startTool,
 } from './helpers.js';
 
 const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
@@ -27,7 +27,7 @@ async function trace(args: string[], header: RegExp = HEADER): Promise<RunningTo
   return startAttached('execsnoop', args, header);
 }
 
-const before = loadedProgramIds();
+const before = kernelSnapshot();
 
 t.test('an exec with spaces, quotes, an escape sequence and many arguments gives the exact line', async (t) => {
   const tool = await trace([]);
@@ -170,5 +170,5 @@ t.test('same execs as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) =
 
 t.test('nothing is left loaded in the kernel', async (t) => {
   await sleep(200);
-  t.same(leftoverPrograms(before, 'execsnoop'), []);
+  t.same(await leftovers(before, 'execsnoop'), []);
 });

@@ -1,6 +1,7 @@
 // Shared by the end-to-end tests: start a real tool as the user would, wait
 // until it is attached (its header line), make the kernel do something, and
 // read exactly what the tool printed.
+import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +31,26 @@ export function withoutTapHooks(file: string, args: string[]): [string, string[]
   return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', file, ...args]];
 }
 
+/** What was in the kernel before the first tool of this file started, and the tools started since the last check. */
+let beforeTools: KernelSnapshot | undefined;
+const started = new Set<RunningTool>();
+
+/**
+ * After each top-level test that started a tool: every tool it started has
+ * exited, and nothing of ours is left in the kernel.
+ */
+t.afterEach(async (test) => {
+  if (test.parent !== t || started.size === 0 || !beforeTools) return;
+  for (const tool of started) {
+    if (tool.proc.exitCode === null && tool.proc.signalCode === null) {
+      t.fail(`${test.name}: left ${tool.proc.spawnargs.slice(3).join(' ')} running`);
+      await tool.stop('SIGKILL');
+    }
+  }
+  started.clear();
+  t.same(await leftovers(beforeTools), [], `${test.name}: nothing left behind in the kernel`);
+});
+
 export class RunningTool {
   readonly proc: ChildProcess;
   stdout = '';
@@ -37,6 +58,8 @@ export class RunningTool {
   private readonly exited: Promise<Finished>;
 
   constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    beforeTools ??= kernelSnapshot();
+    started.add(this);
     this.proc = spawn(...withoutTapHooks(command, args), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
@@ -99,29 +122,80 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function loadedPrograms(): { id: number; name?: string }[] {
-  const r = spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as { id: number; name?: string }[];
+interface KernelObject {
+  kind: 'program' | 'map' | 'link';
+  id: number;
+  /** a link is named by its program */
+  name: string;
+}
+
+function bpftoolList(what: 'prog' | 'map' | 'link'): { id: number; name?: string; prog_id?: number }[] {
+  const r = spawnSync('bpftool', ['-j', what, 'show'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bpftool ${what} show failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { id: number; name?: string; prog_id?: number }[];
+}
+
+/** Every BPF program, map and link in the kernel now (bpftool). */
+function kernelObjects(): KernelObject[] {
+  const programs = bpftoolList('prog').map((p) => ({ kind: 'program' as const, id: p.id, name: p.name ?? '' }));
+  const programName = new Map(programs.map((p) => [p.id, p.name]));
+  return [
+    ...programs,
+    ...bpftoolList('map').map((m) => ({ kind: 'map' as const, id: m.id, name: m.name ?? '' })),
+    ...bpftoolList('link').map((l) => ({ kind: 'link' as const, id: l.id, name: programName.get(l.prog_id ?? -1) ?? '' })),
+  ];
+}
+
+const objectKey = (o: KernelObject): string => `${o.kind} ${o.id}`;
+
+/** What is in the kernel now, to tell later what a run left behind (leftovers). */
+export type KernelSnapshot = Set<string>;
+
+export function kernelSnapshot(): KernelSnapshot {
+  return new Set(kernelObjects().map(objectKey));
 }
 
 /** Ids of the BPF programs loaded in the kernel now (bpftool). */
 export function loadedProgramIds(): Set<number> {
-  return new Set(loadedPrograms().map((p) => p.id));
+  return new Set(bpftoolList('prog').map((p) => p.id));
 }
 
+const TOOLS = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> }).bin);
+
 /**
- * Programs of `tool`'s object (by name; the kernel keeps the first 15
- * characters) loaded now that were not in `before`: what finished runs of
- * the tool left behind.
+ * Whether a kernel object's name is one of `tool`'s: its programs and maps
+ * (the kernel keeps 15 characters), or the maps libbpf makes of its global
+ * sections, named with a prefix of the object's name (execsnoo.rodata).
  */
-export function leftoverPrograms(before: Set<number>, tool: string): string[] {
+function namesOf(tool: string): (name: string) => boolean {
   const obj = BpfObject.openUnchecked(tool);
-  const names = new Set(obj.programs().map((p) => p.name.slice(0, 15)));
+  const names = new Set([...obj.programs().map((p) => p.name), ...obj.btf.datasec('.maps').keys()].map((n) => n.slice(0, 15)));
   obj.close();
-  return loadedPrograms()
-    .filter((p) => !before.has(p.id) && p.name !== undefined && names.has(p.name))
-    .map((p) => `${p.name} (id ${p.id})`);
+  return (name) => {
+    if (names.has(name)) return true;
+    const internal = /^(.+)\.(bss|data|rodata|kconfig)$/.exec(name);
+    return internal !== null && tool.startsWith(internal[1]);
+  };
+}
+
+const ownNames = new Map<string, (name: string) => boolean>();
+
+/**
+ * Programs, maps and links of `tool`'s object (of any of our tools if none
+ * is given) in the kernel now that were not in `before`: what finished runs
+ * left behind. The kernel frees a closed object a moment after its process
+ * has gone, so this waits up to two seconds for them to go.
+ */
+export async function leftovers(before: KernelSnapshot, tool?: string): Promise<string[]> {
+  const tools = tool ? [tool] : TOOLS;
+  const ours = tools.map((name) => ownNames.get(name) ?? ownNames.set(name, namesOf(name)).get(name)!);
+  let left: KernelObject[] = [];
+  for (let i = 0; i < 20; i++) {
+    left = kernelObjects().filter((o) => !before.has(objectKey(o)) && ours.some((isOurs) => isOurs(o.name)));
+    if (left.length === 0) break;
+    await sleep(100);
+  }
+  return left.map((o) => `${o.kind} ${o.name} (id ${o.id})`);
 }
 
 /** Runs a command and returns its pid (for matching the PID column). */

@@ -10,7 +10,7 @@ import { left, right } from '../common/format.js';
 import { loadWithPlans } from '../common/plan.js';
 import { kernelConfig, parseOptions, tracepointPlan } from '../tools/opensnoop.js';
 import {
-  leftoverPrograms, loadedProgramIds, referenceTool, RunningTool, sleep, startAttached, startTool, withoutTapHooks,
+  kernelSnapshot, leftovers, loadedProgramIds, referenceTool, RunningTool, sleep, startAttached, startTool, withoutTapHooks,
 } from './helpers.js';
 
 const OPENER_SOURCE = String.raw`
@@ -143,7 +143,7 @@ const trace = (args: string[], header: RegExp = HEADER): Promise<RunningTool> =>
 /** Matches the line of process `pid` opening `shown` (the test's own opens of the same paths, to create them, are not it). */
 const by = (pid: number, shown: string) => (l: string): boolean => l.endsWith(` ${shown}`) && ` ${l}`.includes(` ${left(pid, 6)} `);
 
-const before = loadedProgramIds();
+const before = kernelSnapshot();
 
 t.test('open, openat, openat2; existing and missing; absolute and relative: the exact lines', async (t) => {
   const tool = await trace([]);
@@ -451,5 +451,5 @@ t.test('without open() (arm64, riscv64) or openat2() (before 5.6) the other prog
 
 t.test('nothing is left loaded in the kernel', async (t) => {
   await sleep(200);
-  t.same(leftoverPrograms(before, 'opensnoop'), []);
+  t.same(await leftovers(before, 'opensnoop'), []);
 });

@@ -5,7 +5,7 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep, toolPath } from './helpers.js';
+import { kernelSnapshot, leftovers, sleep, toolPath } from './helpers.js';
 
 /** Each tool as piped, and what its first line must be. */
 const CASES: { tool: string; args: string[]; first: RegExp }[] = [
@@ -23,6 +23,7 @@ const CASES: { tool: string; args: string[]; first: RegExp }[] = [
 
 // On the root file system (not tmpfs), so that writes reach ext4 and the disk.
 const work = mkdtempSync('/var/tmp/ebpf-tools-pipes-');
+const before = kernelSnapshot();
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
 /** One of everything the tools trace: an exec, opens, an ext4 write, fsync, and block I/O. */
@@ -54,5 +55,6 @@ for (const { tool, args, first } of CASES) {
     t.equal(err, '', 'no EPIPE noise');
     t.ok(out.endsWith('\n') && out.indexOf('\n') === out.length - 1, `one line (${JSON.stringify(out.slice(0, 80))})`);
     t.match(out.trimEnd(), first);
+    t.same(await leftovers(before, tool), [], 'nothing left behind in the kernel');
   });
 }
