@@ -63,19 +63,21 @@ t.test('hostile names and arguments: escaped on one line, exact bytes in JSON', 
   const json = startTool('execsnoop', ['--json']);
   await sleep(1500);
   const long = 'L'.repeat(4096);
-  // argv as raw bytes: an escape sequence, a newline, invalid UTF-8, a 4 KiB string
-  const script = `import os,sys; os.execv(sys.argv[1].encode(), [b'x', b'\\x1b]0;pwned\\x07', b'a\\nb', b'\\xff\\xfe\\xc3', b'${long}'])`;
+  // argv as raw bytes: an escape sequence, a newline, invalid UTF-8, a C1 CSI and a bidi override (valid UTF-8), a 4 KiB string
+  const script = `import os,sys; os.execv(sys.argv[1].encode(), [b'x', b'\\x1b]0;pwned\\x07', b'a\\nb', b'\\xff\\xfe\\xc3', b'\\xc2\\x9b31m\\xe2\\x80\\xae', b'${long}'])`;
   const r = spawnSync('python3', ['-c', script, program], { stdio: 'ignore' });
   t.equal(r.status, 0);
   const line = await human.waitForLine((l) => l.startsWith('ev\\x1b'));
   t.equal(line.split('\n').length, 1);
-  t.notMatch(line, /[\x00-\x1f\x7f]/, 'no control character reaches the terminal');
+  t.notMatch(line, /[\x00-\x1f\x7f-\x9f\u202e]/, 'no control or invisible character reaches the terminal');
   t.ok(line.startsWith('ev\\x1b[31m\\nil '), `comm escaped (${line.slice(0, 40)})`);
-  t.ok(line.endsWith(` ${program.replace('\x1b', '\\x1b').replace('\n', '\\n')} \\x1b]0;pwned\\x07 a\\nb \\xff\\xfe\\xc3 ${long}`), 'args escaped');
-  const event = JSON.parse(await json.waitForLine((l) => l.includes('"comm":"ev\\u001b')));
+  t.ok(line.endsWith(` ${program.replace('\x1b', '\\x1b').replace('\n', '\\n')} \\x1b]0;pwned\\x07 a\\nb \\xff\\xfe\\xc3 \\u{009b}31m\\u{202e} ${long}`), 'args escaped');
+  const jsonLine = await json.waitForLine((l) => l.includes('"comm":"ev\\u001b'));
+  t.notMatch(jsonLine, /[^\x20-\x7e]/, 'the JSON line is printable ASCII: nothing invisible reaches a terminal');
+  const event = JSON.parse(jsonLine);
   t.equal(event.comm, name);
   t.same(event.args.map((a: string) => Buffer.from(bytesOfLosslessString(a)).toString('latin1')),
-    [program, '\x1b]0;pwned\x07', 'a\nb', '\xff\xfe\xc3', long], 'exact bytes round-trip');
+    [program, '\x1b]0;pwned\x07', 'a\nb', '\xff\xfe\xc3', '\xc2\x9b31m\xe2\x80\xae', long], 'exact bytes round-trip');
   await human.stop();
   await json.stop();
 });
