@@ -9,9 +9,8 @@ import { cpus, release, tmpdir } from 'node:os';
 import { commandLine, integerOption, PACKAGE_VERSION, parseCommandLine, runMain } from '../common/cli.js';
 import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
-import { ROOT } from '../test/helpers.js';
 import { latencyReport, measureLatency } from './latency.js';
-import { enableBpfStats, oursAvailable, running } from './measure.js';
+import { enableBpfStats, oursAvailable, ROOT, running } from './measure.js';
 import { measureReady, readyReport } from './ready.js';
 import { execStorm, measureStorm, openStorm, stormReport } from './storms.js';
 

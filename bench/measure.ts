@@ -4,7 +4,13 @@
 // the same way, from outside.
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { ROOT, sleep, toolPath } from '../test/helpers.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+// Not from test/helpers.ts: importing it starts a tap test (its afterEach
+// check), which would time the benchmark out after 30 s.
+/** The repository's root, with a trailing slash. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const CLOCK_TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
@@ -21,7 +27,7 @@ export function oursAvailable(tool: string): boolean {
 
 /** Our tool, started as its bin/ launcher starts it. */
 export function ours(tool: string, args: string[] = []): Command {
-  return [process.execPath, toolPath(tool), ...args];
+  return [process.execPath, `${ROOT}bin/${tool}.js`, ...args];
 }
 
 /** Debian's C tool (libbpf-tools), as installed in /usr/sbin. */
@@ -123,7 +129,7 @@ export interface ProgramStats {
 }
 
 /** Full names of loaded programs by id (bpftool; the kernel keeps only 15 characters). */
-function programNames(): Map<number, string> {
+export function programNames(): Map<number, string> {
   const r = spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' });
   const names = new Map<number, string>();
   if (r.status !== 0) return names;

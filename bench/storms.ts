@@ -109,7 +109,7 @@ async function waitCaughtUp(pid: number): Promise<void> {
 }
 
 /** Reported losses: ours say "N events lost", the C tools "Lost N events". */
-const LOSS_LINE = /(\d+) events lost|Lost (\d+) events/;
+export const LOSS_LINE = /(\d+) events lost|Lost (\d+) events/;
 
 async function runTraced(command: Command, isOurs: boolean, stormBin: string, kind: StormKind, outPath: string): Promise<Traced> {
   const outFd = openSync(outPath, 'w');
