@@ -7,14 +7,13 @@
 // line, which proves the option was accepted.
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blockDevices } from '../common/disks.js';
-import { cgroup2Root, ROOT, runTool, startTool, usageError, type Finished } from './helpers.js';
+import { cgroup2Root, runTool, startTool, TOOLS, usageError, type Finished } from './helpers.js';
 
-const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> };
-const tools = Object.keys(pkg.bin);
+const tools = TOOLS;
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
 
 /** What a value means, and so which values are wrong for it. */

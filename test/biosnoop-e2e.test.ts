@@ -8,13 +8,12 @@ import { left } from '../common/format.js';
 import {
   BLOCK_BYTES, makeCgroup, removeCgroup, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
 } from './bio-helpers.js';
-import { kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, type RunningTool } from './helpers.js';
+import { runTool, sleep, startAttached, startTool, type RunningTool } from './helpers.js';
 
 const HEADER = /^TIME\(s\) +COMM +PID +DISK +T +SECTOR +BYTES +LAT\(ms\)$/;
 const BLOCKS = 8;
 const root = rootDisk();
 t.teardown(() => removeDir(root.dir));
-const before = kernelSnapshot();
 let files = 0;
 const scratch = (): string => join(root.dir, `data${++files}`);
 
@@ -137,8 +136,4 @@ t.test('usage errors: one line, exit 2, nothing loaded', async (t) => {
     t.equal(r.stderr.trim().split('\n').length, 1);
     t.equal(r.stdout, '');
   }
-});
-
-t.test('no program left loaded', async (t) => {
-  t.same(await leftovers(before, 'biosnoop'), []);
 });

@@ -160,7 +160,8 @@ export function loadedProgramIds(): Set<number> {
   return new Set(bpftoolList('prog').map((p) => p.id));
 }
 
-const TOOLS = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> }).bin);
+/** Our tools, as package.json names their launchers. */
+export const TOOLS = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> }).bin);
 
 /**
  * Whether a kernel object's name is one of `tool`'s: its programs and maps

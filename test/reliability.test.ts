@@ -3,18 +3,17 @@
 // kill -9 leaving nothing behind, two instances side by side.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bytesOfLosslessString } from '../common/escape.js';
 import { left, right } from '../common/format.js';
 import { removeDir, rootDisk } from './bio-helpers.js';
 import {
-  kernelSnapshot, leftovers, ROOT, runTool, sleep, startAttached, startTool, toolPath, withoutTapHooks, type RunningTool,
+  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, toolPath, TOOLS, withoutTapHooks, type RunningTool,
 } from './helpers.js';
 
-const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> };
-const tools = Object.keys(pkg.bin);
+const tools = TOOLS;
 const oneLine = (text: string): boolean => text.endsWith('\n') && text.indexOf('\n') === text.length - 1;
 
 t.test('environment faults: one line that says what to do, exit 1, nothing loaded', async (t) => {
