@@ -65,7 +65,8 @@ const START_HOOKS: StartHook[] = [
   kprobeHook('blk_account_io_start', 'account_start_kprobe'),
   kprobeHook('__blk_account_io_start', 'account_start_kprobe_inner'),
   {
-    name: 'block_rq_insert (requests through a scheduler queue only)',
+    // only requests that go through a scheduler queue
+    name: 'block_rq_insert',
     program: (f) => `rq_insert_${f.suffix}`,
     unavailable: () => null,
   },
@@ -81,12 +82,12 @@ export function blockAttachPlans(withStart: boolean): AttachPlan[] {
   for (const flavour of FLAVOURS) {
     const requestPrograms = [`rq_issue_${flavour.suffix}`, `rq_complete_${flavour.suffix}`];
     if (!withStart) {
-      plans.push({ name: `${flavour.suffix} block_rq_issue/complete`, programs: requestPrograms, unavailable: flavour.unavailable });
+      plans.push({ name: flavour.suffix, programs: requestPrograms, unavailable: flavour.unavailable });
       continue;
     }
     for (const hook of START_HOOKS) {
       plans.push({
-        name: `${flavour.suffix} block_rq_issue/complete, start at ${hook.name}`,
+        name: `${flavour.suffix} start at ${hook.name}`,
         programs: [...requestPrograms, hook.program(flavour)],
         unavailable: () => flavour.unavailable() ?? hook.unavailable(),
       });

@@ -7,7 +7,7 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { BpfObject } from './bpfobject.js';
 import { Btf } from './btf.js';
-import { RuntimeError, UsageError } from './errors.js';
+import { quoted, RuntimeError, UsageError } from './errors.js';
 import { libbpfLog } from './log.js';
 import { koffi, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, VMLINUX_BTF } from './preflight.js';
@@ -37,9 +37,10 @@ export function loadWithPlans(
   // Before any plan's check, which may read the kernel's BTF or kallsyms.
   checkPrivileges();
   checkKernelBtf();
+  const skipped = skippedPlans(tool, plans);
   const failures: string[] = [];
   for (const plan of plans) {
-    const reason = plan.unavailable?.() ?? null;
+    const reason = skipped.has(plan.name) ? `${SKIP_PLANS_VARIABLE} names it` : plan.unavailable?.() ?? null;
     if (reason) {
       libbpfLog.note(`${tool}: plan ${plan.name} skipped: ${reason}`);
       failures.push(`${plan.name}: ${reason}`);
@@ -63,6 +64,27 @@ export function loadWithPlans(
     }
   }
   throw new RuntimeError(`no way to attach works on this kernel (${failures.join('; ')})`);
+}
+
+/** For testing only: plans to pass over, as `tool:plan,tool:plan`, so that a fallback runs on a kernel with a better plan. */
+export const SKIP_PLANS_VARIABLE = 'EBPF_TOOLS_SKIP_PLANS';
+
+/**
+ * The plans of `tool` that EBPF_TOOLS_SKIP_PLANS names. A name that is no
+ * plan of the tool is refused, so that a test cannot skip nothing unawares.
+ */
+export function skippedPlans(tool: string, plans: AttachPlan[]): Set<string> {
+  const names = new Set<string>();
+  for (const entry of (process.env[SKIP_PLANS_VARIABLE] ?? '').split(',')) {
+    const colon = entry.indexOf(':');
+    if (colon < 0 || entry.slice(0, colon).trim() !== tool) continue;
+    const name = entry.slice(colon + 1).trim();
+    if (!plans.some((p) => p.name === name)) {
+      throw new UsageError(`${SKIP_PLANS_VARIABLE}: ${tool} has no plan ${quoted(name)} (plans: ${plans.map((p) => p.name).join('; ')})`);
+    }
+    names.add(name);
+  }
+  return names;
 }
 
 let kernelBtfData: Btf | undefined;

@@ -6,6 +6,7 @@ import { readdirSync } from 'node:fs';
 import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
 import { ringBufferBytes } from '../common/events.js';
 import { structDecoder } from '../common/layout.js';
+import { skippedPlans } from '../common/plan.js';
 import { eventDecoder, kernelConfig, parseOptions } from '../tools/execsnoop.js';
 
 t.test('every shipped object has the ring buffer, loss counter and filter variables the runtime uses', async (t) => {
@@ -55,4 +56,20 @@ t.test('ring buffer sizes round up to a power of two of at least a page', async 
   t.equal(ringBufferBytes(4096), 4096);
   t.equal(ringBufferBytes(5000), 8192);
   t.equal(ringBufferBytes(16 << 20), 16 << 20);
+});
+
+t.test('EBPF_TOOLS_SKIP_PLANS: the named plans of this tool only; an unknown name is refused', async (t) => {
+  const plans = [{ name: 'fentry', programs: [] }, { name: 'kprobe', programs: [] }, { name: 'start at block_getrq', programs: [] }];
+  const saved = process.env.EBPF_TOOLS_SKIP_PLANS;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.EBPF_TOOLS_SKIP_PLANS;
+    else process.env.EBPF_TOOLS_SKIP_PLANS = saved;
+  });
+  process.env.EBPF_TOOLS_SKIP_PLANS = 'ext4slower:fentry,biosnoop:kprobe, ext4slower:start at block_getrq';
+  t.same([...skippedPlans('ext4slower', plans)], ['fentry', 'start at block_getrq']);
+  t.same([...skippedPlans('opensnoop', plans)], []);
+  process.env.EBPF_TOOLS_SKIP_PLANS = 'ext4slower:fentyr';
+  t.throws(() => skippedPlans('ext4slower', plans), { exitCode: 2, message: /ext4slower has no plan 'fentyr' \(plans: fentry; kprobe; start at block_getrq\)/ });
+  delete process.env.EBPF_TOOLS_SKIP_PLANS;
+  t.same([...skippedPlans('ext4slower', plans)], []);
 });
