@@ -3,9 +3,13 @@
 # clang-19/llvm-19 (to check the committed BPF objects against their
 # sources), bpftool (to check nothing is left loaded), Debian's libbpf-tools
 # (the C tools the differential tests compare against), groff and man-db
-# (man page checks), and a C compiler for the test workloads.
+# (man page checks), a C compiler for the test workloads, and what
+# scripts/vm-run needs to boot Debian's kernels for the kernel matrix (qemu,
+# a static busybox for the initramfs, cpio, kmod, e2fsprogs for the scratch
+# disk, xz and zstd to unpack kernels and modules).
 set -euo pipefail
-packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3)
+packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3
+  qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
