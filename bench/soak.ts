@@ -471,7 +471,7 @@ async function soakTool(tool: string, options: Options, workDir: string, progres
     for (const line of lines) {
       const loss = LOSS_LINE.exec(line);
       if (loss) {
-        const lost = Number(loss[1] ?? loss[2]);
+        const lost = Number(loss[1] ?? loss[2] ?? loss[3]);
         period.lost += lost;
         result.lost += lost;
       } else if (line.trim()) {

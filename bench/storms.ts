@@ -108,8 +108,8 @@ async function waitCaughtUp(pid: number): Promise<void> {
   }, CATCH_UP_TIMEOUT_MS, 20);
 }
 
-/** Reported losses: ours say "N events lost", the C tools "Lost N events". */
-export const LOSS_LINE = /(\d+) events lost|Lost (\d+) events/;
+/** Reported losses: ours say "N events lost" (biosnoop also "N requests not traced"), the C tools "Lost N events". */
+export const LOSS_LINE = /(\d+) events lost|Lost (\d+) events|(\d+) requests not traced/;
 
 async function runTraced(command: Command, isOurs: boolean, stormBin: string, kind: StormKind, outPath: string): Promise<Traced> {
   const outFd = openSync(outPath, 'w');
@@ -148,7 +148,7 @@ async function runTraced(command: Command, isOurs: boolean, stormBin: string, ki
     const notes: string[] = [];
     for (const line of stderr.split('\n')) {
       const loss = LOSS_LINE.exec(line);
-      if (loss) lost += Number(loss[1] ?? loss[2]);
+      if (loss) lost += Number(loss[1] ?? loss[2] ?? loss[3]);
       else if (line.trim()) notes.push(line.trim());
     }
     return { ...storm, captured, complete, lost, cpu, rssAtReadyKiB, rssKiB, programs, notes };

@@ -10,9 +10,18 @@
  *                                 (block_io_start, kernel >= 6.5, or
  *                                 blk_account_io_start by fentry or kprobe);
  *                                 insert is true where only block_rq_insert
- *                                 stands in for these (a kernel with none);
- *   on_request_issue(rq)          sent to the device driver (block_rq_issue);
+ *                                 stands in for these;
+ *   on_request_issue(rq, origin)  sent to the device driver (block_rq_issue);
+ *                                 origin, if not NULL, is who created it and
+ *                                 when, as block_getrq saw it (below);
  *   on_request_complete(rq)       done (block_rq_complete).
+ *
+ * Where blk_account_io_start is inlined and block_io_start does not exist
+ * (5.10 to 6.4 kernels, Debian 12's 6.1), the creation is seen at
+ * block_getrq instead: it fires in the issuing process when a bio gets a new
+ * request, with the bio but not yet the request. The bio is remembered and
+ * found again at dispatch as the request's first bio (rq->bio); a bio merged
+ * in front of it (block_bio_frontmerge) takes its place.
  *
  * Each hook exists as a tp_btf program (typed arguments, cheapest) and as a
  * raw_tp one for kernels without BTF-enabled tracepoints.
@@ -28,19 +37,59 @@
 
 /* Requests in flight that can be followed; more are counted in untracked_requests. */
 #define MAX_REQUESTS 32768
-/* what a full hash map answers an update with */
-#define E2BIG 7
+/* what an update with BPF_NOEXIST of a key present answers */
+#define EEXIST 17
 
 /* -d: only requests to this disk. */
 const volatile bool filter_dev = false;
 const volatile __u32 targ_dev = 0;
 
-/* Requests that could not be followed because MAX_REQUESTS were in flight. */
+/* Requests that could not be followed: a table full (MAX_REQUESTS in flight) or busy. */
 __u64 untracked_requests = 0;
 
+/* Set by user space for the block_getrq plan. */
+const volatile bool origins_by_bio = false;
+
+/* Who created a request, and when. */
+struct request_origin {
+	__u64 created_ns;
+	__u32 pid;
+	char comm[TASK_COMM_LEN];
+};
+
+/*
+ * By first bio, the origin of requests seen at block_getrq until they are
+ * dispatched. LRU: the entries of requests never dispatched through here
+ * (merged into another, a bio merged in front) are evicted, not kept.
+ * User space shrinks it to one entry for the other plans.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_REQUESTS);
+	__type(key, struct bio *);
+	__type(value, struct request_origin);
+} bio_origins SEC(".maps");
+
 static __always_inline int on_request_start(struct request *rq, bool insert);
-static __always_inline int on_request_issue(struct request *rq);
+static __always_inline int on_request_issue(struct request *rq, struct request_origin *origin);
 static __always_inline int on_request_complete(struct request *rq);
+
+/* The current task as a request's origin. */
+static __always_inline void current_origin(struct request_origin *origin)
+{
+	origin->created_ns = bpf_ktime_get_ns();
+	origin->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(origin->comm, sizeof(origin->comm));
+}
+
+/* A map update that counts the request as untracked if the table refused it (a requeue's -EEXIST aside). */
+static __always_inline void update_or_count(void *map, void *key, void *value, __u64 flags)
+{
+	long err = bpf_map_update_elem(map, key, value, flags);
+
+	if (err && err != -EEXIST)
+		__sync_fetch_and_add(&untracked_requests, 1);
+}
 
 /* Older kernels name a request's disk in the request; newer ones only through its queue. */
 struct request___with_rq_disk {
@@ -78,6 +127,10 @@ static __always_inline bool selection_active(void)
  * request queue before the request. Whether this kernel does is a CO-RE
  * question on the tracepoint's prototype, answered when the object loads;
  * the structs are only declared, so that they match any kernel's layout.
+ * The barrier keeps each choice a load at a constant offset from ctx:
+ * clang would otherwise merge the two loads into one from ctx indexed by
+ * the answer, which the verifier refuses ("dereference of modified ctx
+ * ptr", as 5.10 said of block_getrq).
  */
 struct request_queue___any;
 struct request___any;
@@ -86,17 +139,82 @@ typedef void (*btf_trace_block_rq_insert___with_queue)(void *, struct request_qu
 typedef void (*btf_trace_block_rq_issue___with_queue)(void *, struct request_queue___any *,
 							struct request___any *);
 
+/* Until 5.11, block_getrq also passed the queue first and block_bio_frontmerge the queue and request. */
+struct bio___any;
+typedef void (*btf_trace_block_getrq___with_queue)(void *, struct request_queue___any *, struct bio___any *, int);
+typedef void (*btf_trace_block_bio_frontmerge___with_queue)(void *, struct request_queue___any *,
+							      struct request___any *, struct bio___any *);
+
+static __always_inline struct bio *getrq_bio(__u64 *ctx)
+{
+	if (bpf_core_type_matches(btf_trace_block_getrq___with_queue)) {
+		__u64 arg = ctx[1];
+
+		barrier_var(arg);
+		return (struct bio *)arg;
+	}
+	return (struct bio *)ctx[0];
+}
+
+static __always_inline struct bio *frontmerge_bio(__u64 *ctx)
+{
+	if (bpf_core_type_matches(btf_trace_block_bio_frontmerge___with_queue)) {
+		__u64 arg = ctx[2];
+
+		barrier_var(arg);
+		return (struct bio *)arg;
+	}
+	return (struct bio *)ctx[0];
+}
+
+/* In the issuing process: its bio is about to become a request's first one. */
+static __always_inline int remember_bio_origin(struct bio *bio)
+{
+	struct request_origin origin;
+
+	if (!bio || !task_selected())
+		return 0;
+	current_origin(&origin);
+	update_or_count(&bio_origins, &bio, &origin, BPF_ANY);
+	return 0;
+}
+
+/* At dispatch: the dispatched request through its first bio; forgets it. */
+static __always_inline int request_issued(struct request *rq)
+{
+	struct request_origin origin, *found;
+	struct bio *bio;
+
+	if (!origins_by_bio)
+		return on_request_issue(rq, NULL);
+	bio = BPF_CORE_READ(rq, bio);
+	found = bpf_map_lookup_elem(&bio_origins, &bio);
+	if (!found)
+		return on_request_issue(rq, NULL);
+	origin = *found;
+	bpf_map_delete_elem(&bio_origins, &bio);
+	return on_request_issue(rq, &origin);
+}
+
 static __always_inline struct request *inserted_request(__u64 *ctx)
 {
-	if (bpf_core_type_matches(btf_trace_block_rq_insert___with_queue))
-		return (struct request *)ctx[1];
+	if (bpf_core_type_matches(btf_trace_block_rq_insert___with_queue)) {
+		__u64 arg = ctx[1];
+
+		barrier_var(arg);
+		return (struct request *)arg;
+	}
 	return (struct request *)ctx[0];
 }
 
 static __always_inline struct request *issued_request(__u64 *ctx)
 {
-	if (bpf_core_type_matches(btf_trace_block_rq_issue___with_queue))
-		return (struct request *)ctx[1];
+	if (bpf_core_type_matches(btf_trace_block_rq_issue___with_queue)) {
+		__u64 arg = ctx[1];
+
+		barrier_var(arg);
+		return (struct request *)arg;
+	}
 	return (struct request *)ctx[0];
 }
 
@@ -139,7 +257,33 @@ int BPF_KPROBE(account_start_kprobe_inner, struct request *rq)
 	return on_request_start(rq, false);
 }
 
-/* Insertion into a scheduler queue: the stand-in where none of the above exists. */
+/* A bio that gets a request (the stand-in where none of the above exists), or is merged in front of one. */
+
+SEC("tp_btf/block_getrq")
+int BPF_PROG(getrq_tp_btf)
+{
+	return remember_bio_origin(getrq_bio(ctx));
+}
+
+SEC("raw_tp/block_getrq")
+int BPF_PROG(getrq_raw_tp)
+{
+	return remember_bio_origin(getrq_bio(ctx));
+}
+
+SEC("tp_btf/block_bio_frontmerge")
+int BPF_PROG(frontmerge_tp_btf)
+{
+	return remember_bio_origin(frontmerge_bio(ctx));
+}
+
+SEC("raw_tp/block_bio_frontmerge")
+int BPF_PROG(frontmerge_raw_tp)
+{
+	return remember_bio_origin(frontmerge_bio(ctx));
+}
+
+/* Insertion into a scheduler queue: the last resort, for requests through a scheduler only. */
 
 SEC("tp_btf/block_rq_insert")
 int BPF_PROG(rq_insert_tp_btf)
@@ -158,13 +302,13 @@ int BPF_PROG(rq_insert_raw_tp)
 SEC("tp_btf/block_rq_issue")
 int BPF_PROG(rq_issue_tp_btf)
 {
-	return on_request_issue(issued_request(ctx));
+	return request_issued(issued_request(ctx));
 }
 
 SEC("raw_tp/block_rq_issue")
 int BPF_PROG(rq_issue_raw_tp)
 {
-	return on_request_issue(issued_request(ctx));
+	return request_issued(issued_request(ctx));
 }
 
 /* Completion: the request comes first on every kernel with BTF. */

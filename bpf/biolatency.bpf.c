@@ -85,12 +85,6 @@ static __always_inline __u32 log2_slot(__u64 v)
 	return slot;
 }
 
-static __always_inline void remember(struct request *rq, struct request_times *times, __u64 flags)
-{
-	if (bpf_map_update_elem(&requests, &rq, times, flags) == -E2BIG)
-		__sync_fetch_and_add(&untracked_requests, 1);
-}
-
 static __always_inline int on_request_start(struct request *rq, bool insert)
 {
 	struct request_times times = { .created_ns = bpf_ktime_get_ns() };
@@ -98,11 +92,11 @@ static __always_inline int on_request_start(struct request *rq, bool insert)
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
 	/* a requeued request is inserted again: keep its first time */
-	remember(rq, &times, insert ? BPF_NOEXIST : BPF_ANY);
+	update_or_count(&requests, &rq, &times, insert ? BPF_NOEXIST : BPF_ANY);
 	return 0;
 }
 
-static __always_inline int on_request_issue(struct request *rq)
+static __always_inline int on_request_issue(struct request *rq, struct request_origin *origin)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct request_times *times;
@@ -115,12 +109,16 @@ static __always_inline int on_request_issue(struct request *rq)
 		times->issued_ns = now;
 		return 0;
 	}
-	/* not seen created (before tracing began, or never accounted): whose it is
-	 * is unknown, so only without a process filter */
-	if (!selection_active()) {
+	if (origin) {
+		struct request_times fresh = { .created_ns = origin->created_ns, .issued_ns = now };
+
+		update_or_count(&requests, &rq, &fresh, BPF_ANY);
+	} else if (!selection_active()) {
+		/* not seen created (before tracing began, or never accounted): whose
+		 * it is is unknown, so only without a process filter */
 		struct request_times fresh = { .issued_ns = now };
 
-		remember(rq, &fresh, BPF_ANY);
+		update_or_count(&requests, &rq, &fresh, BPF_ANY);
 	}
 	return 0;
 }
@@ -138,9 +136,11 @@ static __always_inline int on_request_complete(struct request *rq)
 	if (!times)
 		return 0;
 	begin = targ_queued && times->created_ns ? times->created_ns : times->issued_ns;
-	if (!begin || now < begin)
+	/* never dispatched (a flush with nothing to flush ends at once): no device I/O */
+	if (!times->issued_ns)
 		goto cleanup;
-	delta = now - begin;
+	/* the two CPUs' clocks may differ by a little: a completion is never dropped for it */
+	delta = now > begin ? now - begin : 0;
 
 	if (targ_per_disk)
 		key.dev = request_dev(rq);

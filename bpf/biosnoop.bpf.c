@@ -40,14 +40,13 @@ struct event {
 struct event *unused_event __attribute__((unused));
 
 struct request_info {
-	__u64 created_ns;
+	/* created_ns 0 and comm "?" when the creation was not seen */
+	struct request_origin origin;
 	__u64 issued_ns;
 	__u64 sector;
 	__u32 bytes;
-	__u32 pid;
 	__u32 cmd_flags;
 	__u32 dev;
-	char comm[TASK_COMM_LEN];
 };
 
 struct {
@@ -65,27 +64,19 @@ struct {
 	__type(value, __u64);
 } last_sector_end SEC(".maps");
 
-static __always_inline void remember(struct request *rq, struct request_info *info, __u64 flags)
-{
-	if (bpf_map_update_elem(&requests, &rq, info, flags) == -E2BIG)
-		__sync_fetch_and_add(&untracked_requests, 1);
-}
-
 static __always_inline int on_request_start(struct request *rq, bool insert)
 {
 	struct request_info info = {};
 
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
-	info.created_ns = bpf_ktime_get_ns();
-	info.pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(info.comm, sizeof(info.comm));
+	current_origin(&info.origin);
 	/* a requeued request is inserted again: keep its first time */
-	remember(rq, &info, insert ? BPF_NOEXIST : BPF_ANY);
+	update_or_count(&requests, &rq, &info, insert ? BPF_NOEXIST : BPF_ANY);
 	return 0;
 }
 
-static __always_inline int on_request_issue(struct request *rq)
+static __always_inline int on_request_issue(struct request *rq, struct request_origin *origin)
 {
 	struct request_info *info;
 
@@ -93,14 +84,18 @@ static __always_inline int on_request_issue(struct request *rq)
 		return 0;
 	info = bpf_map_lookup_elem(&requests, &rq);
 	if (!info) {
-		/* not seen created (before tracing began, or never accounted): the
-		 * process is unknown, so only without a process filter */
-		struct request_info unknown = {};
+		struct request_info fresh = {};
 
-		if (selection_active())
-			return 0;
-		unknown.comm[0] = '?';
-		remember(rq, &unknown, BPF_ANY);
+		if (origin) {
+			fresh.origin = *origin;
+		} else {
+			/* not seen created (before tracing began, or never accounted):
+			 * the process is unknown, so only without a process filter */
+			if (selection_active())
+				return 0;
+			fresh.origin.comm[0] = '?';
+		}
+		update_or_count(&requests, &rq, &fresh, BPF_ANY);
 		info = bpf_map_lookup_elem(&requests, &rq);
 		if (!info)
 			return 0;
@@ -136,8 +131,12 @@ static __always_inline int on_request_complete(struct request *rq)
 	info = bpf_map_lookup_elem(&requests, &rq);
 	if (!info)
 		return 0;
-	if (!info->issued_ns || now < info->issued_ns)
+	/* never dispatched (a flush with nothing to flush ends at once): no device I/O */
+	if (!info->issued_ns)
 		goto cleanup;
+	/* the two CPUs' clocks may differ by a little: a completion is never dropped for it */
+	if (now < info->issued_ns)
+		now = info->issued_ns;
 	pattern = access_pattern(info);
 	if (now - info->issued_ns < min_ns)
 		goto cleanup;
@@ -146,15 +145,18 @@ static __always_inline int on_request_complete(struct request *rq)
 		goto cleanup;
 	e->ts_ns = now;
 	e->latency_ns = now - info->issued_ns;
-	e->queued_ns = info->created_ns && info->created_ns <= info->issued_ns
-		? info->issued_ns - info->created_ns : (__u64)-1;
+	if (!info->origin.created_ns)
+		e->queued_ns = (__u64)-1;
+	else
+		e->queued_ns = info->origin.created_ns <= info->issued_ns
+			? info->issued_ns - info->origin.created_ns : 0;
 	e->sector = info->sector;
 	e->bytes = info->bytes;
-	e->pid = info->pid;
+	e->pid = info->origin.pid;
 	e->cmd_flags = info->cmd_flags;
 	e->dev = info->dev;
 	e->pattern = pattern;
-	__builtin_memcpy(e->comm, info->comm, sizeof(e->comm));
+	__builtin_memcpy(e->comm, info->origin.comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 
 cleanup:

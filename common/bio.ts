@@ -24,14 +24,14 @@ const FLAVOURS: Flavour[] = [
 
 interface StartHook {
   name: string;
-  program: (flavour: Flavour) => string;
+  programs: (flavour: Flavour) => string[];
   unavailable: () => string | null;
 }
 
 function fentryHook(fn: string, program: string): StartHook {
   return {
     name: `fentry ${fn}`,
-    program: () => program,
+    programs: () => [program],
     unavailable: () => (kernelBtfHasName(fn) ? null : `no function ${fn} in the kernel's BTF`),
   };
 }
@@ -39,7 +39,7 @@ function fentryHook(fn: string, program: string): StartHook {
 function kprobeHook(fn: string, program: string): StartHook {
   return {
     name: `kprobe ${fn}`,
-    program: () => program,
+    programs: () => [program],
     unavailable: () => {
       if (!kprobesAvailable()) return 'kprobes are not available';
       return kernelHasFunction(fn) ? null : `no function ${fn} to probe`;
@@ -50,14 +50,17 @@ function kprobeHook(fn: string, program: string): StartHook {
 /**
  * Where a request's creation is seen, in the issuing process, best first:
  * the block_io_start tracepoint (6.5+), blk_account_io_start by fentry or
- * kprobe (the inner __blk_account_io_start on 5.11 to 5.15), and last the
+ * kprobe (the inner __blk_account_io_start on 5.11 to 5.15), then the
+ * block_getrq tracepoint, which sees the bio a request is made for (every
+ * kernel; matched to the request at dispatch, see bio.bpf.h: requests made
+ * without a bio, such as passthrough commands, are not seen), and last the
  * block_rq_insert tracepoint, which only sees requests going through a
  * scheduler queue.
  */
 const START_HOOKS: StartHook[] = [
   {
     name: 'block_io_start',
-    program: (f) => `io_start_${f.suffix}`,
+    programs: (f) => [`io_start_${f.suffix}`],
     unavailable: () => (kernelBtfHasName('btf_trace_block_io_start') ? null : 'no block_io_start tracepoint (kernel before 6.5)'),
   },
   fentryHook('blk_account_io_start', 'account_start_fentry'),
@@ -65,9 +68,14 @@ const START_HOOKS: StartHook[] = [
   kprobeHook('blk_account_io_start', 'account_start_kprobe'),
   kprobeHook('__blk_account_io_start', 'account_start_kprobe_inner'),
   {
+    name: 'block_getrq',
+    programs: (f) => [`getrq_${f.suffix}`, `frontmerge_${f.suffix}`],
+    unavailable: () => null,
+  },
+  {
     // only requests that go through a scheduler queue
     name: 'block_rq_insert',
-    program: (f) => `rq_insert_${f.suffix}`,
+    programs: (f) => [`rq_insert_${f.suffix}`],
     unavailable: () => null,
   },
 ];
@@ -88,12 +96,22 @@ export function blockAttachPlans(withStart: boolean): AttachPlan[] {
     for (const hook of START_HOOKS) {
       plans.push({
         name: `${flavour.suffix} start at ${hook.name}`,
-        programs: [...requestPrograms, hook.program(flavour)],
+        programs: [...requestPrograms, ...hook.programs(flavour)],
         unavailable: () => flavour.unavailable() ?? hook.unavailable(),
       });
     }
   }
   return plans;
+}
+
+/**
+ * Configures an object for its plan before load: the block_getrq plan
+ * follows requests by bio; the others need no table for that.
+ */
+export function configureBlockPlan(obj: BpfObject, plan: AttachPlan): void {
+  const byBio = plan.programs.some((p) => p.startsWith('getrq_'));
+  obj.setConfig({ origins_by_bio: byBio });
+  if (!byBio) obj.setMaxEntries('bio_origins', 1);
 }
 
 /** libbpf-tools' names of request flags for -F, in its order; each is followed by "-". */
@@ -208,7 +226,7 @@ export class UntrackedRequests {
     const count = Number(this.view.getBigUint64(this.offset, true));
     if (count === this.reported) return;
     process.stderr.write(
-      `${this.obj.tool}: ${count - this.reported} requests not traced: kernel tables full (${count} in all; at most ${MAX_REQUESTS} requests in flight are followed)\n`,
+      `${this.obj.tool}: ${count - this.reported} requests not traced: kernel tables full or busy (${count} in all; at most ${MAX_REQUESTS} requests in flight are followed)\n`,
     );
     this.reported = count;
   }

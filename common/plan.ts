@@ -28,11 +28,12 @@ export interface Loaded {
 
 /**
  * Opens, configures (before load), loads and attaches `tool` with the first
- * plan that works. `configure` runs on each fresh object and returns what to
+ * plan that works. `configure` runs on each fresh object (with the plan it is
+ * tried with) and returns what to
  * do after load (e.g. fill a filter map), if anything.
  */
 export function loadWithPlans(
-  tool: string, plans: AttachPlan[], configure: (obj: BpfObject) => (() => void) | void,
+  tool: string, plans: AttachPlan[], configure: (obj: BpfObject, plan: AttachPlan) => (() => void) | void,
 ): Loaded {
   // Before any plan's check, which may read the kernel's BTF or kallsyms.
   checkPrivileges();
@@ -50,7 +51,7 @@ export function loadWithPlans(
     try {
       const wanted = new Set(plan.programs);
       for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));
-      const afterLoad = configure(obj);
+      const afterLoad = configure(obj, plan);
       obj.load();
       afterLoad?.();
       obj.attach();

@@ -203,9 +203,11 @@ t.test('attach plans: best first, and every program they name is in both objects
   const without = blockAttachPlans(false);
   t.same(without.map((p) => p.programs), [['rq_issue_tp_btf', 'rq_complete_tp_btf'], ['rq_issue_raw_tp', 'rq_complete_raw_tp']]);
   t.same(withStart[0].programs, ['rq_issue_tp_btf', 'rq_complete_tp_btf', 'io_start_tp_btf']);
-  t.same(withStart.map((p) => p.programs[2]), [
-    'io_start_tp_btf', 'account_start_fentry', 'account_start_fentry_inner', 'account_start_kprobe', 'account_start_kprobe_inner', 'rq_insert_tp_btf',
-    'io_start_raw_tp', 'account_start_fentry', 'account_start_fentry_inner', 'account_start_kprobe', 'account_start_kprobe_inner', 'rq_insert_raw_tp',
+  t.same(withStart.map((p) => p.programs.slice(2).join(' ')), [
+    'io_start_tp_btf', 'account_start_fentry', 'account_start_fentry_inner', 'account_start_kprobe', 'account_start_kprobe_inner',
+    'getrq_tp_btf frontmerge_tp_btf', 'rq_insert_tp_btf',
+    'io_start_raw_tp', 'account_start_fentry', 'account_start_fentry_inner', 'account_start_kprobe', 'account_start_kprobe_inner',
+    'getrq_raw_tp frontmerge_raw_tp', 'rq_insert_raw_tp',
   ]);
   for (const tool of ['biolatency', 'biosnoop']) {
     const obj = BpfObject.openUnchecked(tool);

@@ -2,8 +2,10 @@
 // with a known pid and name, to a file on the root disk whose place on the
 // disk is known (FIEMAP), must give exactly these lines.
 import t from 'tap';
-import { readdirSync, existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { blockAttachPlans } from '../common/bio.js';
 import { left } from '../common/format.js';
 import {
   BLOCK_BYTES, makeCgroup, removeCgroup, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
@@ -48,6 +50,64 @@ t.test('each direct write and read: the issuing process, disk, direction, sector
   // the rest of its I/O is the file's metadata and cache flushes (fdatasync)
   t.equal(linesOf(tool, run.pid, BLOCK_BYTES).length, 2 * BLOCKS, 'no other data I/O attributed to the workload');
 });
+
+/** The disk's I/O scheduler, and the ones it offers. */
+function schedulers(disk: string): { current: string; offered: string[] } {
+  const text = readFileSync(`/sys/class/block/${disk}/queue/scheduler`, 'utf8').trim();
+  return { current: /\[(\S+)\]/.exec(text)![1], offered: text.replace(/[[\]]/g, '').split(/\s+/) };
+}
+
+/** The plans that biosnoop would take before block_getrq (all of the tp_btf flavour). */
+const BEFORE_GETRQ = (() => {
+  const names = blockAttachPlans(true).map((p) => p.name);
+  return names.slice(0, names.indexOf('tp_btf start at block_getrq'));
+})();
+
+/** Where `file`'s data is on its disk: [first sector, sectors] of each extent (filefrag, 512-byte units). */
+function extents(file: string): [bigint, bigint][] {
+  const r = spawnSync('filefrag', ['-v', '-b512', file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`filefrag ${file}: ${r.stderr}`);
+  return [...r.stdout.matchAll(/^\s*\d+:\s*\d+\.\.\s*\d+:\s*(\d+)\.\.\s*\d+:\s*(\d+):/gm)]
+    .map((m) => [root.startSector + BigInt(m[1]), BigInt(m[2])]);
+}
+
+// The issue's case: Debian 12's 6.1 has neither block_io_start nor a traceable
+// blk_account_io_start, and a disk without a scheduler (none) never calls
+// block_rq_insert; block_getrq still names the process. Every request of the
+// dd, with either scheduler and with the best plan or block_getrq forced.
+for (const forced of [false, true]) {
+  for (const scheduler of ['none', 'mq-deadline']) {
+    t.test(`dd oflag=direct, scheduler ${scheduler}, ${forced ? 'block_getrq plan' : 'best plan'}: dd and its PID on every request`, async (t) => {
+      const { current, offered } = schedulers(root.disk);
+      t.ok(offered.includes(scheduler), `${root.disk} offers ${scheduler} (${offered.join(' ')})`);
+      const queueScheduler = `/sys/class/block/${root.disk}/queue/scheduler`;
+      writeFileSync(queueScheduler, scheduler);
+      t.teardown(() => writeFileSync(queueScheduler, current));
+      const env = forced ? { EBPF_TOOLS_SKIP_PLANS: BEFORE_GETRQ.map((p) => `biosnoop:${p}`).join(',') } : {};
+      const tool = startTool('biosnoop', ['-v', '-d', root.disk], env);
+      await tool.waitForLine(HEADER, 60000);
+      const file = scratch();
+      const dd = spawn('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', 'count=16', 'oflag=direct'], { stdio: 'ignore' });
+      const code = await new Promise((resolve) => dd.on('close', resolve));
+      t.equal(code, 0, 'dd succeeded');
+      const data = extents(file);
+      const inFile = (line: string): boolean => {
+        const sector = BigInt(line.trim().split(/ +/)[5]);
+        return data.some(([first, length]) => sector >= first && sector < first + length);
+      };
+      const ddLine = new RegExp(`^\\d+\\.\\d{6} +dd +${dd.pid} +${root.disk} +WS? +(\\d+) +(\\d+) +\\d+\\.\\d{3}$`);
+      const written = (): bigint => tool.lines.filter((l) => ddLine.test(l) && inFile(l))
+        .reduce((sum, l) => sum + BigInt(ddLine.exec(l)![2]), 0n);
+      for (let waited = 0; written() < 16n << 20n && waited < 20000; waited += 50) await sleep(50);
+      t.equal((await tool.stop()).code, 0);
+      if (forced) t.match(tool.stderr, /^biosnoop: using plan tp_btf start at block_getrq$/m, '-v names the plan');
+      const onFile = tool.lines.slice(1).filter((l) => /^\S+ +\S+ +\d+ +\S+ +\S+ +\d+ /.test(l) && inFile(l));
+      t.ok(onFile.length > 0, `${onFile.length} requests to the file`);
+      t.same(onFile.filter((l) => !ddLine.test(l)), [], 'every request to the file is dd\'s, with its PID');
+      t.equal(written(), 16n << 20n, '16 MiB written by dd');
+    });
+  }
+}
 
 t.test('-Q -P -t: TIMESTAMP, pattern and queued time columns', async (t) => {
   const tool = await startAttached('biosnoop', ['-Q', '-P', '-t'],

@@ -2,7 +2,7 @@
 // libbpf-tools' biolatency, on kernels with or without BTF tracepoints,
 // fentry or kprobes.
 import type { BpfObject } from '../common/bpfobject.js';
-import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import { blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
@@ -233,8 +233,9 @@ export function main(argv: string[]): void {
   libbpfLog.setVerbose(options.verbose);
 
   const lifetime = new Lifetime();
-  const { obj } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o) => {
+  const { obj } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o, plan) => {
     o.setConfig(kernelConfig(options));
+    configureBlockPlan(o, plan);
     // histograms stay in the kernel: the shared event ring buffer goes unused
     o.setMaxEntries('events', PAGE_SIZE);
     return applySelection(o, options);

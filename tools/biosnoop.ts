@@ -2,7 +2,7 @@
 // disk, place, size and latency, as libbpf-tools' and bcc's biosnoop, on
 // kernels with or without BTF tracepoints, fentry or kprobes.
 import type { StructLayout } from '../common/btf.js';
-import { blockAttachPlans, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import { blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss, wallClock } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
@@ -204,8 +204,9 @@ export function main(argv: string[]): void {
 
   const lifetime = new Lifetime();
   let stream: EventStream | undefined;
-  const { obj } = loadWithPlans('biosnoop', blockAttachPlans(true), (o) => {
+  const { obj } = loadWithPlans('biosnoop', blockAttachPlans(true), (o, plan) => {
     o.setConfig(kernelConfig(options));
+    configureBlockPlan(o, plan);
     stream = new EventStream(o);
     return applySelection(o, options);
   });
