@@ -9,6 +9,13 @@
  * memory at syscall entry do. The file name is bprm->filename, as upstream
  * prints it in place of argv[0].
  *
+ * For a script (or a binfmt_misc interpreter) that area is the argument list
+ * the kernel rewrote for the interpreter: the interpreter and its arguments
+ * come first, then the script's path, then the caller's argv[1..]. The kernel
+ * keeps bprm->interp apart from bprm->filename exactly then, and bprm->argc
+ * is the rewritten count; the entry tracepoints count the caller's argv, so
+ * user space knows how many leading strings the kernel put in front.
+ *
  * Failed execs (-x) exist only as syscalls: the entry tracepoints remember the
  * caller's filename and argv pointers, and the exit tracepoints read them
  * (still mapped, since the exec failed) when the return value is an error.
@@ -20,6 +27,9 @@
 #define MAX_FAILED_ARGS 64
 /* longest single argument copied for a failed exec (bounds each read for the verifier) */
 #define FAILED_ARG_BYTES 4096
+/* caller's arguments counted at entry; beyond this the count is unknown */
+#define MAX_COUNTED_ARGS 4096
+#define ARGC_UNKNOWN ((__u32)-1)
 
 const volatile __u32 targ_uid = (__u32)-1;
 const volatile __u32 targ_ppid = 0;
@@ -35,6 +45,12 @@ struct event {
 	__u32 args_size;
 	/* nonzero when the argument area was larger than args[] */
 	__u32 args_truncated;
+	/* nonzero when an interpreter runs the file (bprm->interp != bprm->filename) */
+	__u32 interpreted;
+	/* strings in the argument area (bprm->argc, rewritten for an interpreter) */
+	__u32 argc;
+	/* the caller's argc, counted at syscall entry; ARGC_UNKNOWN if not known */
+	__u32 caller_argc;
 	char comm[TASK_COMM_LEN];
 	char pcomm[TASK_COMM_LEN];
 	char filename[FILENAME_BYTES];
@@ -47,10 +63,15 @@ struct event *unused_event __attribute__((unused));
 struct exec_call {
 	const char *filename;
 	const char *const *argv;
+	__u32 argc;
 };
 
+/*
+ * Execs in flight, by thread id. LRU: without -x nothing removes the entry
+ * of a failed exec, and a full table must not refuse the next one.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 10240);
 	__type(key, __u32);
 	__type(value, struct exec_call);
@@ -80,6 +101,9 @@ static __always_inline struct event *start_event(struct task_struct *task, __s32
 	e->retval = retval;
 	e->args_size = 0;
 	e->args_truncated = 0;
+	e->interpreted = 0;
+	e->argc = 0;
+	e->caller_argc = ARGC_UNKNOWN;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	BPF_CORE_READ_STR_INTO(&e->pcomm, task, real_parent, comm);
 	return e;
@@ -92,11 +116,23 @@ int BPF_PROG(exec_done, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
 	unsigned long size = BPF_CORE_READ(mm, arg_end) - arg_start;
+	__u32 tid = old_pid; /* the thread that called exec, as at syscall entry */
 	struct event *e = start_event(task, 0);
+	struct exec_call *call;
 
-	if (!e)
+	if (!e) {
+		bpf_map_delete_elem(&exec_calls, &tid);
 		return 0;
+	}
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	e->argc = BPF_CORE_READ(bprm, argc);
+	if (BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename)) {
+		e->interpreted = 1;
+		call = bpf_map_lookup_elem(&exec_calls, &tid);
+		if (call)
+			e->caller_argc = call->argc;
+	}
+	bpf_map_delete_elem(&exec_calls, &tid);
 	if (size > ARGS_BYTES) {
 		size = ARGS_BYTES;
 		e->args_truncated = 1;
@@ -108,11 +144,26 @@ int BPF_PROG(exec_done, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	return 0;
 }
 
+/* The caller's argc (argv is still in its memory at entry), or ARGC_UNKNOWN. */
+static __always_inline __u32 count_args(const char *const *argv)
+{
+	const char *arg;
+	__u32 i;
+
+	for (i = 0; i < MAX_COUNTED_ARGS; i++) {
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]))
+			return ARGC_UNKNOWN;
+		if (!arg)
+			return i;
+	}
+	return ARGC_UNKNOWN;
+}
+
 static __always_inline void remember_call(const char *filename, const char *const *argv)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct exec_call call = { .filename = filename, .argv = argv };
+	struct exec_call call = { .filename = filename, .argv = argv, .argc = count_args(argv) };
 
 	bpf_map_update_elem(&exec_calls, &tid, &call, BPF_ANY);
 }

@@ -3,7 +3,9 @@
 // on SIGINT, SIGTERM, SIGHUP, a duration, or a closed stdout, always
 // detaching from the kernel and printing any summary first.
 import { readFileSync } from 'node:fs';
-import yargs, { type Argv } from 'yargs';
+import { createRequire } from 'node:module';
+import type { Argv, InferredOptionTypes, Options as OptionDeclaration, PositionalOptions } from 'yargs';
+import yargsParser from 'yargs-parser';
 import { invalidValue, oneLine, quoted, RuntimeError, UsageError } from './errors.js';
 import { OutputClosed } from './output.js';
 
@@ -24,38 +26,160 @@ export const PARSER_CONFIGURATION = { 'duplicate-arguments-array': false, 'strip
 /** A parse failure as yargs words it; parseCommandLine rewords it for the user. */
 class YargsFailure extends Error {}
 
-/** Builds the yargs parser every tool uses: strict, -h/--help, -V/--version; parse it with parseCommandLine. */
-export function commandLine(tool: string, usage: string, examples: string): Argv {
-  return yargs()
-    .scriptName(tool)
-    .usage(usage)
-    .epilogue(`EXAMPLES:\n${examples}`)
-    .strict()
-    .parserConfiguration(PARSER_CONFIGURATION)
-    .help('help')
-    .alias('help', 'h')
-    .version(PACKAGE_VERSION)
-    .alias('version', 'V')
-    .wrap(null)
-    .completion('completion', false)
-    .fail((message, error) => {
-      if (error instanceof UsageError || error instanceof RuntimeError) throw error;
-      throw new YargsFailure(message ?? error?.message ?? 'invalid arguments');
+type ParserConfiguration = typeof PARSER_CONFIGURATION;
+
+/**
+ * A tool's command line as declared, in yargs' terms (yargs' option
+ * declarations, its positional command, its parser configuration). yargs,
+ * the parser of record, is loaded only when a command line needs more than
+ * reading (--help, --version, completion, any mistake, anything unusual):
+ * starting it costs more than the rest of a tool's start. What a plain
+ * command line says is read by yargs' own parser, yargs-parser, from the
+ * same declarations (test/cli-output.test.ts holds both to the same output).
+ */
+export class CommandLine<T = object> {
+  /** The declarations in the order given, replayed on yargs when it is needed. */
+  private readonly calls: ((y: Argv) => Argv)[] = [];
+  private readonly declared: Record<string, OptionDeclaration> = {};
+  private readonly positionals: string[] = [];
+  private configuration: ParserConfiguration = PARSER_CONFIGURATION;
+  private envPrefix?: string;
+
+  constructor(readonly tool: string, private readonly usage: string, private readonly examples: string) {}
+
+  options<O extends Record<string, OptionDeclaration>>(options: O): CommandLine<Omit<T, keyof O> & InferredOptionTypes<O>> {
+    Object.assign(this.declared, options);
+    this.calls.push((y) => y.options(options));
+    return this as unknown as CommandLine<Omit<T, keyof O> & InferredOptionTypes<O>>;
+  }
+
+  parserConfiguration(configuration: ParserConfiguration): this {
+    this.configuration = configuration;
+    this.calls.push((y) => y.parserConfiguration(configuration));
+    return this;
+  }
+
+  /** Options also read from PREFIX_<OPTION> in the environment (bench). */
+  env(prefix: string): this {
+    this.envPrefix = prefix;
+    this.calls.push((y) => y.env(prefix));
+    return this;
+  }
+
+  /** The default command with its positionals ('$0 [interval] [count]'), declared in `builder`. */
+  command(command: string, description: false, builder: (positionals: Positionals) => Positionals): this {
+    const declared: [string, PositionalOptions][] = [];
+    const positionals: Positionals = { positional: (name, options) => (declared.push([name, options]), positionals) };
+    builder(positionals);
+    this.positionals.push(...declared.map(([name]) => name));
+    this.calls.push((y) => y.command(command, description, (b) => declared.reduce((b, [name, options]) => b.positional(name, options), b)));
+    return this;
+  }
+
+  /** The options by kind, as yargs' getOptions() has them (help and version included). */
+  optionKinds(): OptionKinds {
+    const kinds: OptionKinds = { boolean: ['help', 'version'], string: [], array: [], alias: { help: ['h'], version: ['V'] } };
+    for (const [name, option] of Object.entries(this.declared)) {
+      const aliases = option.alias === undefined ? [] : ([] as string[]).concat(option.alias);
+      if (aliases.length) kinds.alias[name] = aliases;
+      if (option.type === 'boolean') kinds.boolean.push(name, ...aliases);
+      if (option.type === 'string') kinds.string.push(name, ...aliases);
+      if (option.array) kinds.array.push(name, ...aliases);
+    }
+    return kinds;
+  }
+
+  /**
+   * What a plain command line says, read with yargs-parser, or undefined if
+   * it is anything else. Plain is what asGetopt makes of a correct command
+   * line: declared flags as --name or -x, declared values as --name=value,
+   * at most the declared positionals; help, version and completion are not.
+   */
+  readPlain(normalized: string[]): ArgumentsOf<T> | undefined {
+    if (this.envPrefix !== undefined) return undefined;
+    const flags = new Set<string>();
+    const takesValue = new Set<string>();
+    for (const [name, option] of Object.entries(this.declared)) {
+      const names = [name, ...(option.alias === undefined ? [] : ([] as string[]).concat(option.alias))];
+      for (const n of names) (option.type === 'boolean' ? flags : takesValue).add(n);
+    }
+    let positionals = 0;
+    for (const token of normalized) {
+      if (token.startsWith('--')) {
+        const eq = token.indexOf('=');
+        const name = token.slice(2, eq < 0 ? undefined : eq);
+        if (name.length < 2 || !(eq < 0 ? flags : takesValue).has(name)) return undefined;
+      } else if (token.startsWith('-')) {
+        if (token.length !== 2 || !flags.has(token[1])) return undefined;
+      } else if (++positionals > this.positionals.length || token === 'completion') {
+        return undefined;
+      }
+    }
+    const kinds = this.optionKinds();
+    const defaults: Record<string, unknown> = {};
+    for (const [name, option] of Object.entries(this.declared)) if ('default' in option) defaults[name] = option.default;
+    const parsed = yargsParser(normalized, {
+      alias: kinds.alias,
+      boolean: kinds.boolean,
+      string: kinds.string,
+      array: kinds.array,
+      default: defaults,
+      configuration: { ...this.configuration, 'parse-positional-numbers': false },
     });
+    const args: Record<string, unknown> = { ...parsed, _: [], $0: this.tool };
+    delete args.help;
+    delete args.version;
+    parsed._.forEach((value, i) => (args[this.positionals[i]] = String(value)));
+    return args as ArgumentsOf<T>;
+  }
+
+  /** The yargs parser of these declarations (loaded now: see the class comment). */
+  yargs(): Argv<T> {
+    const yargs = createRequire(import.meta.url)('yargs') as () => Argv;
+    const parser = yargs()
+      .scriptName(this.tool)
+      .usage(this.usage)
+      .epilogue(`EXAMPLES:\n${this.examples}`)
+      .strict()
+      .parserConfiguration(PARSER_CONFIGURATION)
+      .help('help')
+      .alias('help', 'h')
+      .version(PACKAGE_VERSION)
+      .alias('version', 'V')
+      .wrap(null)
+      .completion('completion', false)
+      .fail((message, error) => {
+        if (error instanceof UsageError || error instanceof RuntimeError) throw error;
+        throw new YargsFailure(message ?? error?.message ?? 'invalid arguments');
+      });
+    return this.calls.reduce((y, call) => call(y), parser) as unknown as Argv<T>;
+  }
+}
+
+/** What a positional command's builder declares its positionals on. */
+export interface Positionals {
+  positional(name: string, options: PositionalOptions): Positionals;
+}
+
+/** Starts the declaration of a tool's command line: strict, -h/--help, -V/--version; parse it with parseCommandLine. */
+export function commandLine(tool: string, usage: string, examples: string): CommandLine {
+  return new CommandLine(tool, usage, examples);
 }
 
 /**
- * Parses argv as getopt would (so as the C tools do), then with yargs:
+ * Parses argv as getopt would (so as the C tools do), then as yargs does:
  * every mistake is a UsageError naming what the user typed.
  */
-export function parseCommandLine<T>(parser: Argv<T>, argv: string[]): ArgumentsOf<T> {
-  const normalized = asGetopt(argv, (parser as unknown as WithOptionKinds).getOptions());
-  let args: ArgumentsOf<T>;
-  try {
-    args = parser.parseSync(normalized);
-  } catch (err) {
-    if (err instanceof YargsFailure) throw new UsageError(oneLine(usageMessage(err.message, argv)));
-    throw err;
+export function parseCommandLine<T>(commandLine: CommandLine<T>, argv: string[]): ArgumentsOf<T> {
+  const normalized = asGetopt(argv, commandLine.optionKinds());
+  let args = commandLine.readPlain(normalized);
+  if (!args) {
+    try {
+      args = commandLine.yargs().parseSync(normalized);
+    } catch (err) {
+      if (err instanceof YargsFailure) throw new UsageError(oneLine(usageMessage(err.message, argv)));
+      throw err;
+    }
   }
   // what follows a '--' is left in _: no tool takes free arguments
   if (args._.length > 0) throw new UsageError(`unknown ${asTyped(String(args._[0]), argv)}`);
@@ -69,11 +193,6 @@ interface OptionKinds {
   string: string[];
   array: string[];
   alias: Record<string, string[]>;
-}
-
-/** yargs 17 has getOptions(), the options as declared; its type definitions leave it out. */
-interface WithOptionKinds {
-  getOptions(): OptionKinds;
 }
 
 /**

@@ -2,10 +2,12 @@
 // arguments and assert the exact line the tool prints for them.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { left, right } from '../common/format.js';
 import {
-  referenceTool, RunningTool, sleep, startAttached, startTool,
+  referenceTool, runCommand, RunningTool, sleep, startAttached, startTool,
 } from './helpers.js';
 
 const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
@@ -164,5 +166,85 @@ t.test('same execs as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) =
   const pick = (lines: string[]): string[] => lines.filter((l) => l.includes(tag)).map(fields);
   const theirLines = pick(theirsDone.stdout.split('\n'));
   t.equal(theirLines.length, 12, 'the C tool saw every exec (10 echo, bash, its failed exec)');
+  t.same(pick(ours.lines), theirLines, 'same PID/PPID/RET/ARGS');
+});
+
+/** A directory of scripts: #!/bin/sh, #!/usr/bin/env sh, #!/bin/sh -e, and one whose interpreter is a script. */
+function scripts(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'execsnoop-scripts-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const script = (name: string, text: string): void => writeFileSync(join(dir, name), text, { mode: 0o755 });
+  script('s.sh', '#!/bin/sh\nexit 0\n');
+  script('e.sh', '#!/usr/bin/env sh\nexit 0\n');
+  script('x.sh', '#!/bin/sh -e\nexit 0\n');
+  script('inner', '#!/bin/sh\nexit 0\n');
+  script('outer', `#!${dir}/inner\n`);
+  return dir;
+}
+
+t.test('scripts show as typed: the file name, then the caller\'s arguments (not the interpreter\'s argv)', async (t) => {
+  const dir = scripts(t);
+  const tool = await trace([]);
+  const m = marker();
+  const run = (file: string, args: string[]) => runCommand(file, args, { cwd: dir });
+  const cases: Array<[string, string, string[], string]> = [
+    ['s.sh', './s.sh', [`${m}-a`, 'B'], `./s.sh ${m}-a B`],
+    ['e.sh', './e.sh', [`${m}-b`, 'D'], `./e.sh ${m}-b D`],
+    ['x.sh', './x.sh', [`${m}-c`], `./x.sh ${m}-c`],
+    ['s.sh', `${dir}/s.sh`, [`${m}-d`, 'two words'], `${dir}/s.sh ${m}-d two words`],
+    ['outer', './outer', [`${m}-e`, 'F'], `./outer ${m}-e F`],
+    ['echo', '/bin/echo', [`${m}-f`, 'G'], `/bin/echo ${m}-f G`],
+  ];
+  for (const [comm, file, args, shown] of cases) {
+    const { pid, status } = run(file, args);
+    t.equal(status, 0, `${file} ran`);
+    t.equal(await tool.waitForLine((l) => l.includes(`${args[0]} `) || l.endsWith(args[0])), line(comm, pid, process.pid, 0, shown), file);
+  }
+  // env then execs sh itself: that exec is a binary's, with the argv env gave it
+  const envExec = tool.lines.find((l) => l.includes(`${m}-b`) && !l.startsWith('e.sh'));
+  t.match(envExec, new RegExp(`^sh +\\d+ +\\d+ +0 /\\S*/sh \\./e\\.sh ${m}-b D$`), 'env\'s exec of sh');
+  await tool.stop();
+});
+
+t.test('--json gives a script\'s interpreter and its arguments in interpreter, null for a binary', async (t) => {
+  const dir = scripts(t);
+  const tool = startTool('execsnoop', ['--json']);
+  await sleep(1500); // no header in JSON mode: give it time to attach
+  const m = marker();
+  const cases: Array<[string, string[], string[] | null]> = [
+    ['./s.sh', [`${m}-a`], ['/bin/sh']],
+    ['./e.sh', [`${m}-b`], ['/usr/bin/env', 'sh']],
+    ['./x.sh', [`${m}-c`, 'Y'], ['/bin/sh', '-e']],
+    ['./outer', [`${m}-d`], ['/bin/sh', `${dir}/inner`]],
+    ['/bin/echo', [`${m}-e`], null],
+  ];
+  for (const [file, args, interpreter] of cases) {
+    const { pid } = runCommand(file, args, { cwd: dir });
+    const e = JSON.parse(await tool.waitForLine((l) => l.includes(`"${args[0]}"`) && l.includes(`"pid":${pid},`)));
+    t.same(e.args, [file, ...args], `${file}: args as typed`);
+    t.same(e.interpreter, interpreter, `${file}: interpreter`);
+  }
+  await tool.stop();
+});
+
+t.test('scripts: same lines as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) => {
+  const reference = referenceTool('execsnoop');
+  if (!existsSync(reference)) throw new Error(`${reference} missing: install Debian's libbpf-tools`);
+  const dir = scripts(t);
+  const theirs = new RunningTool(reference, []);
+  const ours = await trace([]);
+  await sleep(1500); // the C tool prints its header only at exit (stdio buffer): give it time to attach
+  const tag = marker();
+  for (const file of ['./s.sh', './e.sh', './x.sh', `${dir}/s.sh`, './outer', '/bin/echo']) {
+    runCommand(file, [tag, 'A B', 'C'], { cwd: dir });
+  }
+  await ours.waitForLine((l) => l.startsWith('echo') && l.includes(tag));
+  await sleep(500);
+  const theirsDone = await theirs.stop('SIGINT');
+  await ours.stop();
+  const fields = (l: string): string => l.trim().split(/\s+/).slice(1).join(' ');
+  const pick = (lines: string[]): string[] => lines.filter((l) => l.includes(tag)).map(fields);
+  const theirLines = pick(theirsDone.stdout.split('\n'));
+  t.equal(theirLines.length, 7, 'the C tool saw every exec (5 scripts, env\'s exec of sh, echo)');
   t.same(pick(ours.lines), theirLines, 'same PID/PPID/RET/ARGS');
 });

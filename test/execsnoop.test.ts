@@ -47,18 +47,51 @@ t.test('options: every mistake is a UsageError naming the option', async (t) => 
 });
 
 t.test('splitArgs puts the file name first and marks what was left out', async (t) => {
+  const text = (list: Uint8Array[] | undefined) => list?.map((a) => Buffer.from(a).toString());
+  const binary = (area: Uint8Array, areaCut = false) => ({ area, areaCut, interpreted: false, argc: 0 });
   const area = b('ls\0-la\0/tmp\0');
-  let r = splitArgs(b('/usr/bin/ls'), area, false, 20);
-  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/usr/bin/ls', '-la', '/tmp']);
+  let r = splitArgs(b('/usr/bin/ls'), binary(area), 20);
+  t.same(text(r.args), ['/usr/bin/ls', '-la', '/tmp']);
   t.equal(r.truncated, false);
-  r = splitArgs(b('/usr/bin/ls'), area, false, 2);
-  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/usr/bin/ls', '-la']);
+  t.equal(r.interpreter, undefined, 'a binary has no interpreter');
+  r = splitArgs(b('/usr/bin/ls'), binary(area), 2);
+  t.same(text(r.args), ['/usr/bin/ls', '-la']);
   t.equal(r.truncated, true, 'more arguments than --max-args');
-  r = splitArgs(b('/bin/x'), b('x\0abc\0de'), true, 20);
-  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/bin/x', 'abc', 'de']);
+  r = splitArgs(b('/bin/x'), binary(b('x\0abc\0de'), true), 20);
+  t.same(text(r.args), ['/bin/x', 'abc', 'de']);
   t.equal(r.truncated, true, 'argument area cut in the middle of an argument');
-  r = splitArgs(b('/bin/x'), b(''), false, 20);
-  t.same(r.args.map((a) => Buffer.from(a).toString()), ['/bin/x'], 'no argv at all');
+  r = splitArgs(b('/bin/x'), binary(b('')), 20);
+  t.same(text(r.args), ['/bin/x'], 'no argv at all');
+});
+
+t.test('splitArgs shows a script as typed: the kernel\'s leading interpreter strings go to interpreter', async (t) => {
+  const text = (list: Uint8Array[] | undefined) => list?.map((a) => Buffer.from(a).toString());
+  const script = (strings: string[], callerArgc?: number) => ({
+    area: b(strings.map((s) => `${s}\0`).join('')), areaCut: false, interpreted: true, argc: strings.length, callerArgc,
+  });
+  // ./s.sh A B with #!/bin/sh -e: the kernel runs /bin/sh -e ./s.sh A B
+  let r = splitArgs(b('./s.sh'), script(['/bin/sh', '-e', './s.sh', 'A', 'B'], 3), 20);
+  t.same(text(r.args), ['./s.sh', 'A', 'B']);
+  t.same(text(r.interpreter), ['/bin/sh', '-e']);
+  // nested: ./outer X, whose interpreter /t/inner is a #!/bin/sh script
+  r = splitArgs(b('./outer'), script(['/bin/sh', '/t/inner', './outer', 'X'], 2), 20);
+  t.same(text(r.args), ['./outer', 'X']);
+  t.same(text(r.interpreter), ['/bin/sh', '/t/inner']);
+  // an argument that is the script's own name stays an argument
+  r = splitArgs(b('./s.sh'), script(['/bin/sh', './s.sh', './s.sh'], 2), 20);
+  t.same(text(r.args), ['./s.sh', './s.sh']);
+  // --max-args counts what is shown
+  r = splitArgs(b('./s.sh'), script(['/bin/sh', './s.sh', 'A', 'B'], 3), 2);
+  t.same(text(r.args), ['./s.sh', 'A']);
+  t.equal(r.truncated, true);
+  // an empty caller argv: the kernel gave it an argv[0] of its own
+  r = splitArgs(b('/t/s.sh'), script(['/bin/sh', '/t/s.sh'], 0), 20);
+  t.same(text(r.args), ['/t/s.sh']);
+  t.same(text(r.interpreter), ['/bin/sh']);
+  // not counted (an exec from the kernel): the first string after argv[0] that is the file name
+  r = splitArgs(b('./s.sh'), script(['/bin/sh', '-e', './s.sh', 'A'], undefined), 20);
+  t.same(text(r.args), ['./s.sh', 'A']);
+  t.same(text(r.interpreter), ['/bin/sh', '-e']);
 });
 
 t.test('columns as libbpf-tools execsnoop', async (t) => {
@@ -81,12 +114,16 @@ t.test('ARGS: quoting, escaping, truncation mark', async (t) => {
 t.test('JSON: every field, exact bytes', async (t) => {
   const line = renderJson(event({ args: [b('/bin/echo'), Uint8Array.from([0x61, 0xff])], truncated: true }));
   const parsed = JSON.parse(line);
-  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'ppid', 'uid', 'cpu', 'comm', 'pcomm', 'retval', 'args', 'args_truncated']);
+  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'ppid', 'uid', 'cpu', 'comm', 'pcomm', 'retval', 'args', 'args_truncated', 'interpreter']);
+  t.equal(parsed.interpreter, null, 'a binary has no interpreter');
   t.equal(parsed.ts, 1.5);
   t.equal(parsed.pid, 4242);
   t.same(parsed.args, ['/bin/echo', 'a\udcff']);
   t.equal(parsed.args_truncated, true);
   t.match(parsed.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  const script = JSON.parse(renderJson(event({ args: [b('./s.sh'), b('A')], interpreter: [b('/bin/sh'), b('-e')] })));
+  t.same(script.args, ['./s.sh', 'A']);
+  t.same(script.interpreter, ['/bin/sh', '-e']);
 });
 
 t.test('-n matches the command name, -l the arguments', async (t) => {

@@ -99,13 +99,16 @@ export function kernelConfig(options: Options): Record<string, number> {
   return { targ_uid: options.uid ?? 0xffffffff, targ_ppid: options.ppid ?? 0 };
 }
 
-/** Programs that report failed execs: loaded only with -x. */
-export const FAILURE_PROGRAMS = ['enter_execve', 'enter_execveat', 'exit_execve', 'exit_execveat'];
+/** Programs that report failed execs: loaded only with -x (the entry programs always are: they count the caller's argv). */
+export const FAILURE_PROGRAMS = ['exit_execve', 'exit_execveat'];
+
+/** struct event's caller_argc when the caller's argv could not be counted. */
+const ARGC_UNKNOWN = 0xffffffff;
 
 export function eventDecoder(layout: StructLayout) {
   return structDecoder(layout, {
     ts_ns: 'u64', pid: 'u32', ppid: 'u32', uid: 'u32', cpu: 'u32', retval: 's32',
-    args_size: 'u32', args_truncated: 'u32', comm: 'chars', pcomm: 'chars', filename: 'chars', args: 'chars',
+    args_size: 'u32', args_truncated: 'u32', interpreted: 'u32', argc: 'u32', caller_argc: 'u32', comm: 'chars', pcomm: 'chars', filename: 'chars', args: 'chars',
   });
 }
 
@@ -118,30 +121,74 @@ export interface ExecEvent {
   retval: number;
   comm: Uint8Array;
   pcomm: Uint8Array;
-  /** what upstream prints: the file name, then argv[1..] */
+  /** what upstream prints: the file name, then the caller's argv[1..] */
   args: Uint8Array[];
+  /** for a script: the interpreter the kernel ran and its arguments (the strings it put before the script's path) */
+  interpreter?: Uint8Array[];
   /** true when arguments were left out (--max-args) or cut (argument area too large) */
   truncated: boolean;
 }
 
-/**
- * Splits the NUL-separated argument area into what is shown: the exec'd
- * file name in place of argv[0] (as upstream), then up to maxArgs - 1 more.
- * An argument cut by the end of the area has no NUL: it is kept, truncated.
- */
-export function splitArgs(
-  filename: Uint8Array, area: Uint8Array, areaCut: boolean, maxArgs: number,
-): { args: Uint8Array[]; truncated: boolean } {
-  const argv: Uint8Array[] = [];
+/** What the kernel says about an exec's argument area (struct event). */
+export interface ArgArea {
+  /** the NUL-separated strings, argv[0] first */
+  area: Uint8Array;
+  /** the area was larger than what was copied */
+  areaCut: boolean;
+  /** an interpreter runs the file: the area is argv as the kernel rewrote it for the interpreter */
+  interpreted: boolean;
+  /** strings in the area (bprm->argc) */
+  argc: number;
+  /** the caller's argc, or undefined where it was not counted */
+  callerArgc?: number;
+}
+
+function splitStrings(area: Uint8Array): Uint8Array[] {
+  const strings: Uint8Array[] = [];
   let start = 0;
   while (start < area.length) {
     const end = area.indexOf(0, start);
-    argv.push(area.subarray(start, end < 0 ? area.length : end));
+    strings.push(area.subarray(start, end < 0 ? area.length : end));
     if (end < 0) break;
     start = end + 1;
   }
-  const shown = [filename, ...argv.slice(1, maxArgs)];
-  return { args: shown, truncated: argv.length > maxArgs || (areaCut && argv.length <= maxArgs) };
+  return strings;
+}
+
+/**
+ * Where the script's path is in an interpreter's argv: the kernel put
+ * `argc - callerArgc` strings (the interpreter and its arguments) before it
+ * (an empty caller argv counts as one: the kernel gives it an argv[0]).
+ * Not counted (an exec without a syscall, more arguments than the count
+ * goes), it is the first string after argv[0] that is the file name.
+ */
+function scriptPathIndex(argv: Uint8Array[], filename: Uint8Array, a: ArgArea): number {
+  if (a.callerArgc !== undefined) {
+    const index = a.argc - Math.max(a.callerArgc, 1);
+    if (index >= 0 && index <= argv.length) return index;
+  }
+  const found = argv.findIndex((s, i) => i > 0 && Buffer.from(s).equals(filename));
+  return found < 0 ? 0 : found;
+}
+
+/**
+ * Splits the NUL-separated argument area into what is shown: the exec'd
+ * file name in place of argv[0] (as upstream), then up to maxArgs - 1 of
+ * the caller's further arguments; for a script, the strings the kernel put
+ * before the script's path are the interpreter. An argument cut by the end
+ * of the area has no NUL: it is kept, truncated.
+ */
+export function splitArgs(
+  filename: Uint8Array, a: ArgArea, maxArgs: number,
+): { args: Uint8Array[]; truncated: boolean; interpreter?: Uint8Array[] } {
+  const argv = splitStrings(a.area);
+  const scriptAt = a.interpreted ? scriptPathIndex(argv, filename, a) : 0;
+  const rest = argv.slice(scriptAt + 1);
+  return {
+    args: [filename, ...rest.slice(0, maxArgs - 1)],
+    truncated: rest.length > maxArgs - 1 || a.areaCut,
+    ...(a.interpreted ? { interpreter: argv.slice(0, scriptAt) } : {}),
+  };
 }
 
 export function decodeEvent(
@@ -150,10 +197,14 @@ export function decodeEvent(
   const e = decoder.decode(view, offset);
   const areaStart = view.byteOffset + offset + decoder.offsets.args;
   const area = new Uint8Array(view.buffer, areaStart, Math.min(e.args_size, decoder.sizes.args));
-  const { args, truncated } = splitArgs(e.filename, area, e.args_truncated !== 0, maxArgs);
+  const { args, truncated, interpreter } = splitArgs(e.filename, {
+    area, areaCut: e.args_truncated !== 0, interpreted: e.interpreted !== 0, argc: e.argc,
+    callerArgc: e.caller_argc === ARGC_UNKNOWN ? undefined : e.caller_argc,
+  }, maxArgs);
   return {
     tsNs: e.ts_ns, pid: e.pid, ppid: e.ppid, uid: e.uid, cpu: e.cpu, retval: e.retval,
     comm: e.comm, pcomm: e.pcomm, args: args.map((a) => a.slice()), truncated,
+    ...(interpreter ? { interpreter: interpreter.map((a) => a.slice()) } : {}),
   };
 }
 
@@ -207,6 +258,7 @@ export function renderJson(event: ExecEvent): string {
     retval: event.retval,
     args: event.args.map(losslessString),
     args_truncated: event.truncated,
+    interpreter: event.interpreter?.map(losslessString) ?? null,
   });
 }
 
