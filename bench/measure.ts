@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:chi
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { toolOf } from '../common/commands.js';
 
 // Not from test/helpers.ts: importing it starts a tap test (its afterEach
 // check), which would time the benchmark out after 30 s.
@@ -20,7 +21,8 @@ export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 export type Command = [string, ...string[]];
 
 /** Whether our tool can run: its front end and its BPF object are in the tree, and tsc has emitted it. */
-export function oursAvailable(tool: string): boolean {
+export function oursAvailable(command: string): boolean {
+  const tool = toolOf(command);
   return existsSync(`${ROOT}tools/${tool}.ts`) && existsSync(`${ROOT}bpf/${tool}.bpf.o`)
     && existsSync(`${ROOT}dist/tools/${tool}.js`);
 }

@@ -29,11 +29,12 @@ export interface Loaded {
 /**
  * Opens, configures (before load), loads and attaches `tool` with the first
  * plan that works. `configure` runs on each fresh object (with the plan it is
- * tried with) and returns what to
- * do after load (e.g. fill a filter map), if anything.
+ * tried with) and returns what to do after load (e.g. fill a filter map), if
+ * anything. `object` is the object's name where it is not the tool's
+ * (fsslower run as ext4slower).
  */
 export function loadWithPlans(
-  tool: string, plans: AttachPlan[], configure: (obj: BpfObject, plan: AttachPlan) => (() => void) | void,
+  tool: string, plans: AttachPlan[], configure: (obj: BpfObject, plan: AttachPlan) => (() => void) | void, object = tool,
 ): Loaded {
   // Before any plan's check, which may read the kernel's BTF or kallsyms.
   checkPrivileges();
@@ -47,7 +48,7 @@ export function loadWithPlans(
       failures.push(`${plan.name}: ${reason}`);
       continue;
     }
-    const obj = BpfObject.open(tool);
+    const obj = BpfObject.open(object);
     try {
       const wanted = new Set(plan.programs);
       for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));

@@ -11,13 +11,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blockDevices } from '../common/disks.js';
-import { cgroup2Root, runTool, startTool, TOOLS, usageError, type Finished } from './helpers.js';
+import { toolOf } from '../common/commands.js';
+import { baseArgs, cgroup2Root, runTool, startTool, TOOLS, usageError, type Finished } from './helpers.js';
 
 const tools = TOOLS;
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
 
 /** What a value means, and so which values are wrong for it. */
-type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' | 'flag' | 'disk' | 'cgroup' | 'map';
+type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' | 'flag' | 'disk' | 'cgroup' | 'map' | 'fstype';
 
 /** The kind of every option and positional that takes a value, by the name --help shows last. */
 const VALUE_KINDS: Record<string, Record<string, Kind>> = {
@@ -28,7 +29,8 @@ const VALUE_KINDS: Record<string, Record<string, Kind>> = {
   },
   biolatency: { interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
   biosnoop: { duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
-  ext4slower: { min_ms: 'threshold', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
+  fsslower: { min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
+  ext4slower: { min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
 };
 
 const HUGE = 100_000;
@@ -46,6 +48,7 @@ const BAD: Record<Kind, string[]> = {
   disk: ['nosuchdisk', '../vda', 'x'.repeat(HUGE)],
   cgroup: ['/nonexistent', '/etc/passwd', tmpdir(), 'x'.repeat(HUGE)],
   map: ['/nonexistent', '/etc/passwd', tmpdir(), 'x'.repeat(HUGE)],
+  fstype: ['zfs', 'EXT4', 'ext', 'ext4 ', 'x'.repeat(HUGE)],
 };
 
 interface HelpEntry {
@@ -90,15 +93,16 @@ BAD.map.push(aFile);
 
 const GOOD: Record<Kind, string> = {
   count: '5', threshold: '0', milliseconds: '1.5', regex: 'a.c', user: 'root', comm: 'bash', flag: 'O_WRONLY',
-  disk: blockDevices().find((d) => d.disk === undefined)!.name, cgroup: cgroup2Root(), map: hashMap,
+  disk: blockDevices().find((d) => d.disk === undefined)!.name, cgroup: cgroup2Root(), map: hashMap, fstype: 'xfs',
 };
 
 /** How an option is typed: its long name, else its short one; a positional as a bare word (after the positionals before it). */
-function invocation(entry: HelpEntry, value: string, entries: HelpEntry[]): string[] {
+function invocation(tool: string, entry: HelpEntry, value: string, entries: HelpEntry[]): string[] {
   const name = entry.names.at(-1)!;
-  if (!entry.positional) return [name, value];
+  const base = name === '--type' ? [] : baseArgs(tool);
+  if (!entry.positional) return [...base, name, value];
   const before = entries.filter((e) => e.positional).findIndex((e) => e === entry);
-  return [...Array<string>(before).fill('1'), value];
+  return [...base, ...Array<string>(before).fill('1'), value];
 }
 
 /** The contract of a usage error's message, without the tool's prefix. */
@@ -136,7 +140,8 @@ for (const tool of tools) {
   const entries = helpEntries(runTool(tool, ['--help']).stdout);
   const valued = entries.filter((e) => e.kind !== 'boolean');
   const flags = entries.filter((e) => e.kind === 'boolean' && !e.names.includes('--help') && !e.names.includes('--version'));
-  const { parseOptions } = (await import(`../tools/${tool}.js`)) as { parseOptions(argv: string[]): unknown };
+  const module = (await import(`../tools/${toolOf(tool)}.js`)) as { parseOptions(argv: string[], command: string): unknown };
+  const parseOptions = (argv: string[]): unknown => module.parseOptions(argv, tool);
 
   t.test(`${tool}: the matrix covers every option that takes a value`, async (t) => {
     t.same(valued.map((e) => e.names.at(-1)).sort(), Object.keys(VALUE_KINDS[tool]).sort());
@@ -148,11 +153,11 @@ for (const tool of tools) {
       const kind = VALUE_KINDS[tool][entry.names.at(-1)!];
       for (const value of ['', HOSTILE, ...BAD[kind]]) {
         const what = `${entry.names.at(-1)} ${JSON.stringify(value.slice(0, 24))}`;
-        const message = usageError(() => parseOptions(invocation(entry, value, entries)));
+        const message = usageError(() => parseOptions(invocation(tool, entry, value, entries)));
         t.not(message, 'no error', `${what}: refused`);
         checkMessage(t, message, entry.names, what);
       }
-      t.equal(usageError(() => parseOptions(invocation(entry, GOOD[kind], entries))), 'no error', `${entry.names.at(-1)} ${GOOD[kind]}: accepted`);
+      t.equal(usageError(() => parseOptions(invocation(tool, entry, GOOD[kind], entries))), 'no error', `${entry.names.at(-1)} ${GOOD[kind]}: accepted`);
     }
   });
 
@@ -184,10 +189,10 @@ for (const tool of tools) {
   // covers the values): the kernel-loading path is never reached.
   t.test(`${tool}: as run, one line, exit 2, before libbpf is loaded; good values get as far as libbpf`, async (t) => {
     const bad = [
-      ...valued.map((entry) => ({ args: invocation(entry, HOSTILE, entries), names: entry.names })),
+      ...valued.map((entry) => ({ args: invocation(tool, entry, HOSTILE, entries), names: entry.names })),
       ...mistakes.filter((m) => ['--no-such-option', '--', '--json=yes', '-T5'].includes(m.args[0])),
     ];
-    const good = valued.map((entry) => invocation(entry, GOOD[VALUE_KINDS[tool][entry.names.at(-1)!]], entries));
+    const good = valued.map((entry) => invocation(tool, entry, GOOD[VALUE_KINDS[tool][entry.names.at(-1)!]], entries));
     const results = await runAll(tool, [...bad.map((b) => b.args), ...good]);
     bad.forEach(({ args, names }, i) => checkUsageExit(t, tool, results[i], names, JSON.stringify(args.join(' ').slice(0, 40))));
     good.forEach((args, i) => {

@@ -12,7 +12,7 @@ import { escapeText } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { left } from '../common/format.js';
 import { loadWithPlans } from '../common/plan.js';
-import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions, renderLine, SYSCALLS } from '../tools/ext4slower.js';
+import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions as parseFsslower, renderLine, SYSCALLS } from '../tools/fsslower.js';
 import {
   kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, type RunningTool,
 } from './helpers.js';
@@ -127,6 +127,9 @@ function filesystemType(path: string): string {
   const r = spawnSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', path], { encoding: 'utf8' });
   return r.stdout.split('\n')[0].trim();
 }
+
+/** As ext4slower parses them (fsslower -t ext4). */
+const parseOptions = (argv: string[]) => parseFsslower(argv, 'ext4slower');
 
 const before = kernelSnapshot();
 const work = mkdtempSync('/var/tmp/ext4slower-test-');
@@ -252,7 +255,7 @@ t.test('each read, write, open and fsync on ext4 gives its exact line in every f
   t.same(ofJsonFile.map((o) => [o.comm, o.type, o.bytes, o.offset]),
     EXPECTED.map(([type, bytes, offset]) => ['e4ops', type, bytes === 'LL_MAX' ? null : bytes, offset]), 'JSON: exact values and name');
   t.ok(ofJsonFile.every((o) => typeof o.latency_ms === 'number' && o.latency_ms > 0), 'latency_ms');
-  const plans = attachPlans().map((p) => p.name);
+  const plans = attachPlans(parseOptions([])).map((p) => p.name);
   t.match(finished[4].stderr, new RegExp(`^ext4slower: using plan (${plans.join('|')})$`, 'm'), '-v names the attach mode');
   const chosen = /^ext4slower: using plan (.+)$/m.exec(finished[4].stderr)![1];
   for (const earlier of plans.slice(0, plans.indexOf(chosen))) {
@@ -297,7 +300,7 @@ t.test('a 32-bit syscall (int 0x80) is not read with x86-64\'s numbers', async (
 });
 
 t.test('the syscall tracepoints (the mode off x86-64) see the same operations, each on its exact line', async (t) => {
-  const plan = attachPlans().find((p) => p.name === 'syscall tracepoints')!;
+  const plan = attachPlans(parseOptions([])).find((p) => p.name === 'syscall tracepoints')!;
   const file = join(work, 'tracepoints.dat');
   const shmFile = `/dev/shm/ext4slower-tracepoints-${process.pid}.dat`;
   t.teardown(() => rmSync(shmFile, { force: true }));
@@ -306,7 +309,7 @@ t.test('the syscall tracepoints (the mode off x86-64) see the same operations, e
   const { obj } = loadWithPlans('ext4slower', [plan], (candidate) => {
     candidate.setConfig(kernelConfig(parseOptions(['-p', String(ops.pid), '0'])));
     stream = new EventStream(candidate);
-  });
+  }, 'fsslower');
   t.same(obj.programs().filter((p) => p.section.startsWith('tracepoint/')).length, 2 * SYSCALLS.length);
   const decoder = eventDecoder(obj.struct('event'));
   const lines: string[] = [];

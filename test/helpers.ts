@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../common/bpfobject.js';
+import { toolOf } from '../common/commands.js';
 import { UsageError } from '../common/errors.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -160,15 +161,29 @@ export function loadedProgramIds(): Set<number> {
   return new Set(bpftoolList('prog').map((p) => p.id));
 }
 
-/** Our tools, as package.json names their launchers. */
-export const TOOLS = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> }).bin);
+/** Every command the package installs, as package.json names their launchers. */
+export const COMMAND_NAMES = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string> }).bin);
+
+/**
+ * The commands whose options and failures the matrices go through: each
+ * tool once, and fsslower also as ext4slower; xfsslower, btrfsslower and
+ * nfsslower are ext4slower with another default -t (their own tests, and
+ * the docs and package tests, cover them).
+ */
+export const TOOLS = COMMAND_NAMES.filter((c) => !['xfsslower', 'btrfsslower', 'nfsslower'].includes(c));
+
+/** What a command needs on its command line to run at all: fsslower, the file system. */
+export function baseArgs(command: string): string[] {
+  return command === 'fsslower' ? ['-t', 'ext4'] : [];
+}
 
 /**
  * Whether a kernel object's name is one of `tool`'s: its programs and maps
  * (the kernel keeps 15 characters), or the maps libbpf makes of its global
  * sections, named with a prefix of the object's name (execsnoo.rodata).
  */
-function namesOf(tool: string): (name: string) => boolean {
+function namesOf(command: string): (name: string) => boolean {
+  const tool = toolOf(command);
   const obj = BpfObject.openUnchecked(tool);
   const names = new Set([...obj.programs().map((p) => p.name), ...obj.btf.datasec('.maps').keys()].map((n) => n.slice(0, 15)));
   obj.close();

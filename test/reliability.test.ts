@@ -10,7 +10,7 @@ import { bytesOfLosslessString } from '../common/escape.js';
 import { left, right } from '../common/format.js';
 import { removeDir, rootDisk } from './bio-helpers.js';
 import {
-  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, toolPath, TOOLS, withoutTapHooks, type RunningTool,
+  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, toolPath, TOOLS, withoutTapHooks, baseArgs, type RunningTool,
 } from './helpers.js';
 
 const tools = TOOLS;
@@ -19,17 +19,17 @@ const oneLine = (text: string): boolean => text.endsWith('\n') && text.indexOf('
 t.test('environment faults: one line that says what to do, exit 1, nothing loaded', async (t) => {
   const before = kernelSnapshot();
   for (const tool of tools) {
-    const noLibbpf = runTool(tool, [], { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' });
+    const noLibbpf = runTool(tool, baseArgs(tool), { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' });
     t.equal(noLibbpf.code, 1, `${tool}: libbpf missing exits 1`);
     t.match(noLibbpf.stderr, /^\S+: cannot load \/nonexistent\/libbpf.so.1: install libbpf 1.0 or later \(Debian\/Ubuntu: apt install libbpf1/);
     t.ok(oneLine(noLibbpf.stderr), `${tool}: one line (${noLibbpf.stderr})`);
 
-    const noBtf = runTool(tool, [], { EBPF_TOOLS_VMLINUX_BTF: '/nonexistent/vmlinux' });
+    const noBtf = runTool(tool, baseArgs(tool), { EBPF_TOOLS_VMLINUX_BTF: '/nonexistent/vmlinux' });
     t.equal(noBtf.code, 1, `${tool}: no BTF exits 1`);
     t.match(noBtf.stderr, /kernel BTF not found at \/nonexistent\/vmlinux: needs a kernel built with CONFIG_DEBUG_INFO_BTF=y/);
     t.ok(oneLine(noBtf.stderr));
 
-    const r = spawnSync(...withoutTapHooks('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, toolPath(tool)]), { encoding: 'utf8' });
+    const r = spawnSync(...withoutTapHooks('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, toolPath(tool), ...baseArgs(tool)]), { encoding: 'utf8' });
     t.equal(r.status, 1, `${tool}: not root exits 1`);
     t.match(r.stderr, /must be run as root \(needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN\)/);
     t.ok(oneLine(r.stderr), `one line: ${JSON.stringify(r.stderr)}`);

@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * ext4slower: ext4 reads, writes, opens and fsyncs that take longer than a
- * threshold.
+ * fsslower: reads, writes, opens and fsyncs on one file system (btrfs,
+ * ext4, nfs or xfs) that take longer than a threshold.
  *
  * Three sets of programs see the same operations; user space loads the first
  * set the kernel accepts:
- *  - fentry/fexit on ext4's file operations (BPF trampolines: cheapest);
+ *  - fentry/fexit on the file system's file operations (BPF trampolines:
+ *    cheapest), a set per file system;
  *  - kprobe/kretprobe on the same functions;
  *  - the calls that reach those operations, at the entry and exit of
  *    syscalls: by BTF raw tracepoints (x86-64), or by the syscall tracepoints
  *    of each call (any architecture). A call is kept only when its file is a
- *    regular ext4 file, as told by the file's superblock, reached through the
- *    task's file table. Opens are decided at exit, where the new descriptor
- *    exists.
+ *    regular file of the traced file system, as told by the file's
+ *    superblock, reached through the task's file table. Opens are decided at
+ *    exit, where the new descriptor exists.
  * Every set records when a call starts, per thread and operation, and at its
  * end reports it if it took longer than min_lat_ns.
  */
@@ -38,9 +39,12 @@ enum file_op {
 };
 
 const volatile __u64 min_lat_ns = 10000000;
+/* the traced file system, for the syscall programs: its superblock magic, and its type's name if the magic is shared */
+const volatile __u64 fs_magic = 0;
+const volatile char fs_type_name[8] = {};
 const volatile __u32 targ_tgid = 0;
 /*
- * The tool itself: its output written to an ext4 file would otherwise be
+ * The tool itself: its output written to a traced file would otherwise be
  * reported, and the report written, and so on, for as long as it runs.
  */
 const volatile __u32 self_tgid = 0;
@@ -75,8 +79,8 @@ struct call {
 };
 
 /*
- * Calls in flight, by thread and operation: an O_SYNC write calls
- * ext4_sync_file() from within ext4_file_write_iter(), and both are timed.
+ * Calls in flight, by thread and operation: an O_SYNC write calls the
+ * fsync operation (ext4_sync_file()) from within write_iter, and both are timed.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -152,146 +156,129 @@ done:
 	bpf_map_delete_elem(&calls, &key);
 }
 
-/* fentry/fexit */
-
-SEC("fentry/ext4_file_read_iter")
-int BPF_PROG(ext4_fentry_read, struct kiocb *iocb)
+/*
+ * fentry/fexit and kprobe/kretprobe on a file system's read_iter,
+ * write_iter, open and fsync file operations (the functions libbpf-tools'
+ * fsslower traces), a set per file system, of which user space loads the
+ * one asked for. The four have the same arguments on every file system:
+ *   read_iter(struct kiocb *, struct iov_iter *) and write_iter: ssize_t
+ *   open(struct inode *, struct file *)
+ *   fsync(struct file *, loff_t start, loff_t end, int datasync)
+ * At fentry the arguments are read directly (BTF-typed), at a kprobe by
+ * probes.
+ */
+static __always_inline void start_iter(enum file_op op, struct kiocb *iocb, bool probed)
 {
-	if (traced_process())
-		start_call(FILE_OP_READ, iocb->ki_filp, iocb->ki_pos, 0);
-	return 0;
+	if (!traced_process())
+		return;
+	if (probed)
+		start_call(op, BPF_CORE_READ(iocb, ki_filp), BPF_CORE_READ(iocb, ki_pos), 0);
+	else
+		start_call(op, iocb->ki_filp, iocb->ki_pos, 0);
 }
 
-SEC("fexit/ext4_file_read_iter")
-int BPF_PROG(ext4_fexit_read, struct kiocb *iocb, struct iov_iter *to, ssize_t ret)
-{
-	end_call(FILE_OP_READ, ret, NULL);
-	return 0;
-}
-
-SEC("fentry/ext4_file_write_iter")
-int BPF_PROG(ext4_fentry_write, struct kiocb *iocb)
-{
-	if (traced_process())
-		start_call(FILE_OP_WRITE, iocb->ki_filp, iocb->ki_pos, 0);
-	return 0;
-}
-
-SEC("fexit/ext4_file_write_iter")
-int BPF_PROG(ext4_fexit_write, struct kiocb *iocb, struct iov_iter *from, ssize_t ret)
-{
-	end_call(FILE_OP_WRITE, ret, NULL);
-	return 0;
-}
-
-SEC("fentry/ext4_file_open")
-int BPF_PROG(ext4_fentry_open, struct inode *inode, struct file *file)
+static __always_inline void start_open(struct file *file)
 {
 	if (traced_process())
 		start_call(FILE_OP_OPEN, file, 0, 0);
-	return 0;
 }
 
-SEC("fexit/ext4_file_open")
-int BPF_PROG(ext4_fexit_open)
-{
-	end_call(FILE_OP_OPEN, 0, NULL);
-	return 0;
-}
-
-SEC("fentry/ext4_sync_file")
-int BPF_PROG(ext4_fentry_fsync, struct file *file, loff_t start, loff_t end)
+static __always_inline void start_fsync(struct file *file, __s64 start, __s64 end)
 {
 	if (traced_process())
 		start_call(FILE_OP_FSYNC, file, start, end - start);
-	return 0;
 }
 
-SEC("fexit/ext4_sync_file")
-int BPF_PROG(ext4_fexit_fsync)
-{
-	end_call(FILE_OP_FSYNC, 0, NULL);
-	return 0;
-}
+#define FILE_OPERATIONS(fs, read_iter, write_iter, open, fsync)                   \
+	SEC("fentry/" #read_iter)                                                  \
+	int BPF_PROG(fs##_fentry_read, struct kiocb *iocb)                         \
+	{ start_iter(FILE_OP_READ, iocb, false); return 0; }                       \
+	SEC("fexit/" #read_iter)                                                   \
+	int BPF_PROG(fs##_fexit_read, struct kiocb *iocb, struct iov_iter *to, ssize_t ret) \
+	{ end_call(FILE_OP_READ, ret, NULL); return 0; }                           \
+	SEC("fentry/" #write_iter)                                                 \
+	int BPF_PROG(fs##_fentry_write, struct kiocb *iocb)                        \
+	{ start_iter(FILE_OP_WRITE, iocb, false); return 0; }                      \
+	SEC("fexit/" #write_iter)                                                  \
+	int BPF_PROG(fs##_fexit_write, struct kiocb *iocb, struct iov_iter *from, ssize_t ret) \
+	{ end_call(FILE_OP_WRITE, ret, NULL); return 0; }                          \
+	SEC("fentry/" #open)                                                       \
+	int BPF_PROG(fs##_fentry_open, struct inode *inode, struct file *file)     \
+	{ start_open(file); return 0; }                                            \
+	SEC("fexit/" #open)                                                        \
+	int BPF_PROG(fs##_fexit_open)                                              \
+	{ end_call(FILE_OP_OPEN, 0, NULL); return 0; }                             \
+	SEC("fentry/" #fsync)                                                      \
+	int BPF_PROG(fs##_fentry_fsync, struct file *file, loff_t start, loff_t end) \
+	{ start_fsync(file, start, end); return 0; }                               \
+	SEC("fexit/" #fsync)                                                       \
+	int BPF_PROG(fs##_fexit_fsync)                                             \
+	{ end_call(FILE_OP_FSYNC, 0, NULL); return 0; }                            \
+	SEC("kprobe/" #read_iter)                                                  \
+	int BPF_KPROBE(fs##_kprobe_read, struct kiocb *iocb)                       \
+	{ start_iter(FILE_OP_READ, iocb, true); return 0; }                        \
+	SEC("kretprobe/" #read_iter)                                               \
+	int BPF_KRETPROBE(fs##_kretprobe_read, ssize_t ret)                        \
+	{ end_call(FILE_OP_READ, ret, NULL); return 0; }                           \
+	SEC("kprobe/" #write_iter)                                                 \
+	int BPF_KPROBE(fs##_kprobe_write, struct kiocb *iocb)                      \
+	{ start_iter(FILE_OP_WRITE, iocb, true); return 0; }                       \
+	SEC("kretprobe/" #write_iter)                                              \
+	int BPF_KRETPROBE(fs##_kretprobe_write, ssize_t ret)                       \
+	{ end_call(FILE_OP_WRITE, ret, NULL); return 0; }                          \
+	SEC("kprobe/" #open)                                                       \
+	int BPF_KPROBE(fs##_kprobe_open, struct inode *inode, struct file *file)   \
+	{ start_open(file); return 0; }                                            \
+	SEC("kretprobe/" #open)                                                    \
+	int BPF_KRETPROBE(fs##_kretprobe_open)                                     \
+	{ end_call(FILE_OP_OPEN, 0, NULL); return 0; }                             \
+	SEC("kprobe/" #fsync)                                                      \
+	int BPF_KPROBE(fs##_kprobe_fsync, struct file *file, loff_t start, loff_t end) \
+	{ start_fsync(file, start, end); return 0; }                               \
+	SEC("kretprobe/" #fsync)                                                   \
+	int BPF_KRETPROBE(fs##_kretprobe_fsync)                                    \
+	{ end_call(FILE_OP_FSYNC, 0, NULL); return 0; }
 
-/* kprobe/kretprobe */
-
-SEC("kprobe/ext4_file_read_iter")
-int BPF_KPROBE(ext4_kprobe_read, struct kiocb *iocb)
-{
-	if (traced_process())
-		start_call(FILE_OP_READ, BPF_CORE_READ(iocb, ki_filp), BPF_CORE_READ(iocb, ki_pos), 0);
-	return 0;
-}
-
-SEC("kretprobe/ext4_file_read_iter")
-int BPF_KRETPROBE(ext4_kretprobe_read, ssize_t ret)
-{
-	end_call(FILE_OP_READ, ret, NULL);
-	return 0;
-}
-
-SEC("kprobe/ext4_file_write_iter")
-int BPF_KPROBE(ext4_kprobe_write, struct kiocb *iocb)
-{
-	if (traced_process())
-		start_call(FILE_OP_WRITE, BPF_CORE_READ(iocb, ki_filp), BPF_CORE_READ(iocb, ki_pos), 0);
-	return 0;
-}
-
-SEC("kretprobe/ext4_file_write_iter")
-int BPF_KRETPROBE(ext4_kretprobe_write, ssize_t ret)
-{
-	end_call(FILE_OP_WRITE, ret, NULL);
-	return 0;
-}
-
-SEC("kprobe/ext4_file_open")
-int BPF_KPROBE(ext4_kprobe_open, struct inode *inode, struct file *file)
-{
-	if (traced_process())
-		start_call(FILE_OP_OPEN, file, 0, 0);
-	return 0;
-}
-
-SEC("kretprobe/ext4_file_open")
-int BPF_KRETPROBE(ext4_kretprobe_open)
-{
-	end_call(FILE_OP_OPEN, 0, NULL);
-	return 0;
-}
-
-SEC("kprobe/ext4_sync_file")
-int BPF_KPROBE(ext4_kprobe_fsync, struct file *file, loff_t start, loff_t end)
-{
-	if (traced_process())
-		start_call(FILE_OP_FSYNC, file, start, end - start);
-	return 0;
-}
-
-SEC("kretprobe/ext4_sync_file")
-int BPF_KRETPROBE(ext4_kretprobe_fsync)
-{
-	end_call(FILE_OP_FSYNC, 0, NULL);
-	return 0;
-}
+FILE_OPERATIONS(btrfs, btrfs_file_read_iter, btrfs_file_write_iter, btrfs_file_open, btrfs_sync_file)
+FILE_OPERATIONS(ext4, ext4_file_read_iter, ext4_file_write_iter, ext4_file_open, ext4_sync_file)
+FILE_OPERATIONS(nfs, nfs_file_read, nfs_file_write, nfs_file_open, nfs_file_fsync)
+FILE_OPERATIONS(xfs, xfs_file_read_iter, xfs_file_write_iter, xfs_file_open, xfs_file_fsync)
 
 /* syscalls: raw tracepoints, or the syscall tracepoints */
 
 /*
  * The open file behind descriptor `fd` of the current task if it is a
- * regular file of an ext4 filesystem (what ext4's file operations serve),
- * else NULL. The filesystem is told by its type's name: ext2 and ext3 share
- * ext4's superblock magic, and so does an ext2 driver's filesystem.
+ * regular file of the traced file system (what its file operations serve),
+ * else NULL. The file system is told by its superblock's magic and, where
+ * the magic is shared, its type's name: ext2 and ext3 have ext4's magic
+ * (mounted by the ext4 driver they are named ext2 and ext3), while nfs and
+ * nfs4, both NFS, share theirs and are both kept.
  */
-static __always_inline struct file *ext4_file_of_fd(__u32 fd)
+static __always_inline bool traced_fs_name(struct super_block *sb)
+{
+	char name[sizeof(fs_type_name)];
+
+	if (!fs_type_name[0])
+		return true;
+	if (bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(sb, s_type, name)) < 0)
+		return false;
+	for (int i = 0; i < sizeof(name); i++) {
+		if (name[i] != fs_type_name[i])
+			return false;
+		if (!name[i])
+			break;
+	}
+	return true;
+}
+
+static __always_inline struct file *traced_file_of_fd(__u32 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
 	struct inode *inode;
-	char fs_name[8];
+	struct super_block *sb;
 
 	if (fd >= BPF_CORE_READ(fdt, max_fds))
 		return NULL;
@@ -302,9 +289,8 @@ static __always_inline struct file *ext4_file_of_fd(__u32 fd)
 	inode = BPF_CORE_READ(file, f_inode);
 	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFREG)
 		return NULL;
-	if (bpf_probe_read_kernel_str(fs_name, sizeof(fs_name), BPF_CORE_READ(inode, i_sb, s_type, name)) != 5)
-		return NULL;
-	if (fs_name[0] != 'e' || fs_name[1] != 'x' || fs_name[2] != 't' || fs_name[3] != '4')
+	sb = BPF_CORE_READ(inode, i_sb);
+	if (BPF_CORE_READ(sb, s_magic) != fs_magic || !traced_fs_name(sb))
 		return NULL;
 	return file;
 }
@@ -316,7 +302,7 @@ static __always_inline void start_fd_call(enum file_op op, __u32 fd, bool at_fil
 
 	if (!traced_process())
 		return;
-	file = ext4_file_of_fd(fd);
+	file = traced_file_of_fd(fd);
 	if (!file)
 		return;
 	if (at_file_position)
@@ -326,7 +312,7 @@ static __always_inline void start_fd_call(enum file_op op, __u32 fd, bool at_fil
 
 static __always_inline void end_open(long ret)
 {
-	struct file *file = ret >= 0 ? ext4_file_of_fd(ret) : NULL;
+	struct file *file = ret >= 0 ? traced_file_of_fd(ret) : NULL;
 	__u64 key = call_key(FILE_OP_OPEN);
 
 	if (file)
@@ -344,7 +330,7 @@ enum syscall_kind {
 	WRITE_AT_POSITION,		/* write(2), writev(2) */
 	WRITE_AT_OFFSET,		/* pwrite64(2), pwritev(2) */
 	WRITE_AT_OFFSET_OR_POSITION,	/* pwritev2(2) */
-	FSYNC_WHOLE_FILE,		/* fsync(2), fdatasync(2): from offset 0, as ext4_sync_file() is asked */
+	FSYNC_WHOLE_FILE,		/* fsync(2), fdatasync(2): from offset 0, as the fsync operation is asked */
 	OPEN,				/* open(2), creat(2), openat(2), openat2(2), open_by_handle_at(2) */
 };
 
@@ -458,7 +444,7 @@ static __always_inline bool compat_syscall(void)
 }
 
 SEC("tp_btf/sys_enter")
-int BPF_PROG(ext4_sys_enter, struct pt_regs *regs, long nr)
+int BPF_PROG(fs_sys_enter, struct pt_regs *regs, long nr)
 {
 	enum syscall_kind kind = x86_64_syscall_kind(nr);
 
@@ -469,7 +455,7 @@ int BPF_PROG(ext4_sys_enter, struct pt_regs *regs, long nr)
 }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(ext4_sys_exit, struct pt_regs *regs, long ret)
+int BPF_PROG(fs_sys_exit, struct pt_regs *regs, long ret)
 {
 	/* the number, as syscall_get_nr() reads it */
 	enum syscall_kind kind = x86_64_syscall_kind(regs->orig_ax);
@@ -486,13 +472,13 @@ int BPF_PROG(ext4_sys_exit, struct pt_regs *regs, long ret)
  */
 #define SYSCALL_TRACEPOINTS(name, kind)                                 \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
-	int ext4_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
+	int fs_enter_##name(struct trace_event_raw_sys_enter *ctx)    \
 	{                                                               \
 		enter_syscall(kind, ctx->args[0], ctx->args[3]);        \
 		return 0;                                               \
 	}                                                               \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                      \
-	int ext4_exit_##name(struct trace_event_raw_sys_exit *ctx)      \
+	int fs_exit_##name(struct trace_event_raw_sys_exit *ctx)      \
 	{                                                               \
 		exit_syscall(kind, ctx->ret);                           \
 		return 0;                                               \

@@ -1,16 +1,20 @@
-// ext4slower's pure parts: options, attach plans against the shipped object,
-// decoding from the object's own layout, and every output format. Upstream's
-// C ext4slower cannot run on this machine, so the expected lines are written
+// fsslower's pure parts: options and the file system each name traces,
+// attach plans against the shipped object, decoding from the object's own
+// layout, and every output format. Upstream's C fsslower cannot run on
+// this machine, so the expected lines are written
 // out here from its printf formats ("%-8s %-16s %-7d %c %-7zd %-8lld %7.2f %s").
 import t from 'tap';
 import { usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { START_NS } from '../common/clock.js';
 import {
-  attachPlans, csvField, decodeEvent, eventDecoder, FENTRY_PROGRAMS, header, kernelConfig, KPROBE_PROGRAMS,
-  MAX_DURATION_S, MAX_MIN_MS, parseOptions, RAW_SYSCALL_PROGRAMS, render, renderCsv, renderJson, renderLine, SYSCALLS,
+  attachPlans, csvField, decodeEvent, eventDecoder, FILE_SYSTEMS, fentryPrograms, header, kernelConfig, kprobePrograms,
+  MAX_DURATION_S, MAX_MIN_MS, parseOptions as parseFsslower, RAW_SYSCALL_PROGRAMS, render, renderCsv, renderJson, renderLine, SYSCALLS,
   type SlowOperation,
-} from '../tools/ext4slower.js';
+} from '../tools/fsslower.js';
+
+/** As ext4slower parses them (fsslower -t ext4). */
+const parseOptions = (argv: string[]) => parseFsslower(argv, 'ext4slower');
 
 const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'));
 
@@ -31,14 +35,15 @@ function op(overrides: Partial<SlowOperation> = {}): SlowOperation {
 
 t.test('options: defaults, threshold forms, formats, kernel config', async (t) => {
   const o = parseOptions([]);
-  t.same(o, { minMs: 10, pid: undefined, duration: undefined, format: 'table', verbose: false });
-  t.same(kernelConfig(o, 77), { min_lat_ns: 10_000_000n, targ_tgid: 0, self_tgid: 77 });
+  t.same(o, { command: 'ext4slower', fs: FILE_SYSTEMS.ext4, minMs: 10, pid: undefined, duration: undefined, format: 'table', verbose: false });
+  const ext4Filter = { fs_magic: 0xef53, fs_type_name: new TextEncoder().encode('ext4') };
+  t.same(kernelConfig(o, 77), { min_lat_ns: 10_000_000n, targ_tgid: 0, self_tgid: 77, ...ext4Filter });
   t.equal(parseOptions(['0']).minMs, 0, '0 traces everything');
   t.same(kernelConfig(parseOptions(['0']), 1).min_lat_ns, 0n);
   t.equal(parseOptions(['-m', '3']).minMs, 3, 'libbpf-tools -m');
   t.equal(parseOptions(['--min', '4']).minMs, 4);
   t.equal(parseOptions(['-p', '185', '1']).pid, 185);
-  t.same(kernelConfig(parseOptions(['-p', '185', '1']), 1), { min_lat_ns: 1_000_000n, targ_tgid: 185, self_tgid: 1 });
+  t.same(kernelConfig(parseOptions(['-p', '185', '1']), 1), { min_lat_ns: 1_000_000n, targ_tgid: 185, self_tgid: 1, ...ext4Filter });
   t.equal(parseOptions(['-d', '5']).duration, 5);
   t.equal(parseOptions(['-j']).format, 'bcc-csv', 'bcc -j');
   t.equal(parseOptions(['-c']).format, 'csv', 'libbpf-tools -c');
@@ -47,6 +52,31 @@ t.test('options: defaults, threshold forms, formats, kernel config', async (t) =
   t.equal(parseOptions(['-v']).verbose, true);
   t.equal(parseOptions([String(MAX_MIN_MS)]).minMs, MAX_MIN_MS);
   t.equal(kernelConfig(parseOptions([String(MAX_MIN_MS)]), 1).min_lat_ns, BigInt(MAX_MIN_MS) * 1_000_000n);
+});
+
+t.test('the file system: from the name run, or -t; fsslower needs -t', async (t) => {
+  t.equal(parseFsslower([], 'ext4slower').fs.name, 'ext4');
+  t.equal(parseFsslower([], 'xfsslower').fs.name, 'xfs');
+  t.equal(parseFsslower([], 'btrfsslower').fs.name, 'btrfs');
+  t.equal(parseFsslower([], 'nfsslower').fs.name, 'nfs');
+  for (const fs of ['btrfs', 'ext4', 'nfs', 'xfs']) {
+    t.equal(parseFsslower(['-t', fs], 'fsslower').fs.name, fs, `-t ${fs}`);
+    t.equal(parseFsslower([`--type=${fs}`], 'fsslower').fs.name, fs);
+  }
+  t.equal(parseFsslower(['-t', 'xfs'], 'ext4slower').fs.name, 'xfs', '-t wins over the name, as libbpf-tools');
+  t.match(usageError(() => parseFsslower([], 'fsslower')), /^give the file system to trace: -t btrfs, -t ext4, -t nfs, -t xfs$/);
+  t.match(usageError(() => parseFsslower(['-t', 'zfs'], 'fsslower')), /-t 'zfs': not a file system fsslower traces \(btrfs, ext4, nfs, xfs\)/);
+  // the syscall programs' filter: the magic, and the name only where the magic is shared
+  const filter = (fs: string) => {
+    const c = kernelConfig(parseFsslower(['-t', fs], 'fsslower'), 1);
+    return [c.fs_magic, Buffer.from(c.fs_type_name as Uint8Array).toString()];
+  };
+  t.same(filter('ext4'), [0xef53, 'ext4'], 'ext4: not ext2 or ext3, which share its magic');
+  t.same(filter('xfs'), [0x58465342, '']);
+  t.same(filter('btrfs'), [0x9123683e, '']);
+  t.same(filter('nfs'), [0x6969, ''], 'nfs and nfs4 alike');
+  t.same(header(parseFsslower(['-t', 'xfs', '1'], 'fsslower'))[0], 'Tracing xfs operations slower than 1 ms... Hit Ctrl-C to end.');
+  t.same(header(parseFsslower(['0'], 'btrfsslower'))[0], 'Tracing btrfs operations... Hit Ctrl-C to end.');
 });
 
 t.test('options: every mistake is a UsageError naming what is wrong', async (t) => {
@@ -136,7 +166,7 @@ t.test('JSON: every documented field, exact bytes', async (t) => {
 });
 
 t.test('decoding a record laid out as the shipped object says', async (t) => {
-  const obj = BpfObject.openUnchecked('ext4slower');
+  const obj = BpfObject.openUnchecked('fsslower');
   t.teardown(() => obj.close());
   const decoder = eventDecoder(obj.struct('event'));
   const view = new DataView(new ArrayBuffer(decoder.size + 16));
@@ -168,26 +198,37 @@ t.test('decoding a record laid out as the shipped object says', async (t) => {
 });
 
 t.test('attach plans: fentry, kprobe, raw syscall tracepoints, syscall tracepoints, each naming programs the object has', async (t) => {
-  const obj = BpfObject.openUnchecked('ext4slower');
+  const obj = BpfObject.openUnchecked('fsslower');
   t.teardown(() => obj.close());
   const sections = new Map(obj.programs().map((p) => [p.name, p.section]));
-  const plans = attachPlans();
-  t.same(plans.map((p) => p.name), ['fentry', 'kprobe', 'raw syscall tracepoints', 'syscall tracepoints']);
-  t.same(plans[0].programs, FENTRY_PROGRAMS);
-  t.same(plans[1].programs, KPROBE_PROGRAMS);
-  t.same(plans[2].programs, RAW_SYSCALL_PROGRAMS);
-  for (const name of FENTRY_PROGRAMS) t.match(sections.get(name), /^(fentry|fexit)\/ext4_(file_read_iter|file_write_iter|file_open|sync_file)$/, name);
-  for (const name of KPROBE_PROGRAMS) t.match(sections.get(name), /^(kprobe|kretprobe)\/ext4_(file_read_iter|file_write_iter|file_open|sync_file)$/, name);
+  for (const fs of Object.values(FILE_SYSTEMS)) {
+    const plans = attachPlans(parseFsslower(['-t', fs.name], 'fsslower'));
+    t.same(plans.map((p) => p.name), ['fentry', 'kprobe', 'raw syscall tracepoints', 'syscall tracepoints']);
+    t.same(plans[0].programs, fentryPrograms(fs));
+    t.same(plans[1].programs, kprobePrograms(fs));
+    t.same(plans[2].programs, RAW_SYSCALL_PROGRAMS);
+    // read_iter, write_iter, open, fsync: each program on its function, entry and exit
+    const ops = ['read', 'write', 'open', 'fsync'];
+    t.same(fentryPrograms(fs).map((name) => sections.get(name)),
+      fs.functions.flatMap((f) => [`fentry/${f}`, `fexit/${f}`]), `${fs.name}: fentry on ${fs.functions.join(', ')}`);
+    t.same(kprobePrograms(fs).map((name) => sections.get(name)),
+      fs.functions.flatMap((f) => [`kprobe/${f}`, `kretprobe/${f}`]), `${fs.name}: kprobes on the same`);
+    t.same(fentryPrograms(fs), ops.flatMap((op) => [`${fs.name}_fentry_${op}`, `${fs.name}_fexit_${op}`]));
+  }
+  t.same(FILE_SYSTEMS.xfs.functions, ['xfs_file_read_iter', 'xfs_file_write_iter', 'xfs_file_open', 'xfs_file_fsync']);
+  t.same(FILE_SYSTEMS.btrfs.functions, ['btrfs_file_read_iter', 'btrfs_file_write_iter', 'btrfs_file_open', 'btrfs_sync_file']);
+  t.same(FILE_SYSTEMS.nfs.functions, ['nfs_file_read', 'nfs_file_write', 'nfs_file_open', 'nfs_file_fsync']);
+  const plans = attachPlans(parseOptions([]));
   t.same(RAW_SYSCALL_PROGRAMS.map((name) => sections.get(name)), ['tp_btf/sys_enter', 'tp_btf/sys_exit'], 'two raw tracepoints for all the syscalls');
   t.equal(plans[2].unavailable?.(), null, 'x86-64: the raw tracepoints know its syscall numbers');
   for (const syscall of SYSCALLS) {
-    t.equal(sections.get(`ext4_enter_${syscall}`), `tracepoint/syscalls/sys_enter_${syscall}`);
-    t.equal(sections.get(`ext4_exit_${syscall}`), `tracepoint/syscalls/sys_exit_${syscall}`);
+    t.equal(sections.get(`fs_enter_${syscall}`), `tracepoint/syscalls/sys_enter_${syscall}`);
+    t.equal(sections.get(`fs_exit_${syscall}`), `tracepoint/syscalls/sys_exit_${syscall}`);
   }
-  t.equal(sections.size, FENTRY_PROGRAMS.length + KPROBE_PROGRAMS.length + RAW_SYSCALL_PROGRAMS.length + 2 * SYSCALLS.length,
+  t.equal(sections.size, Object.keys(FILE_SYSTEMS).length * 16 + RAW_SYSCALL_PROGRAMS.length + 2 * SYSCALLS.length,
     'no other programs');
   const tracepoints = plans[3];
   t.same(tracepoints.programs, [], 'no programs chosen before the plan is tried');
   t.equal(tracepoints.unavailable?.(), null, 'this x86-64 kernel has syscall tracepoints');
-  t.same(tracepoints.programs, SYSCALLS.flatMap((s) => [`ext4_enter_${s}`, `ext4_exit_${s}`]), 'x86-64 has every one of them');
+  t.same(tracepoints.programs, SYSCALLS.flatMap((s) => [`fs_enter_${s}`, `fs_exit_${s}`]), 'x86-64 has every one of them');
 });

@@ -1,7 +1,9 @@
-// ext4slower: ext4 reads, writes, opens and fsyncs slower than a threshold,
-// as bcc's ext4slower and libbpf-tools' ext4slower (fsslower -t ext4), on
-// kernels with fentry, with kprobes, or with neither (syscall tracepoints).
-import { existsSync } from 'node:fs';
+// fsslower: reads, writes, opens and fsyncs slower than a threshold on one
+// file system (btrfs, ext4, nfs, xfs), as libbpf-tools' fsslower, chosen by
+// -t or by the name it runs under (ext4slower, xfsslower, btrfsslower,
+// nfsslower: bcc's scripts of those names), on kernels with fentry, with
+// kprobes, or with neither (syscall tracepoints filtered on the file system).
+import { existsSync, readFileSync } from 'node:fs';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
@@ -13,33 +15,81 @@ import { fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
-import { kernelBtfHasName, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
+import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { ensureTracefs } from '../common/preflight.js';
 
-const USAGE = `Trace common ext4 file operations slower than a threshold
+/** What each file system is traced by: its file operations (those libbpf-tools' fsslower traces) and superblock. */
+export interface FileSystem {
+  /** -t's value, the s_type name and the name of its module's BTF (/sys/kernel/btf/<name>) */
+  name: string;
+  /** read_iter, write_iter, open and fsync, in the order of FILE_OPS */
+  functions: [string, string, string, string];
+  /** the superblock magic (include/uapi/linux/magic.h), for the syscall programs' filter */
+  magic: number;
+  /** the s_type name a superblock must also have, where the magic is shared (ext2 and ext3 have ext4's) */
+  typeName?: string;
+}
 
-USAGE: ext4slower [-h] [-j] [-c] [-p PID] [-m MIN] [-d DURATION] [-v] [--json] [min_ms]`;
+export const FILE_SYSTEMS: Record<string, FileSystem> = {
+  btrfs: { name: 'btrfs', functions: ['btrfs_file_read_iter', 'btrfs_file_write_iter', 'btrfs_file_open', 'btrfs_sync_file'], magic: 0x9123683e },
+  ext4: { name: 'ext4', functions: ['ext4_file_read_iter', 'ext4_file_write_iter', 'ext4_file_open', 'ext4_sync_file'], magic: 0xef53, typeName: 'ext4' },
+  // nfs and nfs4 superblocks share NFS_SUPER_MAGIC and the same file operations
+  nfs: { name: 'nfs', functions: ['nfs_file_read', 'nfs_file_write', 'nfs_file_open', 'nfs_file_fsync'], magic: 0x6969 },
+  xfs: { name: 'xfs', functions: ['xfs_file_read_iter', 'xfs_file_write_iter', 'xfs_file_open', 'xfs_file_fsync'], magic: 0x58465342 },
+};
+const FS_NAMES = Object.keys(FILE_SYSTEMS);
 
-const EXAMPLES = `    ext4slower             # trace operations slower than 10 ms (default)
-    ext4slower 1           # trace operations slower than 1 ms
-    ext4slower -j 1        # ... 1 ms, parsable output (csv, as bcc)
-    ext4slower -c -d 1 0   # all operations for 1 s, csv output as libbpf-tools
-    ext4slower 0           # trace all operations (warning: verbose)
-    ext4slower -p 185      # trace PID 185 only
-    ext4slower --json 1    # one JSON object per operation slower than 1 ms`;
+/** The file system a command traces without -t (fsslower itself has none). */
+export function commandFileSystem(command: string): string | undefined {
+  const m = /^(.+)slower$/.exec(command);
+  return m && m[1] in FILE_SYSTEMS ? m[1] : undefined;
+}
+
+function usage(command: string): string {
+  const fs = commandFileSystem(command);
+  return `${fs ? `Trace common ${fs} file operations slower than a threshold` : 'Trace file system operations slower than a threshold'}
+
+USAGE: ${command} [-h] [-j] [-c] ${fs ? '[-t FS] ' : '-t FS '}[-p PID] [-m MIN] [-d DURATION] [-v] [--json] [min_ms]`;
+}
+
+function examples(command: string): string {
+  const lines: [string, string][] = commandFileSystem(command)
+    ? [
+      ['', 'trace operations slower than 10 ms (default)'],
+      ['1', 'trace operations slower than 1 ms'],
+      ['-j 1', '... 1 ms, parsable output (csv, as bcc)'],
+      ['-c -d 1 0', 'all operations for 1 s, csv output as libbpf-tools'],
+      ['0', 'trace all operations (warning: verbose)'],
+      ['-p 185', 'trace PID 185 only'],
+      ['--json 1', 'one JSON object per operation slower than 1 ms'],
+    ]
+    : [
+      ['-t ext4', 'trace ext4 operations slower than 10 ms (default)'],
+      ['-t nfs -p 1216', 'trace nfs operations of PID 1216 only'],
+      ['-t xfs -c -d 1', 'trace xfs operations for 1 s, csv output'],
+      ['-t btrfs 0', 'trace all btrfs operations (warning: verbose)'],
+      ['-t ext4 --json 1', 'one JSON object per ext4 operation slower than 1 ms'],
+    ];
+  const typed = lines.map(([args]) => `${command} ${args}`.trim());
+  const width = Math.max(...typed.map((l) => l.length)) + 2;
+  return typed.map((l, i) => `    ${l.padEnd(width)}# ${lines[i][1]}`).join('\n');
+}
 
 export const DEFAULT_MIN_MS = 10;
 /** Thresholds above this would not be exact in nanoseconds as a JS number. */
 export const MAX_MIN_MS = Math.floor(Number.MAX_SAFE_INTEGER / 1e6);
 /** setTimeout's limit (2^31 - 1 ms), so that -d never fires early. */
 export const MAX_DURATION_S = Math.floor(0x7fffffff / 1000);
-/** Entries of the kernel's table of calls in flight (MAX_CALLS in ext4slower.bpf.c). */
+/** Entries of the kernel's table of calls in flight (MAX_CALLS in fsslower.bpf.c). */
 const MAX_CALLS = 16384;
 
 /** table: columns as the C tools; csv: libbpf-tools' -c; bcc-csv: bcc's -j; json: NDJSON. */
 export type OutputFormat = 'table' | 'csv' | 'bcc-csv' | 'json';
 
 export interface Options {
+  /** the command run (ext4slower...), which names its messages */
+  command: string;
+  fs: FileSystem;
   minMs: number;
   pid?: number;
   duration?: number;
@@ -47,13 +97,14 @@ export interface Options {
   verbose: boolean;
 }
 
-export function parseOptions(argv: string[]): Options {
-  const args = parseCommandLine(commandLine('ext4slower', USAGE, EXAMPLES)
+export function parseOptions(argv: string[], command = 'fsslower'): Options {
+  const args = parseCommandLine(commandLine(command, usage(command), examples(command))
     .command('$0 [min_ms]', false, (y) =>
       y.positional('min_ms', { type: 'string', description: `minimum I/O duration to trace, in ms (default ${DEFAULT_MIN_MS}; 0 traces all)` }))
     .options({
       j: { type: 'boolean', default: false, description: 'just print fields: comma-separated values, as bcc (ENDTIME_us)' },
       csv: { alias: 'c', type: 'boolean', default: false, description: 'print comma-separated values, as libbpf-tools (ENDTIME_ns)' },
+      type: { alias: 't', type: 'string', requiresArg: true, description: `which file system to trace: ${FS_NAMES.join(', ')}${commandFileSystem(command) ? ` (default ${commandFileSystem(command)})` : ''}` },
       pid: { alias: 'p', type: 'string', requiresArg: true, description: 'trace this PID only' },
       min: { alias: 'm', type: 'string', requiresArg: true, description: 'minimum I/O duration to trace, in ms (as libbpf-tools; same as min_ms)' },
       duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace, in seconds' },
@@ -67,7 +118,12 @@ export function parseOptions(argv: string[]): Options {
   const formats = [args.j && '-j', args.csv && '--csv', args.json && '--json'].filter(Boolean);
   if (formats.length > 1) throw new UsageError(`${formats.join(' and ')} cannot be used together`);
   const threshold = positional ?? args.min;
+  const fsName = args.type ?? commandFileSystem(command);
+  if (fsName === undefined) throw new UsageError(`give the file system to trace: -t ${FS_NAMES.join(', -t ')}`);
+  if (!(fsName in FILE_SYSTEMS)) throw new UsageError(`-t ${quoted(fsName)}: not a file system fsslower traces (${FS_NAMES.join(', ')})`);
   return {
+    command,
+    fs: FILE_SYSTEMS[fsName],
     minMs: threshold === undefined ? DEFAULT_MIN_MS
       : integerOption(positional !== undefined ? 'min_ms' : '--min', threshold, 0, MAX_MIN_MS),
     pid: args.pid === undefined ? undefined : integerOption('--pid', args.pid, 1, 0x7fffffff),
@@ -78,17 +134,23 @@ export function parseOptions(argv: string[]): Options {
 }
 
 /** The kernel-side configuration an Options asks for; the tool's own operations are never reported. */
-export function kernelConfig(options: Options, selfPid = process.pid): Record<string, bigint | number> {
-  return { min_lat_ns: BigInt(options.minMs) * 1_000_000n, targ_tgid: options.pid ?? 0, self_tgid: selfPid };
+export function kernelConfig(options: Options, selfPid = process.pid): Record<string, bigint | number | Uint8Array> {
+  return {
+    min_lat_ns: BigInt(options.minMs) * 1_000_000n,
+    targ_tgid: options.pid ?? 0,
+    self_tgid: selfPid,
+    fs_magic: options.fs.magic,
+    fs_type_name: new TextEncoder().encode(options.fs.typeName ?? ''),
+  };
 }
 
-export const EXT4_FUNCTIONS = ['ext4_file_read_iter', 'ext4_file_write_iter', 'ext4_file_open', 'ext4_sync_file'];
-const FUNCTION_OPS = ['read', 'write', 'open', 'fsync'];
-export const FENTRY_PROGRAMS = FUNCTION_OPS.flatMap((op) => [`ext4_fentry_${op}`, `ext4_fexit_${op}`]);
-export const KPROBE_PROGRAMS = FUNCTION_OPS.flatMap((op) => [`ext4_kprobe_${op}`, `ext4_kretprobe_${op}`]);
+const FILE_OPS = ['read', 'write', 'open', 'fsync'];
+/** The fentry/fexit programs of a file system (fsslower.bpf.c's FILE_OPERATIONS). */
+export const fentryPrograms = (fs: FileSystem): string[] => FILE_OPS.flatMap((op) => [`${fs.name}_fentry_${op}`, `${fs.name}_fexit_${op}`]);
+export const kprobePrograms = (fs: FileSystem): string[] => FILE_OPS.flatMap((op) => [`${fs.name}_kprobe_${op}`, `${fs.name}_kretprobe_${op}`]);
 /** raw_syscalls' sys_enter and sys_exit (tp_btf): the syscalls below by their x86-64 numbers. */
-export const RAW_SYSCALL_PROGRAMS = ['ext4_sys_enter', 'ext4_sys_exit'];
-/** The syscalls that reach ext4's read, write, open and fsync operations. */
+export const RAW_SYSCALL_PROGRAMS = ['fs_sys_enter', 'fs_sys_exit'];
+/** The syscalls that reach a file system's read, write, open and fsync operations. */
 export const SYSCALLS = [
   'read', 'readv', 'pread64', 'preadv', 'preadv2',
   'write', 'writev', 'pwrite64', 'pwritev', 'pwritev2',
@@ -101,7 +163,7 @@ export const SYSCALLS = [
  * architecture (arm64 has no open or creat), so its programs are those of the
  * syscalls found in tracefs when the plan is tried; the others are not loaded.
  */
-function syscallPlan(): AttachPlan {
+function syscallPlan(options: Options): AttachPlan {
   let programs: string[] = [];
   return {
     name: 'syscall tracepoints',
@@ -117,9 +179,9 @@ function syscallPlan(): AttachPlan {
       }
       const present = SYSCALLS.filter(syscallTracepointsExist);
       const absent = SYSCALLS.filter((s) => !present.includes(s));
-      if (absent.length) libbpfLog.note(`ext4slower: no tracepoints for ${absent.join(', ')} here: not traced`);
+      if (absent.length) libbpfLog.note(`${options.command}: no tracepoints for ${absent.join(', ')} here: not traced`);
       if (present.length === 0) return 'no syscall tracepoints (kernel built without CONFIG_FTRACE_SYSCALLS)';
-      programs = present.flatMap((s) => [`ext4_enter_${s}`, `ext4_exit_${s}`]);
+      programs = present.flatMap((s) => [`fs_enter_${s}`, `fs_exit_${s}`]);
       return null;
     },
   };
@@ -132,22 +194,27 @@ function syscallPlan(): AttachPlan {
  * period each (about 2 s at exit on 6.x for the 34 of them, against
  * milliseconds).
  */
-export function attachPlans(): AttachPlan[] {
+export function attachPlans(options: Options): AttachPlan[] {
+  const { fs } = options;
   return [
     {
       name: 'fentry',
-      programs: FENTRY_PROGRAMS,
+      programs: fentryPrograms(fs),
       unavailable: () => {
-        // ext4 built as a module has its functions in its own BTF
-        if (existsSync('/sys/kernel/btf/ext4')) return null;
-        const missing = EXT4_FUNCTIONS.filter((f) => !kernelBtfHasName(f));
-        return missing.length ? `kernel BTF has no ${missing.join(', ')}` : null;
+        // a file system built as a module has its functions in the module's BTF, once loaded
+        if (existsSync(`/sys/kernel/btf/${fs.name}`)) return null;
+        const missing = fs.functions.filter((f) => !kernelBtfHasName(f));
+        return missing.length ? `kernel BTF has no ${missing.join(', ')}${notInKernel(fs)}` : null;
       },
     },
     {
       name: 'kprobe',
-      programs: KPROBE_PROGRAMS,
-      unavailable: () => (kprobesAvailable() ? null : 'kprobes are not available (kernel built without CONFIG_KPROBES)'),
+      programs: kprobePrograms(fs),
+      unavailable: () => {
+        if (!kprobesAvailable()) return 'kprobes are not available (kernel built without CONFIG_KPROBES)';
+        const missing = fs.functions.filter((f) => !kernelHasFunction(f));
+        return missing.length ? `the kernel has no function ${missing.join(', ')}${notInKernel(fs)}` : null;
+      },
     },
     {
       name: 'raw syscall tracepoints',
@@ -157,9 +224,17 @@ export function attachPlans(): AttachPlan[] {
         return kernelBtfHasName('btf_trace_sys_enter') ? null : 'no BTF-enabled syscall tracepoints (kernel before 5.5)';
       },
     },
-    syscallPlan(),
+    syscallPlan(options),
   ];
 }
+
+/** Whether the kernel has the file system now (built in, or its module loaded): /proc/filesystems. */
+export function fileSystemRegistered(fs: FileSystem): boolean {
+  return readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === fs.name);
+}
+
+const notInKernel = (fs: FileSystem): string =>
+  (fileSystemRegistered(fs) ? '' : ` (${fs.name} is not in this kernel: not built in, and no module loaded)`);
 
 export const OP_LETTERS = ['R', 'W', 'O', 'S'];
 const LLONG_MAX = 0x7fffffffffffffffn;
@@ -210,10 +285,11 @@ const CSV_FIELDS = 'TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE';
 
 /** The lines printed once attached. */
 export function header(options: Options): string[] {
+  const fs = options.fs.name;
   if (options.format === 'json') return [];
   if (options.format === 'csv') return [`ENDTIME_ns,${CSV_FIELDS}`];
   if (options.format === 'bcc-csv') return [`ENDTIME_us,${CSV_FIELDS}`];
-  const what = options.minMs ? `Tracing ext4 operations slower than ${options.minMs} ms` : 'Tracing ext4 operations';
+  const what = options.minMs ? `Tracing ${fs} operations slower than ${options.minMs} ms` : `Tracing ${fs} operations`;
   const how = options.duration ? ` for ${options.duration} secs.` : '... Hit Ctrl-C to end.';
   return [
     `${what}${how}`,
@@ -268,30 +344,30 @@ export function render(op: SlowOperation, format: OutputFormat): string {
  * Reports on stderr the calls the kernel side could not time because its
  * table of calls in flight was full; returns the check to run periodically.
  */
-function untimedCallsReporter(obj: BpfObject): () => void {
+function untimedCallsReporter(obj: BpfObject, command: string): () => void {
   const counter = obj.btf.datasec('.bss').get('untimed_calls');
-  if (!counter) throw new Error('ext4slower.bpf.o has no untimed_calls counter');
+  if (!counter) throw new Error('fsslower.bpf.o has no untimed_calls counter');
   const bss = obj.sectionView('.bss');
   let reported = 0;
   return () => {
     const count = Number(bss.getBigUint64(counter.offset, true));
     if (count === reported) return;
     process.stderr.write(
-      `ext4slower: ${count - reported} operations not timed: more than ${MAX_CALLS} in flight (${count} in all)\n`,
+      `${command}: ${count - reported} operations not timed: more than ${MAX_CALLS} in flight (${count} in all)\n`,
     );
     reported = count;
   };
 }
 
-export function main(argv: string[]): void {
-  const options = parseOptions(argv);
+export function main(argv: string[], command = 'fsslower'): void {
+  const options = parseOptions(argv, command);
   libbpfLog.setVerbose(options.verbose);
   const lifetime = new Lifetime();
   let stream: EventStream | undefined;
-  const { obj } = loadWithPlans('ext4slower', attachPlans(), (candidate) => {
+  const { obj } = loadWithPlans(command, attachPlans(options), (candidate) => {
     candidate.setConfig(kernelConfig(options));
     stream = new EventStream(candidate);
-  });
+  }, 'fsslower');
   const events = stream!;
   lifetime.onEnd(() => obj.close());
 
@@ -303,7 +379,7 @@ export function main(argv: string[]): void {
   for (const line of header(options)) out.line(line);
   out.flush();
   events.start(onEvent, () => out.flush());
-  const reportUntimed = untimedCallsReporter(obj);
+  const reportUntimed = untimedCallsReporter(obj, command);
   const timer = setInterval(reportUntimed, 1000);
   lifetime.onEnd(() => {
     clearInterval(timer);

@@ -1,0 +1,32 @@
+// The commands the package installs, each run by a tool module: fsslower
+// runs under its own name and as ext4slower, xfsslower, btrfsslower and
+// nfsslower, as libbpf-tools' fsslower does (bcc has a script for each).
+// bin/ launchers, the ebpf-tools command and the tests read this one list.
+
+export interface Command {
+  /** what the user types (bin/<name>.js, man8/<name>.8) */
+  name: string;
+  /** the module tools/<tool>.ts and its object bpf/<tool>.bpf.o */
+  tool: string;
+  /** one line for the list of tools */
+  summary: string;
+}
+
+export const COMMANDS: readonly Command[] = [
+  { name: 'execsnoop', tool: 'execsnoop', summary: 'every exec (execve, execveat), with complete arguments' },
+  { name: 'opensnoop', tool: 'opensnoop', summary: 'every open, openat, openat2' },
+  { name: 'fsslower', tool: 'fsslower', summary: 'file system reads, writes, opens and fsyncs slower than a threshold (-t btrfs, ext4, nfs, xfs)' },
+  { name: 'ext4slower', tool: 'fsslower', summary: 'ext4 reads, writes, opens and fsyncs slower than a threshold (fsslower -t ext4)' },
+  { name: 'xfsslower', tool: 'fsslower', summary: 'XFS reads, writes, opens and fsyncs slower than a threshold (fsslower -t xfs)' },
+  { name: 'btrfsslower', tool: 'fsslower', summary: 'btrfs reads, writes, opens and fsyncs slower than a threshold (fsslower -t btrfs)' },
+  { name: 'nfsslower', tool: 'fsslower', summary: 'NFS reads, writes, opens and fsyncs slower than a threshold (fsslower -t nfs)' },
+  { name: 'biolatency', tool: 'biolatency', summary: 'block I/O latency as log2 histograms' },
+  { name: 'biosnoop', tool: 'biosnoop', summary: 'each block I/O with its process, disk, size and latency' },
+];
+
+/** The tool module a command runs. */
+export function toolOf(command: string): string {
+  const found = COMMANDS.find((c) => c.name === command);
+  if (!found) throw new Error(`no command ${command}`);
+  return found.tool;
+}
