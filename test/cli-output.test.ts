@@ -9,7 +9,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { inspect } from 'node:util';
-import { ROOT, runTool, TOOLS, usageError } from './helpers.js';
+import { toolOf } from '../common/commands.js';
+import { baseArgs, ROOT, runTool, TOOLS, usageError } from './helpers.js';
 
 const FIXTURES = `${ROOT}test/fixtures/cli-output.json`;
 const UPDATE = process.env.UPDATE_CLI_FIXTURES === '1';
@@ -92,11 +93,14 @@ const expected: Recorded | undefined = existsSync(FIXTURES) ? JSON.parse(readFil
 if (!UPDATE && !expected) throw new Error(`${FIXTURES} is missing: record it with UPDATE_CLI_FIXTURES=1`);
 
 for (const tool of TOOLS) {
-  const { parseOptions } = (await import(`../tools/${tool}.js`)) as { parseOptions(argv: string[]): unknown };
+  const module = (await import(`../tools/${toolOf(tool)}.js`)) as { parseOptions(argv: string[], command: string): unknown };
+  const parseOptions = (argv: string[]): unknown => module.parseOptions(argv, tool);
+  // fsslower needs -t: its command lines are given one first (-t ext4), which a later -t overrides
+  const base = baseArgs(tool);
   const entries = helpEntries(runTool(tool, ['--help']).stdout);
   const mine: Recorded[string] = { parsed: {}, run: {} };
   recorded[tool] = mine;
-  for (const argv of parsedCases(entries)) mine.parsed[JSON.stringify(argv)] = describe(parseOptions, argv);
+  for (const argv of parsedCases(entries).map((a) => [...base, ...a])) mine.parsed[JSON.stringify(argv)] = describe(parseOptions, argv);
   for (const argv of RUN_CASES) {
     const r = runTool(tool, argv, NO_LIBBPF);
     mine.run[JSON.stringify(argv)] = { status: r.code, stdout: portable(r.stdout), stderr: portable(r.stderr) };
@@ -113,8 +117,8 @@ for (const tool of TOOLS) {
     const plain = Object.entries(mine.parsed)
       .filter(([argv, got]) => got.startsWith('options ') && !(JSON.parse(argv) as string[]).some(unusual)).map(([argv]) => argv);
     t.ok(plain.length > 10, `${plain.length} accepted command lines`);
-    const script = `const { parseOptions } = await import(${JSON.stringify(`${ROOT}dist/tools/${tool}.js`)});
-      for (const argv of ${JSON.stringify(plain)}) parseOptions(JSON.parse(argv));
+    const script = `const { parseOptions } = await import(${JSON.stringify(`${ROOT}dist/tools/${toolOf(tool)}.js`)});
+      for (const argv of ${JSON.stringify(plain)}) parseOptions(JSON.parse(argv), ${JSON.stringify(tool)});
       const { createRequire } = await import('node:module');
       console.log(Object.keys(createRequire(import.meta.url).cache).filter((f) => f.includes('/node_modules/yargs/')).length);`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
