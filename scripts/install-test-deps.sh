@@ -6,10 +6,12 @@
 # (man page checks), a C compiler for the test workloads, and what
 # scripts/vm-run needs to boot Debian's kernels for the kernel matrix (qemu,
 # a static busybox for the initramfs, cpio, kmod, e2fsprogs for the scratch
-# disk, xz and zstd to unpack kernels and modules).
+# disk, xz and zstd to unpack kernels and modules), and xfsprogs and
+# btrfs-progs (fsslower's tests make XFS and btrfs file systems on loop
+# devices).
 set -euo pipefail
 packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3
-  qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils zstd)
+  qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils zstd xfsprogs btrfs-progs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

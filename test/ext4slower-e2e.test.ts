@@ -5,128 +5,16 @@
 // expected values are stated here: the offset is where each operation
 // starts, BYTES what it returned, an fsync covers the whole file (LL_MAX).
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { escapeText } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
-import { left } from '../common/format.js';
 import { loadWithPlans } from '../common/plan.js';
 import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions as parseFsslower, renderLine, SYSCALLS } from '../tools/fsslower.js';
 import {
   kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, type RunningTool,
 } from './helpers.js';
-
-const OPS_SOURCE = String.raw`
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-static char buf[8192];
-static long page;
-static int uffd;
-static int delay_ms;
-
-static void check(long result, const char *what) { if (result < 0) { perror(what); exit(1); } }
-
-/* Resolves the one page fault on the registered page, delay_ms late. */
-static void *serve_fault(void *unused) {
-  struct pollfd p = { .fd = uffd, .events = POLLIN };
-  struct uffd_msg msg;
-  check(poll(&p, 1, -1), "poll");
-  check(read(uffd, &msg, sizeof(msg)), "read uffd");
-  usleep(delay_ms * 1000);
-  struct uffdio_copy copy = { .dst = msg.arg.pagefault.address & ~(page - 1), .src = (unsigned long)buf, .len = page };
-  check(ioctl(uffd, UFFDIO_COPY, &copy), "UFFDIO_COPY");
-  return unused;
-}
-
-int main(int argc, char **argv) {
-  char go;
-  memset(buf, 'x', sizeof(buf));
-  if (read(0, &go, 1) != 1) return 2; /* held until the tracers are attached */
-  if (argc == 4 && !strcmp(argv[1], "ops")) {
-    int shm = open(argv[3], O_CREAT | O_RDWR | O_TRUNC, 0644);
-    check(shm, "open shm");
-    check(write(shm, buf, 3000), "write shm");
-    check(fsync(shm), "fsync shm");
-    check(pread(shm, buf, 3000, 0), "pread shm");
-    close(shm);
-    int fd = open(argv[2], O_CREAT | O_RDWR | O_TRUNC, 0644);
-    check(fd, "open");
-    check(lseek(fd, 102400, SEEK_SET), "lseek");
-    check(write(fd, buf, 5000), "write");
-    check(pwrite(fd, buf, 3333, 410112), "pwrite");
-    check(fsync(fd), "fsync");
-    check(lseek(fd, 204800, SEEK_SET), "lseek");
-    check(read(fd, buf, 4000), "read");
-    check(pread(fd, buf, 1111, 308223), "pread");
-    struct iovec iov = { .iov_base = buf, .iov_len = 2222 };
-    check(lseek(fd, 51200, SEEK_SET), "lseek");
-    check(preadv2(fd, &iov, 1, -1, 0), "preadv2");
-    check(fdatasync(fd), "fdatasync");
-    close(fd);
-    return 0;
-  }
-  if (argc == 3 && !strcmp(argv[1], "int80")) {
-    /* ia32's lseek (19) by int 0x80, rdi also holding the descriptor: read by
-       x86-64's numbers and registers, it would be a readv (19) of the file */
-    int fd = open(argv[2], O_CREAT | O_RDWR | O_TRUNC, 0644);
-    check(fd, "open");
-    check(write(fd, buf, 600), "write");
-#ifdef __x86_64__
-    long ret;
-    __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(19L), "b"((long)fd), "c"(0L), "d"(0L), "D"((long)fd)
-                      : "r8", "r9", "r10", "r11", "memory");
-    check(ret, "int 0x80 lseek");
-#else
-    return 3;
-#endif
-    check(pread(fd, buf, 10, 500), "pread");
-    close(fd);
-    return 0;
-  }
-  if (argc == 4 && !strcmp(argv[1], "slow")) {
-    /* A write whose source page is served by userfaultfd after a delay: slow in every attach mode. */
-    pthread_t server;
-    delay_ms = atoi(argv[3]);
-    page = sysconf(_SC_PAGESIZE);
-    uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
-    check(uffd, "userfaultfd");
-    struct uffdio_api api = { .api = UFFD_API };
-    check(ioctl(uffd, UFFDIO_API, &api), "UFFDIO_API");
-    char *area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (area == MAP_FAILED) return 1;
-    struct uffdio_register reg = { .range = { .start = (unsigned long)area, .len = page }, .mode = UFFDIO_REGISTER_MODE_MISSING };
-    check(ioctl(uffd, UFFDIO_REGISTER, &reg), "UFFDIO_REGISTER");
-    check(pthread_create(&server, NULL, serve_fault, NULL), "pthread_create");
-    int fd = open(argv[2], O_CREAT | O_RDWR | O_TRUNC, 0644);
-    check(fd, "open");
-    check(pwrite(fd, area, page, 0), "slow pwrite");
-    check(pread(fd, buf, 100, 0), "pread");
-    pthread_join(server, NULL);
-    close(fd);
-    return 0;
-  }
-  return 2;
-}
-`;
-
-function filesystemType(path: string): string {
-  // the first line: the mount a path resolves to (a mount point may have several stacked)
-  const r = spawnSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', path], { encoding: 'utf8' });
-  return r.stdout.split('\n')[0].trim();
-}
+import { compileOps, escapeRegExp, EXPECTED, filesystemType, pidColumn, row, startOps as startFsOps } from './fsslower-ops.js';
 
 /** As ext4slower parses them (fsslower -t ext4). */
 const parseOptions = (argv: string[]) => parseFsslower(argv, 'ext4slower');
@@ -136,38 +24,9 @@ const work = mkdtempSync('/var/tmp/ext4slower-test-');
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 if (filesystemType(work) !== 'ext4') throw new Error(`${work} is not on ext4 (${filesystemType(work)}): the test needs the ext4 root`);
 if (filesystemType('/dev/shm') !== 'tmpfs') throw new Error('/dev/shm is not tmpfs');
-const OPS = join(work, 'e4ops');
-writeFileSync(`${OPS}.c`, OPS_SOURCE);
-const cc = spawnSync('cc', ['-O2', '-Wall', '-Werror', '-o', OPS, `${OPS}.c`, '-lpthread'], { encoding: 'utf8' });
-if (cc.status !== 0) throw new Error(`cannot compile the test program: ${cc.stderr}`);
+const OPS = compileOps(work);
 
-/** e4ops started and held before its first operation, so its pid is known to the tracers. */
-function startOps(args: string[]): { pid: number; go(): Promise<void> } {
-  const child = spawn(OPS, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  return {
-    pid: child.pid!,
-    async go() {
-      child.stdin.end('g');
-      const code = await exited;
-      if (code !== 0) throw new Error(`e4ops ${args.join(' ')} failed (${code}): ${stderr}`);
-    },
-  };
-}
-
-const escapeRegExp = (text: string): string => text.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
-
-/** The whole line for one operation of e4ops: latency is the only value not known in advance. */
-function row(pid: number, type: string, bytes: number | string, offKb: number, file: string): RegExp {
-  return new RegExp(
-    `^\\d\\d:\\d\\d:\\d\\d ${left('e4ops', 16)} ${left(pid, 7)} ${type} ${left(bytes, 7)} ${left(offKb, 8)} ` +
-    `[ ]{0,3}\\d+\\.\\d\\d ${escapeRegExp(file)}$`,
-  );
-}
-
-const pidColumn = (line: string): string => line.slice(26, 33).trim();
+const startOps = (args: string[]) => startFsOps(OPS, args);
 
 async function attachedQuietly(args: string[]): Promise<RunningTool> {
   // JSON has no header: -v says when the programs are attached.
@@ -178,19 +37,6 @@ async function attachedQuietly(args: string[]): Promise<RunningTool> {
   }
   return tool;
 }
-
-// The operations e4ops does on its ext4 file, in order: [T, BYTES, offset in bytes].
-// Offsets are chosen so that OFF_KB shows KiB rounded down (400, 300), not kB.
-const EXPECTED: [string, number | 'LL_MAX', number][] = [
-  ['O', 0, 0],
-  ['W', 5000, 102400],
-  ['W', 3333, 410112],
-  ['S', 'LL_MAX', 0],
-  ['R', 4000, 204800],
-  ['R', 1111, 308223],
-  ['R', 2222, 51200],
-  ['S', 'LL_MAX', 0],
-];
 
 t.test('each read, write, open and fsync on ext4 gives its exact line in every format; tmpfs gives none', async (t) => {
   // A hostile name: the lines must stay one per operation, escaped; JSON keeps the bytes.

@@ -1,0 +1,133 @@
+// fsslower on real XFS and btrfs file systems, made here on loop devices
+// (mkfs.xfs, mkfs.btrfs), through -t and through each name: the same known
+// operations as ext4slower-e2e give their exact lines, and each file
+// system's tool sees none of the others' (the programs, or the in-kernel
+// filter on the superblock, keep to the one traced). NFS is not here: see
+// fsslower(8), TESTING.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { attachPlans, FILE_SYSTEMS, parseOptions } from '../tools/fsslower.js';
+import { sleep, startAttached, startTool, type RunningTool } from './helpers.js';
+import { compileOps, EXPECTED, filesystemType, pidColumn, row, startOps } from './fsslower-ops.js';
+
+function run(file: string, args: string[]): void {
+  const r = spawnSync(file, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.status}): ${r.stderr}${r.error?.message ?? ''}`);
+}
+
+const registered = (fs: string): boolean =>
+  readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === fs);
+
+const work = mkdtempSync('/var/tmp/fsslower-test-');
+const mounts: string[] = [];
+t.teardown(() => {
+  for (const dir of mounts) spawnSync('umount', [dir]);
+  rmSync(work, { recursive: true, force: true });
+});
+const OPS = compileOps(work);
+
+/** A fresh file system of `type` on a loop device (a sparse image in `work`), mounted; returns the mount point. */
+function makeFileSystem(type: 'xfs' | 'btrfs'): string {
+  // built in, or a module (in the kernel-matrix guests) that mount would load anyway: fail here if there is none
+  if (!registered(type)) run('modprobe', [type]);
+  const image = join(work, `${type}.img`);
+  truncateSync(image, 320 * 1024 * 1024); // XFS's smallest is 300 MiB
+  run(`mkfs.${type}`, ['-q', image]);
+  const dir = join(work, type);
+  mkdirSync(dir);
+  run('mount', ['-o', 'loop', image, dir]);
+  mounts.push(dir);
+  if (filesystemType(dir) !== type) throw new Error(`${dir} is not ${type} (${filesystemType(dir)})`);
+  return dir;
+}
+
+const mountPoints = { xfs: makeFileSystem('xfs'), btrfs: makeFileSystem('btrfs') };
+const ext4Dir = join(work, 'ext4');
+mkdirSync(ext4Dir);
+if (filesystemType(ext4Dir) !== 'ext4') throw new Error(`${ext4Dir} is not on ext4: the test needs the ext4 root`);
+
+/** Started with -v: stderr says when it is attached, and with which plan. */
+async function attachedVerbose(command: string, args: string[]): Promise<RunningTool> {
+  const tool = startTool(command, ['-v', ...args]);
+  for (let waited = 0; !new RegExp(`^${command}: using plan `, 'm').test(tool.stderr); waited += 20) {
+    if (waited > 20000 || tool.proc.exitCode !== null) throw new Error(`not attached: ${tool.stderr.slice(-2000)}`);
+    await sleep(20);
+  }
+  return tool;
+}
+
+for (const fs of ['xfs', 'btrfs'] as const) {
+  t.test(`${fs}: fsslower -t ${fs} and ${fs}slower give each operation its exact line, and nothing of ext4`, async (t) => {
+    const file = join(mountPoints[fs], `ops-${fs}-${process.pid}.dat`);
+    const ext4File = join(ext4Dir, `ops-ext4-${process.pid}.dat`);
+    const ops = startOps(OPS, ['ops', file, ext4File]);
+    const other = fs === 'xfs' ? 'btrfs' : 'xfs';
+    const otherFile = join(mountPoints[other], `ops-${other}-${process.pid}.dat`);
+    const otherOps = startOps(OPS, ['ops', otherFile, join(ext4Dir, `other-${process.pid}.dat`)]);
+    const header = new RegExp(`^Tracing ${fs} operations\\.\\.\\. Hit Ctrl-C to end\\.$`);
+    const [byType, byName, csv, verbose] = await Promise.all([
+      startAttached('fsslower', ['-t', fs, '0'], header),
+      startAttached(`${fs}slower`, ['-p', String(ops.pid), '0'], header),
+      startAttached(`${fs}slower`, ['-c', '-p', String(ops.pid), '0'], /^ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE$/),
+      attachedVerbose(`${fs}slower`, ['-p', String(otherOps.pid), '0']),
+    ]);
+    await Promise.all([ops.go(), otherOps.go()]);
+    const name = `ops-${fs}-${process.pid}.dat`;
+    const rows = EXPECTED.map(([type, bytes, offset]) => row(ops.pid, type, bytes, Math.floor(offset / 1024), name));
+    await byType.waitForLine(rows[rows.length - 1]);
+    await byName.waitForLine(rows[rows.length - 1]);
+    await csv.waitForLine((l) => l.includes(',S,LL_MAX,') && l.endsWith(name) && csv.lines.filter((x) => x.endsWith(name)).length === EXPECTED.length);
+    await sleep(300);
+    const finished = await Promise.all([byType, byName, csv, verbose].map((tool) => tool.stop('SIGINT')));
+    for (const done of finished) t.equal(done.code, 0, 'Ctrl-C exits 0');
+
+    for (const [tool, what] of [[byType, `fsslower -t ${fs}`], [byName, `${fs}slower -p`]] as const) {
+      const mine = tool.lines.filter((l) => pidColumn(l) === String(ops.pid));
+      t.equal(mine.length, EXPECTED.length, `${what}: one line per operation on the ${fs} file, none for the ext4 one:\n${mine.join('\n')}`);
+      mine.forEach((line, i) => t.match(line, rows[i], `${what}: ${EXPECTED[i][0]} ${EXPECTED[i][1]} at ${EXPECTED[i][2]}`));
+    }
+    t.notOk(byType.lines.some((l) => l.includes(`ops-${other}-`) || l.includes('other-') || l.includes('ops-ext4-')),
+      `fsslower -t ${fs}: nothing of ${other} or ext4`);
+    const csvLines = csv.lines.slice(1);
+    t.same(csvLines.map((l) => l.split(',').slice(1, 6).join(',')),
+      EXPECTED.map(([type, bytes, offset]) => `e4ops,${ops.pid},${type},${bytes},${offset}`), `${fs}slower -c: exact values`);
+    t.ok(csvLines.every((l) => l.endsWith(`,${name}`)), 'on the file');
+    t.same(verbose.lines.slice(2), [], `${fs}slower -p of a process working on ${other} and ext4: nothing`);
+    const plans = attachPlans(parseOptions(['-t', fs])).map((p) => p.name);
+    const chosen = new RegExp(`^${fs}slower: using plan (.+)$`, 'm').exec(finished[3].stderr)?.[1];
+    t.ok(chosen && plans.includes(chosen), `-v names the attach mode (${chosen})`);
+    for (const earlier of plans.slice(0, plans.indexOf(chosen!))) {
+      t.match(finished[3].stderr, new RegExp(`^${fs}slower: plan ${earlier} (failed|skipped): .+$`, 'm'), `-v says why not ${earlier}`);
+    }
+  });
+}
+
+t.test('ext4slower sees the ext4 file of the same run, and none of the xfs and btrfs files', async (t) => {
+  const xfsFile = join(mountPoints.xfs, 'mixed.dat');
+  const ops = startOps(OPS, ['ops', join(ext4Dir, 'mixed.dat'), xfsFile]);
+  const tool = await startAttached('ext4slower', ['-p', String(ops.pid), '0'], /^Tracing ext4 operations\.\.\. Hit Ctrl-C to end\.$/);
+  await ops.go();
+  const rows = EXPECTED.map(([type, bytes, offset]) => row(ops.pid, type, bytes, Math.floor(offset / 1024), 'mixed.dat'));
+  await tool.waitForLine(rows[rows.length - 1]);
+  await sleep(300);
+  t.equal((await tool.stop()).code, 0);
+  // e4ops does 3 operations on its second file first (open, write, fsync, pread): here on xfs, so not shown
+  const mine = tool.lines.slice(2);
+  t.equal(mine.length, EXPECTED.length, `the ext4 file's operations only:\n${mine.join('\n')}`);
+  mine.forEach((line, i) => t.match(line, rows[i]));
+});
+
+t.test('nfsslower: fentry and kprobes are refused for want of NFS here, or attach; the fallback filters on NFS', async (t) => {
+  const nfs = FILE_SYSTEMS.nfs;
+  const tool = await attachedVerbose('nfsslower', ['-p', String(process.pid), '0']);
+  t.equal((await tool.stop()).code, 0);
+  const chosen = /^nfsslower: using plan (.+)$/m.exec(tool.stderr)![1];
+  if (!registered('nfs') && !registered('nfs4')) {
+    t.match(tool.stderr, new RegExp(`^nfsslower: plan fentry skipped: kernel BTF has no ${nfs.functions.join(', ')} \\(nfs is not in this kernel: not built in, and no module loaded\\)$`, 'm'),
+      'fentry: no NFS functions, and why');
+    t.not(chosen, 'fentry');
+  }
+  t.match(tool.stdout, /^Tracing nfs operations\.\.\. Hit Ctrl-C to end\.$/m);
+});
