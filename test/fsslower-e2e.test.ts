@@ -6,7 +6,7 @@
 // fsslower(8), TESTING.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachPlans, FILE_SYSTEMS, parseOptions } from '../tools/fsslower.js';
 import { sleep, startAttached, startTool, type RunningTool } from './helpers.js';
@@ -33,6 +33,7 @@ function makeFileSystem(type: 'xfs' | 'btrfs'): string {
   // built in, or a module (in the kernel-matrix guests) that mount would load anyway: fail here if there is none
   if (!registered(type)) run('modprobe', [type]);
   const image = join(work, `${type}.img`);
+  writeFileSync(image, '');
   truncateSync(image, 320 * 1024 * 1024); // XFS's smallest is 300 MiB
   run(`mkfs.${type}`, ['-q', image]);
   const dir = join(work, type);
