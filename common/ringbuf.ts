@@ -6,9 +6,12 @@
 //
 // Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (the
 // only page user space may write); page 1 the producer position; then the
-// data area, mapped twice in a row so that no record wraps. Each record
-// starts with an 8-byte header: u32 length with the BUSY and DISCARD bits,
-// u32 page offset; records are 8-byte aligned.
+// data area. The kernel offers the data area twice in a row, so that no
+// record wraps, but maps every page at mmap time: we map it once (half the
+// resident memory) and copy the rare record that wraps around its end. Each
+// record starts with an 8-byte header: u32 length with the BUSY and DISCARD
+// bits, u32 page offset; records and the area are 8-byte aligned, so a
+// header never wraps.
 import { RuntimeError } from './errors.js';
 import { errnoText, koffi, lastErrno, libcCalls } from './native.js';
 
@@ -67,6 +70,9 @@ export class RingBufferReader {
   private readonly producerPos: BigInt64Array;
   private readonly headers: Int32Array;
   private readonly view: DataView;
+  private readonly bytes: Uint8Array;
+  /** Where a record that wraps around the end of the data area is put together (grown as needed, kept). */
+  private wrapped = new DataView(new ArrayBuffer(0));
   private readonly mask: number;
   private readonly epollFd: number;
   /** Written by stop() to end a wait in flight at once (process.exit waits for the worker thread that waits). */
@@ -80,13 +86,14 @@ export class RingBufferReader {
   constructor(mapFd: number, readonly size: number) {
     this.mask = size - 1;
     this.consumerPtr = mapOrThrow(PAGE_SIZE, PROT_READ | PROT_WRITE, mapFd, 0);
-    this.producerLength = PAGE_SIZE + 2 * size;
+    this.producerLength = PAGE_SIZE + size;
     this.producerPtr = mapOrThrow(this.producerLength, PROT_READ, mapFd, PAGE_SIZE);
     this.consumerPos = new BigInt64Array(koffi.view(this.consumerPtr, 8));
     const data = koffi.view(this.producerPtr, this.producerLength);
     this.producerPos = new BigInt64Array(data, 0, 1);
     this.headers = new Int32Array(data);
     this.view = new DataView(data);
+    this.bytes = new Uint8Array(data);
 
     this.epollFd = libcCalls.epoll_create1(EPOLL_CLOEXEC) as number;
     this.wakeFd = libcCalls.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) as number;
@@ -123,7 +130,9 @@ export class RingBufferReader {
       if (header & BUSY_BIT) break;
       const length = header & ~(BUSY_BIT | DISCARD_BIT);
       if (!(header & DISCARD_BIT)) {
-        onRecord(this.view, headerOffset + HEADER_SIZE, length);
+        const start = headerOffset + HEADER_SIZE;
+        if (start + length <= this.producerLength) onRecord(this.view, start, length);
+        else onRecord(this.unwrapped(start, length), 0, length);
         handled++;
       }
       consumer += (length + HEADER_SIZE + 7) & ~7;
@@ -135,6 +144,16 @@ export class RingBufferReader {
     }
     Atomics.store(this.consumerPos, 0, BigInt(consumer));
     return handled;
+  }
+
+  /** The record of `length` bytes at `start` that goes past the end of the data area, put together from both ends. */
+  private unwrapped(start: number, length: number): DataView {
+    if (this.wrapped.byteLength < length) this.wrapped = new DataView(new ArrayBuffer(length));
+    const into = new Uint8Array(this.wrapped.buffer);
+    const head = this.producerLength - start;
+    into.set(this.bytes.subarray(start, this.producerLength));
+    into.set(this.bytes.subarray(PAGE_SIZE, PAGE_SIZE + length - head), head);
+    return this.wrapped;
   }
 
   /**

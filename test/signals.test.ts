@@ -187,7 +187,7 @@ const CASES: Case[] = [
 
 /** How long the storm goes on before the marked batch starts. */
 const STORM_BEFORE_BATCH_MS = 300;
-/** How soon a signalled tool must be gone: a few seconds at most here (ext4slower, with a full 16 MiB ring buffer to print). */
+/** How soon a signalled tool must be gone: a few seconds at most here (ext4slower, with a full 4 MiB ring buffer to print). */
 const EXIT_WITHIN_MS = 10000;
 
 /** One tool's run: its storm, its marked batch, and how to find the batch in the output. */

@@ -61,7 +61,7 @@ export interface Options extends SelectionOptions {
   errnoNames: boolean;
   flags?: FlagFilter;
   fullPath: boolean;
-  /** -b: ring buffer pages; the runtime's default size (16 MiB) when not given */
+  /** -b: ring buffer pages; the runtime's default size (4 MiB) when not given */
   bufferPages?: number;
   verbose: boolean;
   json: boolean;
@@ -136,7 +136,7 @@ export function parseOptions(argv: string[]): Options {
       'errno-names': { alias: 'E', type: 'boolean', default: false, description: 'show errors by name (ENOENT) in the ERR column' },
       flag: { alias: 'f', type: 'string', array: true, requiresArg: true, description: 'filter on flags argument (e.g., O_WRONLY); repeatable' },
       'full-path': { alias: 'F', type: 'boolean', default: false, description: 'show full path for an open file with relative path' },
-      'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: 16 MiB)` },
+      'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: ${DEFAULT_RING_BYTES >> 20} MiB)` },
       ...selectionOptions,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
