@@ -11,16 +11,17 @@ import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
 import { latencyReport, measureLatency } from './latency.js';
 import { enableBpfStats, oursAvailable, ROOT, running } from './measure.js';
+import { measureNodes, nodesReport } from './nodes.js';
 import { measureReady, readyReport } from './ready.js';
 import { execStorm, measureStorm, openStorm, stormReport } from './storms.js';
 
 const TOOLS = ['execsnoop', 'opensnoop', 'biolatency', 'biosnoop', 'ext4slower'];
-const SECTIONS = ['ready', 'open', 'exec', 'latency'];
+const SECTIONS = ['ready', 'nodes', 'open', 'exec', 'latency'];
 
 const USAGE = `Benchmark ebpf-tools against Debian's libbpf-tools (run as root)
 
 USAGE: npm run bench -- [--opens N] [--execs N] [--rounds N] [--storm-rounds N] [--markers N]
-                        [--sections LIST] [--output FILE]
+                        [--sections LIST] [--nodes LIST] [--output FILE]
 
 Every option can also be given as BENCH_<OPTION> in the environment (BENCH_OPENS=100000).`;
 
@@ -35,6 +36,7 @@ interface Options {
   stormRounds: number;
   markers: number;
   sections: Set<string>;
+  nodes: string[];
   output: string;
 }
 
@@ -48,6 +50,7 @@ function parseOptions(argv: string[]): Options {
       'storm-rounds': { type: 'string', default: '3', requiresArg: true, description: 'rounds of each storm (untraced, ours, C)' },
       markers: { type: 'string', default: '10', requiresArg: true, description: 'marker execs of the pipe latency measurement' },
       sections: { type: 'string', default: SECTIONS.join(','), requiresArg: true, description: `which measurements to make, of ${SECTIONS.join(',')}` },
+      nodes: { type: 'string', default: '22,24', requiresArg: true, description: 'Node majors to measure ready time and memory under besides this one (official binaries, installed with npm)' },
       output: { type: 'string', default: `${ROOT}bench/RESULTS.md`, requiresArg: true, description: 'where to write the results' },
     }), argv);
   const sections = new Set(String(args.sections).split(',').map((s) => s.trim()).filter(Boolean));
@@ -59,6 +62,7 @@ function parseOptions(argv: string[]): Options {
     stormRounds: integerOption('--storm-rounds', args.stormRounds, 1, 1000),
     markers: integerOption('--markers', args.markers, 1, 1000),
     sections,
+    nodes: String(args.nodes).split(',').map((s) => s.trim()).filter(Boolean),
     output: String(args.output),
   };
 }
@@ -131,6 +135,12 @@ async function main(argv: string[]): Promise<void> {
   try {
     if (options.sections.has('ready')) {
       emit(readyReport(await measureReady(TOOLS, options.rounds, progress), options.rounds));
+    }
+    if (options.sections.has('nodes')) {
+      const target = `${workDir}/target`;
+      writeFileSync(target, '');
+      const storm = oursAvailable('opensnoop') ? { kind: openStorm(options.opens, target), bin: buildStorm(workDir), workDir } : undefined;
+      emit(nodesReport(await measureNodes(TOOLS, options.nodes, options.rounds, storm, progress), options.rounds, storm ? options.opens : undefined));
     }
     if (options.sections.has('open') || options.sections.has('exec')) {
       const stormBin = buildStorm(workDir);

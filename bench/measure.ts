@@ -28,8 +28,8 @@ export function oursAvailable(command: string): boolean {
 }
 
 /** Our tool, started as its bin/ launcher starts it. */
-export function ours(tool: string, args: string[] = []): Command {
-  return [process.execPath, `${ROOT}bin/${tool}.js`, ...args];
+export function ours(tool: string, args: string[] = [], node = process.execPath): Command {
+  return [node, `${ROOT}bin/${tool}.js`, ...args];
 }
 
 /** Debian's C tool (libbpf-tools), as installed in /usr/sbin. */

@@ -4,21 +4,22 @@
 // `node -e ''` (spawn to exit) is the floor any Node program pays.
 import { existsSync } from 'node:fs';
 import {
-  cTool, cToolLineBuffered, exited, nowMs, ours, oursAvailable, start, stop, type Command,
+  cTool, cToolLineBuffered, exited, nowMs, ours, oursAvailable, peakRssKiB, residentKiB, start, stop, type Command,
 } from './measure.js';
 import { pairedRatio, ratio, spread, table } from './stats.js';
 
 const READY_TIMEOUT_MS = 30000;
 const NODE_FLOOR: Command = [process.execPath, '-e', ''];
 
-type Timing = { ms: number } | { failed: string };
+/** Spawn to the first line, and the memory at that moment (KiB): resident, and its peak so far. */
+export type Timing = { ms: number; rssKiB: number; hwmKiB: number } | { failed: string };
 
 function lastLine(text: string): string {
   return text.trim().split('\n').at(-1)?.trim() ?? '';
 }
 
 /** Spawns `command`, waits for its first stdout line, stops it with SIGINT; the time is spawn to that line. */
-async function timeToFirstLine(command: Command): Promise<Timing> {
+export async function timeToFirstLine(command: Command): Promise<Timing> {
   const startedAt = nowMs();
   const child = start(command, ['ignore', 'pipe', 'pipe']);
   let stdout = '';
@@ -30,7 +31,8 @@ async function timeToFirstLine(command: Command): Promise<Timing> {
       stdout += chunk;
       if (stdout.includes('\n')) {
         clearTimeout(timer);
-        resolve({ ms: nowMs() - startedAt });
+        const ms = nowMs() - startedAt;
+        resolve({ ms, rssKiB: residentKiB(child.pid!), hwmKiB: peakRssKiB(child.pid!) });
       }
     });
     child.on('close', (code, signal) => {
@@ -42,7 +44,7 @@ async function timeToFirstLine(command: Command): Promise<Timing> {
   return timing;
 }
 
-async function timeToExit(command: Command): Promise<number> {
+export async function timeToExit(command: Command): Promise<number> {
   const startedAt = nowMs();
   const child = start(command, 'ignore');
   await exited(child);
@@ -107,12 +109,18 @@ export async function measureReady(tools: string[], rounds: number, progress: (t
   }));
 }
 
+/** The goal of time to ready, from the ratio (ours − floor) / C: met at ≤ 1, and said when ≤ 0.5. */
+export function readyGoal(paired: number): string {
+  if (!Number.isFinite(paired)) return '–';
+  return paired <= 0.5 ? 'met, ≤ 0.5×' : paired <= 1 ? 'met' : 'not met';
+}
+
 export function readyReport(results: ReadyResult[], rounds: number): string {
   const ms = (values: number[]): string => spread(values);
   const rows = results.map((r) => {
     const aboveFloor = r.ours.map((v, i) => v - r.floor[i]);
     const paired = r.ours.length && r.c.length ? pairedRatio(aboveFloor, r.c) : NaN;
-    const goal = Number.isFinite(paired) ? (paired <= 1 ? 'met' : 'not met') : '–';
+    const goal = readyGoal(paired);
     return [
       r.tool,
       ms(r.floor),

@@ -111,7 +111,7 @@ async function waitCaughtUp(pid: number): Promise<void> {
 /** Reported losses: ours say "N events lost" (biosnoop also "N requests not traced"), the C tools "Lost N events". */
 export const LOSS_LINE = /(\d+) events lost|Lost (\d+) events|(\d+) requests not traced/;
 
-async function runTraced(command: Command, isOurs: boolean, stormBin: string, kind: StormKind, outPath: string): Promise<Traced> {
+export async function runTraced(command: Command, isOurs: boolean, stormBin: string, kind: StormKind, outPath: string): Promise<Traced> {
   const outFd = openSync(outPath, 'w');
   const child = start(command, ['ignore', outFd, 'pipe']);
   closeSync(outFd);
