@@ -87,6 +87,8 @@ export const bpf = lazyFunctions(libbpf, {
 export const libcCalls = lazyFunctions(libc, {
   mmap: 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)',
   munmap: 'int munmap(void *addr, size_t length)',
+  madvise: 'int madvise(void *addr, size_t length, int advice)',
+  malloc_trim: 'int malloc_trim(size_t pad)',
   epoll_create1: 'int epoll_create1(int flags)',
   epoll_ctl: 'int epoll_ctl(int epfd, int op, int fd, void *event)',
   epoll_wait: 'int epoll_wait(int epfd, void *events, int maxevents, int timeout)',

@@ -53,10 +53,13 @@ export function loadWithPlans(
       const wanted = new Set(plan.programs);
       for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));
       const afterLoad = configure(obj, plan);
+      // libbpf parses a copy of the kernel's BTF while loading: ours need not be resident meanwhile
+      dropKernelBtfPages();
       obj.load();
       afterLoad?.();
       obj.attach();
       libbpfLog.note(`${tool}: using plan ${plan.name}`);
+      releaseLoadMemory();
       return { obj, plan };
     } catch (err) {
       obj.close();
@@ -90,6 +93,33 @@ export function skippedPlans(tool: string, plans: AttachPlan[]): Set<string> {
 }
 
 let kernelBtfData: Btf | undefined;
+/** Where kernelBtfData's bytes are mapped, if they are (else they were read onto the heap). */
+let kernelBtfMapping: { ptr: unknown; size: number } | undefined;
+const MADV_DONTNEED = 4;
+
+/**
+ * Gives the pages of our mapping of the kernel's BTF back (they are read
+ * again from the file if looked at again: the mapping and every view of it
+ * stay valid).
+ */
+function dropKernelBtfPages(): void {
+  if (kernelBtfMapping) libcCalls.madvise(kernelBtfMapping.ptr, kernelBtfMapping.size, MADV_DONTNEED);
+}
+
+/**
+ * Once loaded: our copy of the kernel's BTF is let go (read again if asked
+ * for), and the C heap hands back what libbpf freed (its own BTF copies:
+ * ~10 MiB that glibc would otherwise keep for the whole run).
+ */
+function releaseLoadMemory(): void {
+  dropKernelBtfPages();
+  if (!kernelBtfMapping) kernelBtfData = undefined;
+  try {
+    libcCalls.malloc_trim(0);
+  } catch {
+    // not glibc: nothing to trim
+  }
+}
 
 /**
  * The running kernel's BTF, read once for all the checks and look-ups of a
@@ -106,7 +136,7 @@ const MAP_FAILED = 0xffffffffffffffffn;
 
 /**
  * The kernel's BTF, mapped where the kernel allows it (6.16 and later: no
- * copy, kept for the whole run), else read (~10 ms for its 5 MB: sysfs hands
+ * copy; mapped for the whole run, its pages given back after load), else read (~10 ms for its 5 MB: sysfs hands
  * it over a page at a time).
  */
 function kernelBtfBytes(): Uint8Array {
@@ -114,7 +144,10 @@ function kernelBtfBytes(): Uint8Array {
   try {
     const size = fstatSync(fd).size;
     const mapped = libcCalls.mmap(null, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (mapped && koffi.address(mapped) !== MAP_FAILED) return new Uint8Array(koffi.view(mapped, size));
+    if (mapped && koffi.address(mapped) !== MAP_FAILED) {
+      kernelBtfMapping = { ptr: mapped, size };
+      return new Uint8Array(koffi.view(mapped, size));
+    }
     return readFileSync(fd);
   } finally {
     closeSync(fd);
