@@ -12,6 +12,9 @@ import { inspect } from 'node:util';
 import { toolOf } from '../common/commands.js';
 import { baseArgs, ROOT, runTool, TOOLS, usageError } from './helpers.js';
 
+// ~170 runs of the tools one after another: minutes on a loaded machine
+t.setTimeout(600_000);
+
 const FIXTURES = `${ROOT}test/fixtures/cli-output.json`;
 const UPDATE = process.env.UPDATE_CLI_FIXTURES === '1';
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
