@@ -2,7 +2,7 @@
 // that does direct I/O of known sizes with a known name, run on the disk
 // that holds /, and a reader of biolatency's histograms.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { cgroup2Root } from './helpers.js';
 
@@ -106,12 +106,17 @@ function majorMinor(dev: number): [number, number] {
   return [major, minor];
 }
 
-/** A scratch directory on the root filesystem and the disk it lives on (found through sysfs). */
+/**
+ * A scratch directory on a disk and that disk (found through sysfs): /var/tmp
+ * if it is on one (in scripts/vm-run's guests, / is 9p and /var/tmp the
+ * scratch disk), else the root filesystem.
+ */
 export function rootDisk(): RootDisk {
-  const rootDev = statSync('/').dev;
-  const parent = ['/var/tmp', '/root', '/'].find((d) => existsSync(d) && statSync(d).dev === rootDev)!;
+  const onDisk = (d: string): boolean => existsSync(d) && existsSync(`/sys/dev/block/${majorMinor(statSync(d).dev).join(':')}`);
+  const parent = ['/var/tmp', '/root', '/'].find(onDisk);
+  if (!parent) throw new Error('neither /var/tmp, /root nor / is on a block device: these tests need a disk');
   const dir = mkdtempSync(join(parent, 'ebpf-tools-bio-'));
-  const [major, minor] = majorMinor(rootDev);
+  const [major, minor] = majorMinor(statSync(parent).dev);
   const sysfs = realpathSync(`/sys/dev/block/${major}:${minor}`);
   if (existsSync(join(sysfs, 'partition'))) {
     return { dir, disk: basename(dirname(sysfs)), startSector: BigInt(readFileSync(join(sysfs, 'start'), 'utf8').trim()) };
@@ -213,4 +218,30 @@ export function parseHistograms(text: string): ParsedHistogram[] {
     }
   }
   return histograms;
+}
+
+export interface LoopDisk {
+  /** as the tools name it (loopN) */
+  disk: string;
+  remove(): void;
+}
+
+/**
+ * A whole disk other than the scratch disk: a loop device on a sparse file,
+ * made here rather than hoped for (a plain guest has no second disk).
+ */
+export function makeLoopDisk(): LoopDisk {
+  const file = join(mkdtempSync('/var/tmp/ebpf-tools-loop-'), 'disk');
+  writeFileSync(file, '');
+  truncateSync(file, 64 << 20);
+  const r = spawnSync('losetup', ['--find', '--show', file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`losetup --find --show ${file} failed: ${r.stderr.trim()}`);
+  const device = r.stdout.trim();
+  return {
+    disk: basename(device),
+    remove(): void {
+      spawnSync('losetup', ['-d', device]);
+      rmSync(dirname(file), { recursive: true, force: true });
+    },
+  };
 }

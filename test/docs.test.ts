@@ -51,3 +51,9 @@ for (const tool of tools) {
     t.equal(version.stdout.trim(), pkg.version, '--version prints the package version');
   });
 }
+
+t.test('the attach plan tables of README and man pages are scripts/plan-table.mjs\'s output for the committed matrix results', async (t) => {
+  const r = spawnSync(process.execPath, [`${ROOT}scripts/plan-table.mjs`, '--check'], { encoding: 'utf8' });
+  t.equal(r.stderr, '');
+  t.equal(r.status, 0);
+});

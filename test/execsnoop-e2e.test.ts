@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { left, right } from '../common/format.js';
 import {
-  referenceTool, runCommand, RunningTool, sleep, startAttached, startTool,
+  referenceTool, runCommand, RunningTool, sleep, startAttached, startTool, startVerboseAttached,
 } from './helpers.js';
 
 const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
@@ -97,8 +97,7 @@ t.test('-u traces only that user; -P only that parent; -n and -l filter by name 
 });
 
 t.test('--json gives one object per exec with the exact argument bytes', async (t) => {
-  const tool = startTool('execsnoop', ['--json']);
-  await sleep(1500); // no header in JSON mode: give it time to attach
+  const tool = await startVerboseAttached('execsnoop', ['--json']);
   const m = marker();
   const pid = echo([m, 'tab\there', 'nl\nhere']);
   const raw = await tool.waitForLine((l) => l.includes(m));
@@ -152,9 +151,10 @@ t.test('same execs as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) =
   const reference = referenceTool('execsnoop');
   if (!existsSync(reference)) throw new Error(`${reference} missing: install Debian's libbpf-tools`);
   if (!existsSync('/sys/kernel/tracing/events')) spawnSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing']);
-  const theirs = new RunningTool(reference, ['-x']);
+  // Line-buffered, the C tool prints its header once attached, as ours does.
+  const theirs = new RunningTool('/usr/bin/stdbuf', ['-oL', reference, '-x']);
   const ours = await trace(['-x']);
-  await sleep(1500); // the C tool prints its header only at exit (stdio buffer): give it time to attach
+  await theirs.waitForLine(/^PCOMM/);
   const tag = marker();
   for (let i = 0; i < 10; i++) echo([`${tag}-${i}`, 'x y', `${i}`]);
   spawnSync('/bin/bash', ['-c', `/nonexistent-${tag}`], { stdio: 'ignore' });

