@@ -62,7 +62,8 @@ const roff = (s) => s.replace(/\\/g, '\\\\').replace(/-/g, '\\-');
 
 function manSection(tool, page) {
   const mine = variants.filter((v) => toolOf(v) === tool);
-  const lines = ['.SH KERNELS', `${page === tool ? '' : `For \\fB${tool}\\fR: t`}${page === tool ? 'T' : ''}he attach plan taken (as \\fB\\-v\\fR says) on the kernels of the test matrix, as measured there by \\fBnpm test\\fR:'];
+  const intro = 'the attach plan taken (as \\fB\\-v\\fR says) on the kernels of the test matrix, as measured there by \\fBnpm test\\fR:';
+  const lines = ['.SH KERNELS', page === tool ? `T${intro.slice(1)}` : `For \\fB${tool}\\fR, ${intro}`];
   for (const k of kernels) {
     lines.push('.TP', roff(kernelName(k)), roff(mine.map((v) => (mine.length > 1 ? `${v}: ` : '') + chosen(v, k.series)).join('; ')));
   }
