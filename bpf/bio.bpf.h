@@ -53,6 +53,8 @@ const volatile bool origins_by_bio = false;
 /* Who created a request, and when. */
 struct request_origin {
 	__u64 created_ns;
+	/* cgroup v2 id of the issuing process (0 when not seen) */
+	__u64 cgroup_id;
 	__u32 pid;
 	char comm[TASK_COMM_LEN];
 };
@@ -78,6 +80,7 @@ static __always_inline int on_request_complete(struct request *rq);
 static __always_inline void current_origin(struct request_origin *origin)
 {
 	origin->created_ns = bpf_ktime_get_ns();
+	origin->cgroup_id = current_cgroup();
 	origin->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(origin->comm, sizeof(origin->comm));
 }

@@ -22,6 +22,8 @@ enum access_pattern {
 
 struct event {
 	__u64 ts_ns;
+	/* of the issuing process; 0 when the creation was not seen */
+	__u64 cgroup_id;
 	/* completion minus dispatch */
 	__u64 latency_ns;
 	/* dispatch minus creation; (__u64)-1 when the creation was not seen */
@@ -144,6 +146,7 @@ static __always_inline int on_request_complete(struct request *rq)
 	if (!e)
 		goto cleanup;
 	e->ts_ns = now;
+	e->cgroup_id = info->origin.cgroup_id;
 	e->latency_ns = now - info->issued_ns;
 	if (!info->origin.created_ns)
 		e->queued_ns = (__u64)-1;

@@ -6,7 +6,12 @@
  *  - `lost_events`: how many events could not be reserved because the ring
  *    buffer was full, read by user space so that no loss goes unreported;
  *  - the cgroup filters (-c PATH, --cgroupmap, --mntnsmap), switched on by
- *    const volatile flags so that the verifier prunes them when unused.
+ *    const volatile flags so that the verifier prunes them when unused;
+ *  - `cgroup_paths` (--print-cgroup): the names of each cgroup v2 cgroup an
+ *    event came from, read from its kernfs nodes when the cgroup is first
+ *    seen, in the kernel, so that a cgroup removed before user space reads
+ *    its events is still named (user space resolving ids at print time
+ *    could not).
  */
 #ifndef EBPF_TOOLS_COMMON_BPF_H
 #define EBPF_TOOLS_COMMON_BPF_H
@@ -82,6 +87,120 @@ static __always_inline bool task_selected(void)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * --print-cgroup. Each event carries the id of its cgroup (always: it is one
+ * helper call); with name_cgroups, the first event of a cgroup also puts its
+ * names, innermost first, each NUL-terminated, in cgroup_paths under that id,
+ * where user space looks an id up once. The table is an LRU: a host that
+ * makes more than its size of cgroups while tracing keeps the recent ones.
+ */
+#define CGROUP_NAME_BYTES 256	/* NAME_MAX + 1 */
+#define CGROUP_PATH_BYTES 1024	/* names kept per cgroup */
+#define MAX_CGROUP_DEPTH 32	/* levels below the root walked */
+
+/* How complete a struct cgroup_path is. */
+enum cgroup_path_status {
+	CGROUP_PATH_COMPLETE = 1,	/* every name up to the root of the hierarchy */
+	CGROUP_PATH_TRUNCATED = 2,	/* deeper or longer than kept: outer names missing */
+	CGROUP_PATH_UNKNOWN = 3,	/* a name could not be read */
+};
+
+struct cgroup_path {
+	/* bytes of names[] filled; in map memory, not a register (see opensnoop.bpf.c) */
+	__u32 end;
+	/* enum cgroup_path_status */
+	__u32 status;
+	/* a whole name fits past any offset up to CGROUP_PATH_BYTES */
+	char names[CGROUP_PATH_BYTES + CGROUP_NAME_BYTES];
+};
+
+/* Anchors struct cgroup_path in the object's BTF, where user space reads its layout. */
+struct cgroup_path *unused_cgroup_path __attribute__((unused));
+
+const volatile bool name_cgroups = false;
+
+/* One entry unless user space sizes it for --print-cgroup (common/cgroups.ts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct cgroup_path);
+	__uint(max_entries, 1);
+} cgroup_paths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct cgroup_path);
+	__uint(max_entries, 1);
+} cgroup_path_scratch SEC(".maps");
+
+/* Before 6.15 a kernfs node's parent was `parent` (now `__parent`, RCU-managed). */
+struct kernfs_node___parent {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+{
+	struct kernfs_node___parent *old = (void *)kn;
+
+	if (bpf_core_field_exists(old->parent))
+		return BPF_CORE_READ(old, parent);
+	return BPF_CORE_READ(kn, __parent);
+}
+
+/* Puts the names of the current task's cgroup (kernfs node `kn`, id `id`) in cgroup_paths. */
+static __always_inline void name_cgroup(struct kernfs_node *kn, __u64 id)
+{
+	__u32 zero = 0, offset;
+	struct cgroup_path *p = bpf_map_lookup_elem(&cgroup_path_scratch, &zero);
+	volatile __u32 *end;
+	struct kernfs_node *parent;
+	long length;
+	int depth;
+
+	if (!p)
+		return;
+	end = &p->end;
+	*end = 0;
+	p->status = CGROUP_PATH_TRUNCATED;
+	for (depth = 0; depth <= MAX_CGROUP_DEPTH; depth++) {
+		parent = kernfs_parent(kn);
+		if (!parent) {
+			/* kn is the root of the hierarchy, which has no name in a path */
+			p->status = CGROUP_PATH_COMPLETE;
+			break;
+		}
+		offset = *end;
+		if (depth == MAX_CGROUP_DEPTH || offset > CGROUP_PATH_BYTES)
+			break;
+		length = bpf_probe_read_kernel_str(&p->names[offset], CGROUP_NAME_BYTES, BPF_CORE_READ(kn, name));
+		if (length <= 0) {
+			p->status = CGROUP_PATH_UNKNOWN;
+			break;
+		}
+		*end = offset + length;
+		kn = parent;
+	}
+	bpf_map_update_elem(&cgroup_paths, &id, p, BPF_NOEXIST);
+}
+
+/* The cgroup v2 id of the current task; with name_cgroups, its names kept in cgroup_paths. */
+static __always_inline __u64 current_cgroup(void)
+{
+	struct task_struct *task;
+	struct kernfs_node *kn;
+	__u64 id = bpf_get_current_cgroup_id();
+
+	if (!name_cgroups || bpf_map_lookup_elem(&cgroup_paths, &id))
+		return id;
+	task = (struct task_struct *)bpf_get_current_task();
+	kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	/* the task moved between the two reads: its next event names the new cgroup */
+	if (kn && BPF_CORE_READ(kn, id) == id)
+		name_cgroup(kn, id);
+	return id;
 }
 
 #endif

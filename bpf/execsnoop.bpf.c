@@ -36,6 +36,7 @@ const volatile __u32 targ_ppid = 0;
 
 struct event {
 	__u64 ts_ns;
+	__u64 cgroup_id;
 	__u32 pid;
 	__u32 ppid;
 	__u32 uid;
@@ -94,6 +95,7 @@ static __always_inline struct event *start_event(struct task_struct *task, __s32
 	if (!e)
 		return NULL;
 	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = current_cgroup();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = ppid;
 	e->uid = uid;

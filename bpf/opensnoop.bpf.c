@@ -53,6 +53,7 @@ const volatile bool full_path = false;
 
 struct event {
 	__u64 ts_ns;
+	__u64 cgroup_id;
 	__u32 pid;
 	__u32 tid;
 	__u32 uid;
@@ -263,6 +264,7 @@ static __always_inline void report(long ret)
 	if (!r)
 		goto done;
 	r->event.ts_ns = bpf_ktime_get_ns();
+	r->event.cgroup_id = current_cgroup();
 	r->event.pid = id >> 32;
 	r->event.tid = tid;
 	r->event.uid = (__u32)bpf_get_current_uid_gid();

@@ -204,6 +204,12 @@ interface OptionKinds {
  * value given to a flag (--json=yes, -T=1, -T5, -x false) and an empty value.
  * Unknown options are passed on for yargs to name.
  */
+/**
+ * Options whose value is optional (getopt's "::"): given only attached, as
+ * --name=VALUE, and standing for the value here when given bare.
+ */
+export const OPTIONAL_VALUES: ReadonlyMap<string, string> = new Map([['print-cgroup', 'path']]);
+
 export function asGetopt(argv: string[], options: OptionKinds): string[] {
   const flags = new Set(options.boolean);
   const takesValue = new Set([...options.string, ...options.array]);
@@ -234,7 +240,10 @@ export function asGetopt(argv: string[], options: OptionKinds): string[] {
     } else if (token.startsWith('--')) {
       const eq = token.indexOf('=');
       const name = token.slice(2, eq < 0 ? undefined : eq);
-      if (flags.has(name)) {
+      const bare = OPTIONAL_VALUES.get(name);
+      if (bare !== undefined && takesValue.has(name)) {
+        out.push(...withValue(name, eq >= 0 ? token.slice(eq + 1) : bare));
+      } else if (flags.has(name)) {
         if (eq >= 0) throw new UsageError(`${option(name)} takes no value`);
         lastFlag = name;
         out.push(token);

@@ -1,8 +1,9 @@
 // The process selection filters every tool offers: -c/--cgroup PATH (a
-// cgroup v2 directory), and bcc's --cgroupmap/--mntnsmap (pinned hash maps
+// cgroup v2 directory, a path as --print-cgroup shows it, or a container id), and bcc's --cgroupmap/--mntnsmap (pinned hash maps
 // of cgroup ids / mount namespace ids, filled by the user).
 import { closeSync, openSync, statfsSync, statSync } from 'node:fs';
 import type { BpfObject } from './bpfobject.js';
+import { CONTAINER_ID_ARGUMENT, cgroup2Mount, findContainerCgroups } from './cgroups.js';
 import { invalidValue } from './errors.js';
 import { bpf, errnoText, koffi, lastErrno } from './native.js';
 
@@ -26,23 +27,43 @@ function inspect(path: string): { fsType: number; directory: boolean } | undefin
 }
 
 /**
+ * The cgroup v2 directory --cgroup names: a directory; else a path as the
+ * CGROUP column shows it (relative to the cgroup2 mount); else a container
+ * id (12 to 64 hex digits, as the CONTAINER column and docker ps show it)
+ * that exactly one cgroup directory's name carries.
+ */
+function cgroupDirectory(value: string): string {
+  let found = inspect(value);
+  let directory = value;
+  const mount = found?.directory ? undefined : cgroup2Mount();
+  if (mount !== undefined && value.startsWith('/')) {
+    const below = inspect(mount + value);
+    if (below?.directory) [found, directory] = [below, mount + value];
+  }
+  if (!found?.directory && mount !== undefined && CONTAINER_ID_ARGUMENT.test(value)) {
+    const matches = findContainerCgroups(mount, value);
+    if (matches.length > 1) throw invalidValue('--cgroup', value, `${matches.length} container cgroups have this id: give more of it`);
+    if (matches.length === 1) [found, directory] = [inspect(matches[0]), matches[0]];
+  }
+  if (!found?.directory) throw invalidValue('--cgroup', value, 'no such directory (nor a container id)');
+  if (found.fsType !== CGROUP2_SUPER_MAGIC) throw invalidValue('--cgroup', value, 'not a cgroup v2 directory');
+  return directory;
+}
+
+/**
  * The selection options as given, checked as far as can be without libbpf
  * (so that a mistake is reported before anything is loaded): the cgroup is
  * a cgroup v2 directory, the maps are files on a BPF file system.
  */
 export function selectionFromArgs(args: SelectionOptions): SelectionOptions {
-  if (args.cgroup !== undefined) {
-    const found = inspect(args.cgroup);
-    if (!found?.directory) throw invalidValue('--cgroup', args.cgroup, 'no such directory');
-    if (found.fsType !== CGROUP2_SUPER_MAGIC) throw invalidValue('--cgroup', args.cgroup, 'not a cgroup v2 directory');
-  }
+  const cgroup = args.cgroup === undefined ? undefined : cgroupDirectory(args.cgroup);
   for (const [option, path] of [['--cgroupmap', args.cgroupmap], ['--mntnsmap', args.mntnsmap]] as const) {
     if (path === undefined) continue;
     const found = inspect(path);
     if (!found) throw invalidValue(option, path, 'no such file');
     if (found.fsType !== BPF_FS_MAGIC || found.directory) throw invalidValue(option, path, 'not a pinned BPF map');
   }
-  return { cgroup: args.cgroup, cgroupmap: args.cgroupmap, mntnsmap: args.mntnsmap };
+  return { cgroup, cgroupmap: args.cgroupmap, mntnsmap: args.mntnsmap };
 }
 const MapInfo = koffi.struct('bpf_map_info_head', {
   type: 'uint32_t',
@@ -101,7 +122,7 @@ export function applySelection(obj: BpfObject, options: SelectionOptions): () =>
 
 /** yargs definitions of the selection options, shared by every tool. */
 export const selectionOptions = {
-  cgroup: { alias: 'c', type: 'string', requiresArg: true, description: 'trace processes in this cgroup v2 directory only' },
+  cgroup: { alias: 'c', type: 'string', requiresArg: true, description: 'trace processes in this cgroup v2 directory only (or cgroup path as CGROUP shows it, or container id)' },
   cgroupmap: { type: 'string', requiresArg: true, description: 'trace cgroups in this pinned BPF map only (as bcc)' },
   mntnsmap: { type: 'string', requiresArg: true, description: 'trace mount namespaces in this pinned BPF map only (as bcc)' },
 } as const;

@@ -31,7 +31,7 @@ function options(overrides: Partial<Options> = {}): Options {
 
 function event(overrides: Partial<BioEvent> = {}): BioEvent {
   return {
-    tsNs: 10_000_000_000 + 1_500_000_000, latencyNs: 123_456.7, queuedNs: 17_000, sector: 123456n, bytes: 65536,
+    tsNs: 10_000_000_000 + 1_500_000_000, cgroupId: 77, latencyNs: 123_456.7, queuedNs: 17_000, sector: 123456n, bytes: 65536,
     pid: 1234, comm: b('dd'), disk: 'vda', rwbs: 'WS', flags: 'Idle-Sync-Write', pattern: 'sequential',
     ...overrides,
   };
@@ -105,7 +105,7 @@ t.test('hostile command names are escaped, and cut before escaping', async (t) =
 
 t.test('JSON: every field, exact strings, null for what is unknown', async (t) => {
   const json = JSON.parse(renderJson(event({ comm: Uint8Array.from([0x64, 0xff]) }), 10_000_000_000));
-  t.same(Object.keys(json), ['time', 'ts', 'comm', 'pid', 'disk', 'rwbs', 'flags', 'sector', 'bytes', 'pattern', 'que_ms', 'lat_ms']);
+  t.same(Object.keys(json), ['time', 'ts', 'comm', 'pid', 'disk', 'rwbs', 'flags', 'sector', 'bytes', 'pattern', 'que_ms', 'lat_ms', 'cgroup_id']);
   t.match(json, {
     ts: 1.5, comm: 'd\udcff', pid: 1234, disk: 'vda', rwbs: 'WS', flags: 'Idle-Sync-Write', sector: 123456,
     bytes: 65536, pattern: 'sequential', que_ms: 0.017, lat_ms: 0.1234567,

@@ -9,7 +9,7 @@ const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s));
 
 function event(overrides: Partial<ExecEvent> = {}): ExecEvent {
   return {
-    tsNs: START_NS + 1_500_000_000,
+    tsNs: START_NS + 1_500_000_000, cgroupId: 77,
     pid: 4242, ppid: 1, uid: 1000, cpu: 1, retval: 0,
     comm: b('ls'), pcomm: b('bash'), args: [b('/usr/bin/ls'), b('-la')], truncated: false,
     ...overrides,
@@ -114,8 +114,9 @@ t.test('ARGS: quoting, escaping, truncation mark', async (t) => {
 t.test('JSON: every field, exact bytes', async (t) => {
   const line = renderJson(event({ args: [b('/bin/echo'), Uint8Array.from([0x61, 0xff])], truncated: true }));
   const parsed = JSON.parse(line);
-  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'ppid', 'uid', 'cpu', 'comm', 'pcomm', 'retval', 'args', 'args_truncated', 'interpreter']);
+  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'ppid', 'uid', 'cpu', 'comm', 'pcomm', 'retval', 'args', 'args_truncated', 'interpreter', 'cgroup_id']);
   t.equal(parsed.interpreter, null, 'a binary has no interpreter');
+  t.equal(parsed.cgroup_id, 77, 'the cgroup id is always there');
   t.equal(parsed.ts, 1.5);
   t.equal(parsed.pid, 4242);
   t.same(parsed.args, ['/bin/echo', 'a\udcff']);

@@ -14,7 +14,7 @@ type Fields = Parameters<typeof eventOf>[0];
 
 function event(overrides: Partial<Fields> = {}) {
   return eventOf({
-    tsNs: START_NS + 1_500_000_000,
+    tsNs: START_NS + 1_500_000_000, cgroupId: 77,
     pid: 4242, tid: 4243, uid: 1000, ret: 3, flags: 0o2000000, mode: 0, dirStatus: DirStatus.None,
     comm: b('cat'), path: b('/etc/passwd'),
     ...overrides,
@@ -255,7 +255,7 @@ t.test('errno names', async (t) => {
 
 t.test('JSON: every field, exact bytes', async (t) => {
   const parsed = renderJson({ ret: -13, flags: 0o101, mode: 0o644, comm: b('a"b'), path: Uint8Array.from([0x2f, 0x61, 0xff]) });
-  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'tid', 'uid', 'comm', 'fd', 'err', 'errno', 'flags', 'mode', 'path']);
+  t.same(Object.keys(parsed), ['time', 'ts', 'pid', 'tid', 'uid', 'comm', 'fd', 'err', 'errno', 'flags', 'mode', 'path', 'cgroup_id']);
   t.equal(parsed.ts, 1.5);
   t.same([parsed.pid, parsed.tid, parsed.uid, parsed.fd, parsed.err, parsed.errno], [4242, 4243, 1000, -1, 13, 'EACCES']);
   t.same([parsed.flags, parsed.mode], [0o101, 0o644]);

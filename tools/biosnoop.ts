@@ -9,6 +9,7 @@ import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
 import { invalidValue } from '../common/errors.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
+import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
@@ -19,7 +20,7 @@ import { loadWithPlans } from '../common/plan.js';
 const USAGE = `Trace block I/O
 
 USAGE: biosnoop [-h] [-Q] [-d DISK] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH] [-m MIN] [-t] [-P]
-                [-v] [--json] [duration]`;
+                [--print-cgroup[=container]] [-v] [--json] [duration]`;
 
 const EXAMPLES = `    biosnoop              # trace all block I/O
     biosnoop -Q           # include OS queued time
@@ -29,6 +30,7 @@ const EXAMPLES = `    biosnoop              # trace all block I/O
     biosnoop -c CG        # trace I/O issued by processes in cgroup v2 directory CG
     biosnoop -m 1         # trace I/O slower than 1 ms
     biosnoop -P           # display block I/O pattern (sequential or random)
+    biosnoop --print-cgroup  # include the issuing process's cgroup v2 path (CGROUP)
     biosnoop --json       # one JSON object per I/O`;
 
 /** setTimeout's limit (2^31 - 1 ms), so that the duration never ends early. */
@@ -48,6 +50,7 @@ export interface Options extends SelectionOptions {
   minMs: number;
   timestamp: boolean;
   pattern: boolean;
+  printCgroup?: CgroupMode;
   verbose: boolean;
   json: boolean;
 }
@@ -70,6 +73,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       queued: { alias: 'Q', type: 'boolean', default: false, description: 'include OS queued time (QUE column)' },
       disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only' },
       ...selectionOptions,
+      ...printCgroupOption,
       min: { alias: 'm', type: 'string', requiresArg: true, description: 'minimum latency to trace, in ms (fractions allowed)' },
       timestamp: { alias: 't', type: 'boolean', default: false, description: 'include wall-clock timestamp (TIMESTAMP column) instead of TIME(s)' },
       pattern: { alias: 'P', type: 'boolean', default: false, description: 'display block I/O pattern (sequential or random)' },
@@ -85,6 +89,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
     timestamp: args.timestamp,
     pattern: args.pattern,
     ...selectionFromArgs(args),
+    printCgroup: cgroupModeFromArgs(args.printCgroup),
     verbose: args.verbose,
     json: args.json,
   };
@@ -97,7 +102,7 @@ export function kernelConfig(options: Options): Record<string, number | bigint |
 
 export function eventDecoder(layout: StructLayout) {
   return structDecoder(layout, {
-    ts_ns: 'u64', latency_ns: 'u64', queued_ns: 'u64', sector: 'u64', bytes: 'u32', pid: 'u32',
+    ts_ns: 'u64', cgroup_id: 'u64', latency_ns: 'u64', queued_ns: 'u64', sector: 'u64', bytes: 'u32', pid: 'u32',
     cmd_flags: 'u32', dev: 'u32', pattern: 'u32', comm: 'chars',
   });
 }
@@ -108,6 +113,8 @@ const PATTERN_LETTERS: Record<Pattern, string> = { unknown: '?', sequential: 'S'
 
 export interface BioEvent {
   tsNs: number;
+  /** of the issuing process; 0 when the request's creation was not seen */
+  cgroupId: number;
   latencyNs: number;
   /** undefined when the request's creation was not seen */
   queuedNs?: number;
@@ -133,6 +140,7 @@ export function decodeEvent(
   const e = decoder.decode(view, offset);
   return {
     tsNs: e.ts_ns,
+    cgroupId: e.cgroup_id,
     latencyNs: e.latency_ns,
     queuedNs: e.queued_ns >= QUEUED_UNKNOWN ? undefined : e.queued_ns,
     // exact: a flush's (sector_t)-1 is beyond a double's integers
@@ -152,7 +160,9 @@ export function header(options: Options): string {
   text += `${left('COMM', 14)} ${left('PID', 7)} ${left('DISK', 7)} ${left('T', 4)} ${left('SECTOR', 10)} ${left('BYTES', 7)} `;
   if (options.pattern) text += `${left('P', 1)} `;
   if (options.queued) text += `${right('QUE(ms)', 7)} `;
-  return text + right('LAT(ms)', 7);
+  text += right('LAT(ms)', 7);
+  // no free-text column to keep last: the cgroup goes at the end
+  return options.printCgroup ? `${text} ${cgroupHeader(options.printCgroup).trimEnd()}` : text;
 }
 
 /** HH:MM:SS.mmm of a monotonic stamp, libbpf-tools' -t. */
@@ -169,8 +179,8 @@ export function sectorText(sector: bigint): string {
 /** libbpf-tools' COMM column shows 14 bytes of the name (%-14.14s). */
 const COMM_WIDTH = 14;
 
-/** One line; `firstTsNs` is the stamp of the first event printed, TIME(s) zero. */
-export function renderLine(event: BioEvent, options: Options, firstTsNs: number): string {
+/** One line; `firstTsNs` is the stamp of the first event printed, TIME(s) zero; `cgroup` for --print-cgroup. */
+export function renderLine(event: BioEvent, options: Options, firstTsNs: number, cgroup?: Cgroup): string {
   let text = options.timestamp
     ? `${left(timestampText(event.tsNs), 12)} `
     : `${fixedLeft((event.tsNs - firstTsNs) / 1e9, 11, 6)} `;
@@ -178,11 +188,13 @@ export function renderLine(event: BioEvent, options: Options, firstTsNs: number)
   text += `${left(event.disk, 7)} ${left(event.rwbs, 4)} ${left(sectorText(event.sector), 10)} ${left(event.bytes, 7)} `;
   if (options.pattern) text += `${left(PATTERN_LETTERS[event.pattern], 1)} `;
   if (options.queued) text += `${fixedRight(event.queuedNs === undefined ? -1 : event.queuedNs / 1e6, 7, 3)} `;
-  return text + fixedRight(event.latencyNs / 1e6, 7, 3);
+  text += fixedRight(event.latencyNs / 1e6, 7, 3);
+  return cgroup ? `${text} ${cgroup.column.trimEnd()}` : text;
 }
 
-export function renderJson(event: BioEvent, firstTsNs: number): string {
-  return terminalSafeJson({
+/** One --json line; "cgroup" is there with --print-cgroup (its cgroup given). */
+export function renderJson(event: BioEvent, firstTsNs: number, cgroup?: Cgroup): string {
+  const object = terminalSafeJson({
     time: wallClock(event.tsNs).toISOString(),
     ts: Number(((event.tsNs - firstTsNs) / 1e9).toFixed(6)),
     comm: losslessString(event.comm),
@@ -196,6 +208,7 @@ export function renderJson(event: BioEvent, firstTsNs: number): string {
     que_ms: event.queuedNs === undefined ? null : event.queuedNs / 1e6,
     lat_ms: event.latencyNs / 1e6,
   });
+  return `${object.slice(0, -1)}${cgroup?.json ?? cgroupIdJson(event.cgroupId)}}`;
 }
 
 export function main(argv: string[]): void {
@@ -208,6 +221,7 @@ export function main(argv: string[]): void {
     o.setConfig(kernelConfig(options));
     configureBlockPlan(o, plan);
     stream = new EventStream(o);
+    configureCgroupNames(o, options.printCgroup);
     return applySelection(o, options);
   });
   lifetime.onEnd(() => obj.close());
@@ -222,11 +236,13 @@ export function main(argv: string[]): void {
   // kernel's request flags take milliseconds to read, and the events made
   // meanwhile wait in the ring buffer for the names.
   const context: Context = { disks: new DiskNames(), flags: RequestFlags.fromKernel() };
+  const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
   let firstTsNs: number | undefined;
   const onEvent = (view: DataView, offset: number): void => {
     const event = decodeEvent(decoder, view, offset, context);
     firstTsNs ??= event.tsNs;
-    out.line(options.json ? renderJson(event, firstTsNs) : renderLine(event, options, firstTsNs));
+    const cgroup = cgroups ? cgroups.of(event.cgroupId) : undefined;
+    out.line(options.json ? renderJson(event, firstTsNs, cgroup) : renderLine(event, options, firstTsNs, cgroup));
   };
   events.start(onEvent, () => out.flush());
   setInterval(() => untracked.report(), 1000);

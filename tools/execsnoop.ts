@@ -5,6 +5,7 @@ import { commandLine, integerOption, Lifetime, parseCommandLine, regexOption } f
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
+import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { EventStream } from '../common/events.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, left, right } from '../common/format.js';
@@ -17,7 +18,7 @@ const USAGE = `Trace exec() syscalls
 
 USAGE: execsnoop [-h] [-T] [-t] [-x] [-u USER] [-q] [-n NAME] [-l LINE] [-U] [-C] [-M]
                  [-P PPID] [--max-args MAX_ARGS] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH]
-                 [-v] [--json]`;
+                 [--print-cgroup[=container]] [-v] [--json]`;
 
 const EXAMPLES = `    execsnoop                      # trace all exec() syscalls
     execsnoop -x                   # include failed exec()s
@@ -35,6 +36,8 @@ const EXAMPLES = `    execsnoop                      # trace all exec() syscalls
     execsnoop -c CG                # only trace processes in cgroup v2 directory CG
     execsnoop --cgroupmap mappath  # only trace cgroups in this BPF map
     execsnoop --mntnsmap mappath   # only trace mount namespaces in the map
+    execsnoop --print-cgroup       # include the cgroup v2 path (CGROUP)
+    execsnoop --print-cgroup=container  # include the container id (CONTAINER)
     execsnoop --json | jq .        # one JSON object per exec`;
 
 export const MAX_ARGS_LIMIT = 4096;
@@ -52,6 +55,7 @@ export interface Options extends SelectionOptions {
   printPcomm: boolean;
   ppid?: number;
   maxArgs: number;
+  printCgroup?: CgroupMode;
   verbose: boolean;
   json: boolean;
 }
@@ -72,6 +76,7 @@ export function parseOptions(argv: string[]): Options {
       ppid: { alias: 'P', type: 'string', requiresArg: true, description: 'trace this parent PID only' },
       'max-args': { type: 'string', default: '20', requiresArg: true, description: 'maximum number of arguments parsed and displayed' },
       ...selectionOptions,
+      ...printCgroupOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
     }), argv);
@@ -89,6 +94,7 @@ export function parseOptions(argv: string[]): Options {
     ppid: args.ppid === undefined ? undefined : integerOption('--ppid', args.ppid, 1, 0x7fffffff),
     maxArgs: integerOption('--max-args', args.maxArgs, 1, MAX_ARGS_LIMIT),
     ...selectionFromArgs(args),
+    printCgroup: cgroupModeFromArgs(args.printCgroup),
     verbose: args.verbose,
     json: args.json,
   };
@@ -107,13 +113,14 @@ const ARGC_UNKNOWN = 0xffffffff;
 
 export function eventDecoder(layout: StructLayout) {
   return structDecoder(layout, {
-    ts_ns: 'u64', pid: 'u32', ppid: 'u32', uid: 'u32', cpu: 'u32', retval: 's32',
+    ts_ns: 'u64', cgroup_id: 'u64', pid: 'u32', ppid: 'u32', uid: 'u32', cpu: 'u32', retval: 's32',
     args_size: 'u32', args_truncated: 'u32', interpreted: 'u32', argc: 'u32', caller_argc: 'u32', comm: 'chars', pcomm: 'chars', filename: 'chars', args: 'chars',
   });
 }
 
 export interface ExecEvent {
   tsNs: number;
+  cgroupId: number;
   pid: number;
   ppid: number;
   uid: number;
@@ -202,7 +209,7 @@ export function decodeEvent(
     callerArgc: e.caller_argc === ARGC_UNKNOWN ? undefined : e.caller_argc,
   }, maxArgs);
   return {
-    tsNs: e.ts_ns, pid: e.pid, ppid: e.ppid, uid: e.uid, cpu: e.cpu, retval: e.retval,
+    tsNs: e.ts_ns, cgroupId: e.cgroup_id, pid: e.pid, ppid: e.ppid, uid: e.uid, cpu: e.cpu, retval: e.retval,
     comm: e.comm, pcomm: e.pcomm, args: args.map((a) => a.slice()), truncated,
     ...(interpreter ? { interpreter: interpreter.map((a) => a.slice()) } : {}),
   };
@@ -217,7 +224,9 @@ export function header(options: Options): string {
   if (options.printPcomm) text += `${left('PPCOMM', 16)} `;
   text += `${left('PPID', 6)} `;
   if (options.printCpu) text += `${left('CPU', 4)} `;
-  return `${text}${right('RET', 3)} ARGS`;
+  text += `${right('RET', 3)} `;
+  if (options.printCgroup) text += cgroupHeader(options.printCgroup);
+  return `${text}ARGS`;
 }
 
 function quoteArg(text: string): string {
@@ -231,8 +240,8 @@ export function argsText(event: ExecEvent, quote: boolean): string {
   return shown.join(' ');
 }
 
-/** One output line; a failed exec's RET is painted as an error. */
-export function renderLine(event: ExecEvent, options: Options, paint: Paint = plain): string {
+/** One output line (with the event's cgroup for --print-cgroup); a failed exec's RET is painted as an error. */
+export function renderLine(event: ExecEvent, options: Options, paint: Paint = plain, cgroup?: Cgroup): string {
   let text = '';
   if (options.time) text += `${left(hhmmss(wallClock(event.tsNs)), 8)} `;
   if (options.timestamp) text += `${fixedLeft(secondsSinceStart(event.tsNs), 8, 3)} `;
@@ -242,11 +251,12 @@ export function renderLine(event: ExecEvent, options: Options, paint: Paint = pl
   text += `${left(event.ppid, 6)} `;
   if (options.printCpu) text += `${left(event.cpu, 4)} `;
   const ret = right(event.retval, 3);
-  return `${text}${event.retval === 0 ? ret : paint.error(ret)} ${argsText(event, options.quote)}`;
+  return `${text}${event.retval === 0 ? ret : paint.error(ret)} ${cgroup?.column ?? ''}${argsText(event, options.quote)}`;
 }
 
-export function renderJson(event: ExecEvent): string {
-  return terminalSafeJson({
+/** One --json line; "cgroup" is there with --print-cgroup (its cgroup given). */
+export function renderJson(event: ExecEvent, cgroup?: Cgroup): string {
+  const object = terminalSafeJson({
     time: wallClock(event.tsNs).toISOString(),
     ts: Number(secondsSinceStart(event.tsNs).toFixed(6)),
     pid: event.pid,
@@ -260,6 +270,7 @@ export function renderJson(event: ExecEvent): string {
     args_truncated: event.truncated,
     interpreter: event.interpreter?.map(losslessString) ?? null,
   });
+  return `${object.slice(0, -1)}${cgroup?.json ?? cgroupIdJson(event.cgroupId)}}`;
 }
 
 /** The user-space filters (-n, -l), which need the whole event. */
@@ -278,6 +289,7 @@ export function main(argv: string[]): void {
   obj.setConfig(kernelConfig(options));
   for (const program of FAILURE_PROGRAMS) obj.setAutoload(program, options.fails);
   const afterLoad = applySelection(obj, options);
+  configureCgroupNames(obj, options.printCgroup);
   const stream = new EventStream(obj);
   obj.load();
   afterLoad();
@@ -286,10 +298,12 @@ export function main(argv: string[]): void {
   const out = new Output();
   const paint = stdoutPaint(!options.json);
   const decoder = eventDecoder(obj.struct('event'));
+  const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
   const onEvent = (view: DataView, offset: number): void => {
     const event = decodeEvent(decoder, view, offset, options.maxArgs);
     if (!selected(event, options)) return;
-    out.line(options.json ? renderJson(event) : renderLine(event, options, paint));
+    const cgroup = cgroups ? cgroups.of(event.cgroupId) : undefined;
+    out.line(options.json ? renderJson(event, cgroup) : renderLine(event, options, paint, cgroup));
   };
   if (!options.json) out.line(paint.header(header(options)));
   out.flush();

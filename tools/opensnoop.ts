@@ -7,6 +7,7 @@ import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { invalidValue } from '../common/errors.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
+import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { left, right } from '../common/format.js';
@@ -22,7 +23,7 @@ const USAGE = `Trace open family syscalls: open(), openat(), openat2()
 
 USAGE: opensnoop [-h] [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION] [-n NAME]
                  [-e] [-E] [-f FLAG] [-F] [-b BUFFER_PAGES] [-c CG] [--cgroupmap PATH]
-                 [--mntnsmap PATH] [-v] [--json]`;
+                 [--mntnsmap PATH] [--print-cgroup[=container]] [-v] [--json]`;
 
 const EXAMPLES = `    opensnoop                        # trace all open() syscalls
     opensnoop -T                     # include timestamps
@@ -41,6 +42,8 @@ const EXAMPLES = `    opensnoop                        # trace all open() syscal
     opensnoop -c CG                  # only trace processes in cgroup v2 directory CG
     opensnoop --cgroupmap mappath    # only trace cgroups in this BPF map
     opensnoop --mntnsmap mappath     # only trace mount namespaces in the map
+    opensnoop --print-cgroup         # include the cgroup v2 path (CGROUP)
+    opensnoop --print-cgroup=container  # include the container id (CONTAINER)
     opensnoop --json | jq .          # one JSON object per open`;
 
 const TASK_COMM_BYTES = 16;
@@ -63,6 +66,7 @@ export interface Options extends SelectionOptions {
   fullPath: boolean;
   /** -b: ring buffer pages; the runtime's default size (4 MiB) when not given */
   bufferPages?: number;
+  printCgroup?: CgroupMode;
   verbose: boolean;
   json: boolean;
 }
@@ -138,6 +142,7 @@ export function parseOptions(argv: string[]): Options {
       'full-path': { alias: 'F', type: 'boolean', default: false, description: 'show full path for an open file with relative path' },
       'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: ${DEFAULT_RING_BYTES >> 20} MiB)` },
       ...selectionOptions,
+      ...printCgroupOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
     }), argv), 'flag');
@@ -166,6 +171,7 @@ export function parseOptions(argv: string[]): Options {
       ? undefined
       : integerOption('--buffer-pages', args.bufferPages, 1, MAX_RING_BYTES / PAGE_SIZE),
     ...selectionFromArgs(args),
+    printCgroup: cgroupModeFromArgs(args.printCgroup),
     verbose: args.verbose,
     json: args.json,
   };
@@ -226,6 +232,7 @@ export enum DirStatus { None = 0, Complete = 1, Truncated = 2, Unknown = 3 }
  */
 export interface OpenEvent {
   tsNs: number;
+  cgroupId: number;
   pid: number;
   tid: number;
   uid: number;
@@ -246,7 +253,7 @@ export interface OpenEvent {
 
 export function eventDecoder(layout: StructLayout) {
   return structDecoder(layout, {
-    ts_ns: 'u64', pid: 'u32', tid: 'u32', uid: 'u32', ret: 's32', flags: 'u32', mode: 'u32',
+    ts_ns: 'u64', cgroup_id: 'u64', pid: 'u32', tid: 'u32', uid: 'u32', ret: 's32', flags: 'u32', mode: 'u32',
     path_size: 'u16', dir_size: 'u16', dir_status: 'u8', comm: 'chars',
   });
 }
@@ -261,7 +268,7 @@ function stringEnd(bytes: Uint8Array, start: number, limit: number): number {
 /** A new event to decode into. */
 export function emptyEvent(): OpenEvent {
   return {
-    tsNs: 0, pid: 0, tid: 0, uid: 0, ret: 0, flags: 0, mode: 0, dirStatus: DirStatus.None,
+    tsNs: 0, cgroupId: 0, pid: 0, tid: 0, uid: 0, ret: 0, flags: 0, mode: 0, dirStatus: DirStatus.None,
     bytes: Buffer.alloc(0), commStart: 0, commEnd: 0, pathStart: 0, pathEnd: 0, dirsStart: 0, dirsEnd: 0,
   };
 }
@@ -292,6 +299,7 @@ export function decodeInto(
   }
   const at = decoder.offsets;
   event.tsNs = view.getUint32(offset + at.ts_ns, true) + view.getUint32(offset + at.ts_ns + 4, true) * 2 ** 32;
+  event.cgroupId = view.getUint32(offset + at.cgroup_id, true) + view.getUint32(offset + at.cgroup_id + 4, true) * 2 ** 32;
   event.pid = view.getUint32(offset + at.pid, true);
   event.tid = view.getUint32(offset + at.tid, true);
   event.uid = view.getUint32(offset + at.uid, true);
@@ -396,6 +404,7 @@ export function header(options: Options): string {
   text += `${left('PID', 6)} ${left('COMM', 16)} ${right('FD', 3)} `;
   text += options.errnoNames ? `${left('ERR', ERRNO_NAME_WIDTH)} ` : `${right('ERR', 3)} `;
   if (options.extended) text += `${left('FLAGS', 8)} ${left('MODE', 5)} `;
+  if (options.printCgroup) text += cgroupHeader(options.printCgroup);
   return `${text}PATH`;
 }
 
@@ -431,8 +440,11 @@ export class LineRenderer {
   private readonly flagTexts = new Map<number, string>();
   private readonly fullPaths = new FullPaths(terminalText);
 
-  /** A failed open's ERR is painted as an error. */
-  constructor(private readonly options: Options, private readonly paint: Paint = plain) {}
+  /** A failed open's ERR is painted as an error; `cgroups` names them for --print-cgroup. */
+  constructor(
+    private readonly options: Options, private readonly paint: Paint = plain,
+    private readonly cgroups?: { of(id: number): Cgroup },
+  ) {}
 
   private time(tsNs: number): string {
     const ms = Math.floor(tsNs / 1e6);
@@ -494,6 +506,7 @@ export class LineRenderer {
     text += this.processColumns(e);
     text += this.resultColumns(e.ret);
     if (o.extended) text += this.flagColumns(e.flags, e.mode);
+    if (this.cgroups) text += this.cgroups.of(e.cgroupId).column;
     return text + (o.fullPath ? this.fullPaths.of(e) : terminalText(e.bytes, e.pathStart, e.pathEnd));
   }
 }
@@ -508,7 +521,8 @@ export class JsonRenderer {
   private timeText = '';
   private readonly fullPaths = new FullPaths(losslessText);
 
-  constructor(private readonly options: Options) {}
+  /** `cgroups` names them for --print-cgroup. */
+  constructor(private readonly options: Options, private readonly cgroups?: { of(id: number): Cgroup }) {}
 
   line(e: OpenEvent): string {
     const ms = Math.floor(e.tsNs / 1e6);
@@ -520,10 +534,11 @@ export class JsonRenderer {
     const name = err === 0 ? undefined : errnoName(err);
     const mode = modeText(e.flags, e.mode) === 'n/a' ? null : e.mode;
     const full = this.options.fullPath ? `,"full_path":${terminalSafeJson(this.fullPaths.of(e))}` : '';
+    const cgroup = this.cgroups ? this.cgroups.of(e.cgroupId).json : cgroupIdJson(e.cgroupId);
     return `{"time":"${this.timeText}","ts":${Math.round(secondsSinceStart(e.tsNs) * 1e6) / 1e6},` +
       `"pid":${e.pid},"tid":${e.tid},"uid":${e.uid},"comm":${jsonText(e.bytes, e.commStart, e.commEnd)},` +
       `"fd":${e.ret >= 0 ? e.ret : -1},"err":${err},"errno":${name === undefined ? null : `"${name}"`},` +
-      `"flags":${e.flags},"mode":${mode},"path":${jsonText(e.bytes, e.pathStart, e.pathEnd)}${full}}`;
+      `"flags":${e.flags},"mode":${mode},"path":${jsonText(e.bytes, e.pathStart, e.pathEnd)}${full}${cgroup}}`;
   }
 }
 
@@ -537,6 +552,7 @@ export function main(argv: string[]): void {
   const { obj } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
     candidate.setConfig(kernelConfig(options));
     stream = new EventStream(candidate, ringBytes(options));
+    configureCgroupNames(candidate, options.printCgroup);
     return applySelection(candidate, options);
   });
   const events = stream;
@@ -547,7 +563,8 @@ export function main(argv: string[]): void {
   const decoder = eventDecoder(obj.struct('event'));
   const event = emptyEvent();
   const paint = stdoutPaint(!options.json);
-  const renderer = options.json ? new JsonRenderer(options) : new LineRenderer(options, paint);
+  const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
+  const renderer = options.json ? new JsonRenderer(options, cgroups || undefined) : new LineRenderer(options, paint, cgroups || undefined);
   const onEvent = (view: DataView, offset: number, length: number): void => {
     decodeInto(event, decoder, view, offset, length);
     out.line(renderer.line(event));
