@@ -1,0 +1,143 @@
+// --print-cgroup and --cgroup against the real kernel: processes moved into
+// cgroups this test makes (nested, hostile names, a container-shaped one,
+// one that lives under 50 ms) and the exact column and JSON they get.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { left, right } from '../common/format.js';
+import { cgroup2Root, startAttached, startTool, type RunningTool } from './helpers.js';
+
+const ROOT = Buffer.from(cgroup2Root());
+const BASE = `/ebpf-tools-cg-${process.pid}`;
+const CONTAINER = `${process.pid.toString(16).padStart(8, '0')}${'0123456789abcdef'.repeat(4).slice(8)}`;
+const dir = (path: Buffer | string): Buffer => Buffer.concat([ROOT, Buffer.from(path)]);
+const NESTED = `${BASE}/one/two/three`;
+const HOSTILE = Buffer.concat([Buffer.from(`${BASE}/ev\x1b[31mil`), Buffer.from([0xff]), Buffer.from('x')]);
+const DOCKER = `${BASE}/docker-${CONTAINER}.scope`;
+const made: Buffer[] = [];
+
+function makeCgroup(path: Buffer | string): void {
+  mkdirSync(dir(path));
+  made.unshift(dir(path));
+}
+
+t.before(() => {
+  for (const path of [BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER]) makeCgroup(path);
+});
+t.teardown(() => {
+  for (const path of made) rmdirSync(path);
+});
+
+let counter = 0;
+const marker = (): string => `/cg${process.pid}x${++counter}`;
+
+/**
+ * Runs `file args` in the cgroup at `path` (relative to the cgroup2 mount):
+ * a shell waits until its pid is written to cgroup.procs, then execs it.
+ * Resolves with the pid once it has exited.
+ */
+function runIn(path: Buffer | string, file: string, args: string[]): Promise<number> {
+  const child = spawn('/bin/sh', ['-c', 'read go; exec "$0" "$@"', file, ...args], { stdio: ['pipe', 'ignore', 'ignore'] });
+  writeFileSync(Buffer.concat([dir(path), Buffer.from('/cgroup.procs')]), String(child.pid));
+  child.stdin!.end('go\n');
+  return new Promise((resolve) => child.on('close', () => resolve(child.pid!)));
+}
+
+const EXEC_HEADER = /^PCOMM\s+PID\s+PPID\s+RET (CGROUP|CONTAINER)\s+ARGS$/;
+const OPEN_HEADER = /^PID\s+COMM\s+FD\s+ERR (CGROUP|CONTAINER)\s+PATH$/;
+const execLine = (comm: string, pid: number, column: string, args: string): string =>
+  `${left(comm, 16)} ${left(pid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${left(column, 32)} ${args}`;
+
+async function stopped(t: { equal(a: unknown, b: unknown): void }, tool: RunningTool): Promise<void> {
+  const done = await tool.stop();
+  t.equal(done.code, 0);
+  t.equal(done.stderr, '');
+}
+
+t.test('execsnoop --print-cgroup: the path three deep and a hostile name, escaped in the column', async (t) => {
+  const tool = await startAttached('execsnoop', ['--print-cgroup'], EXEC_HEADER);
+  const m1 = marker();
+  const nested = await runIn(NESTED, '/bin/echo', [m1]);
+  const m2 = marker();
+  const hostile = await runIn(HOSTILE, '/bin/echo', [m2]);
+  t.equal(await tool.waitForLine((l) => l.startsWith('echo') && l.includes(m1)), execLine('echo', nested, NESTED, `/bin/echo ${m1}`));
+  t.equal(await tool.waitForLine((l) => l.startsWith('echo') && l.includes(m2)),
+    execLine('echo', hostile, `${BASE}/ev\\x1b[31mil\\xffx`, `/bin/echo ${m2}`));
+  await stopped(t, tool);
+});
+
+/** Starts a --json tool; ready once an exec (execsnoop) or open (opensnoop) of a probe shows. */
+async function startJson(tool: 'execsnoop' | 'opensnoop', args: string[]): Promise<RunningTool> {
+  const running = startTool(tool, ['--json', ...args]);
+  const probe = marker();
+  for (let seen = false; !seen;) {
+    await runIn('', tool === 'execsnoop' ? '/bin/echo' : '/bin/cat', [probe]);
+    seen = await running.waitForLine((l) => l.includes(probe), 200).then(() => true, () => running.proc.exitCode !== null);
+  }
+  return running;
+}
+
+const json = (tool: RunningTool, m: string, comm: string): Promise<Record<string, unknown>> =>
+  tool.waitForLine((l) => l.includes(m) && l.includes(`"comm":"${comm}"`)).then((l) => JSON.parse(l) as Record<string, unknown>);
+
+t.test('--json: cgroup_id always (the directory inode), cgroup exact with --print-cgroup', async (t) => {
+  const ids = await startJson('execsnoop', []);
+  const named = await startJson('execsnoop', ['--print-cgroup']);
+  const opens = await startJson('opensnoop', ['--print-cgroup']);
+  const m1 = marker();
+  await runIn(NESTED, '/bin/cat', [m1]);
+  const m2 = marker();
+  await runIn(HOSTILE, '/bin/cat', [m2]);
+  const nestedId = statSync(dir(NESTED)).ino;
+  const hostileId = statSync(dir(HOSTILE)).ino;
+  const plain = await json(ids, m1, 'cat');
+  t.equal(plain.cgroup_id, nestedId);
+  t.notOk('cgroup' in plain, 'no path without --print-cgroup');
+  t.same([(await json(named, m1, 'cat')).cgroup, (await json(named, m1, 'cat')).cgroup_id], [NESTED, nestedId]);
+  const hostile = await json(named, m2, 'cat');
+  t.same([hostile.cgroup, hostile.cgroup_id], [`${BASE}/ev\x1b[31mil\udcffx`, hostileId], 'exact bytes: \\xff as \\udcff');
+  const opened = await json(opens, m2, 'cat');
+  t.same([opened.path, opened.cgroup, opened.cgroup_id], [m2, `${BASE}/ev\x1b[31mil\udcffx`, hostileId]);
+  for (const tool of [ids, named, opens]) t.equal((await tool.stop()).code, 0);
+});
+
+t.test('a cgroup made, used for one exec and one open, and removed within 50 ms keeps its path', async (t) => {
+  const execs = await startAttached('execsnoop', ['--print-cgroup'], EXEC_HEADER);
+  const opens = await startAttached('opensnoop', ['--print-cgroup'], OPEN_HEADER);
+  const brief = `${BASE}/brief-${Date.now()}`;
+  const m = marker();
+  const started = process.hrtime.bigint();
+  mkdirSync(dir(brief));
+  const pid = await runIn(brief, '/bin/cat', [m]);
+  rmdirSync(dir(brief));
+  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
+  t.ok(elapsedMs < 50, `made, used and removed in ${elapsedMs.toFixed(1)} ms`);
+  t.equal(await execs.waitForLine((l) => l.startsWith('cat') && l.includes(m)), execLine('cat', pid, brief, `/bin/cat ${m}`));
+  t.equal(await opens.waitForLine((l) => l.endsWith(` ${m}`)),
+    `${left(pid, 6)} ${left('cat', 16)} ${right(-1, 3)} ${right(2, 3)} ${left(brief, 32)} ${m}`);
+  await stopped(t, execs);
+  await stopped(t, opens);
+});
+
+t.test('--print-cgroup=container: the 12-character id of a docker-<id>.scope, the path elsewhere; --cgroup takes the id', async (t) => {
+  const all = await startAttached('execsnoop', ['--print-cgroup=container'], EXEC_HEADER);
+  const only = await startAttached('execsnoop', ['--print-cgroup=container', '--cgroup', CONTAINER.slice(0, 12)], EXEC_HEADER);
+  const byPath = await startAttached('opensnoop', ['--print-cgroup', '--cgroup', NESTED], OPEN_HEADER);
+  const outside = marker();
+  const outsidePid = await runIn(NESTED, '/bin/cat', [outside]);
+  const inside = marker();
+  const insidePid = await runIn(DOCKER, '/bin/cat', [inside]);
+  const containerLine = `${left('cat', 16)} ${left(insidePid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${CONTAINER.slice(0, 12)} /bin/cat ${inside}`;
+  t.equal(await all.waitForLine((l) => l.startsWith('cat') && l.includes(inside)), containerLine);
+  t.equal(await all.waitForLine((l) => l.startsWith('cat') && l.includes(outside)),
+    `${left('cat', 16)} ${left(outsidePid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${left(NESTED, 12)} /bin/cat ${outside}`);
+  t.equal(await only.waitForLine((l) => l.startsWith('cat') && l.includes(inside)), containerLine);
+  t.notOk(only.lines.some((l) => l.includes(outside)), 'the container filter leaves out the other cgroup');
+  t.match(await byPath.waitForLine((l) => l.endsWith(` ${outside}`)), new RegExp(`^${outsidePid} .* ${NESTED} +${outside}$`));
+  t.notOk(byPath.lines.some((l) => l.includes(inside)), 'a path as CGROUP shows it filters too');
+  for (const tool of [all, only, byPath]) await stopped(t, tool);
+});
+
+t.test('a newline in a cgroup name is refused by the kernel (so never shown)', async (t) => {
+  t.throws(() => mkdirSync(dir(`${BASE}/new\nline`)), { code: 'EINVAL' });
+});
