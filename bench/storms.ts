@@ -4,7 +4,8 @@
 // what the tool printed for it, what the tool said it lost, the storm's rate,
 // the tool's CPU time and peak RSS, and what its BPF programs cost in the
 // kernel (kernel.bpf_stats_enabled is on for the whole section).
-import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { cgroup2Mount } from '../common/cgroups.js';
 import {
   bpfProgramStats, cpuSeconds, cTool, inEventWait, ours, peakRssKiB, residentKiB, start, stop, waitUntil,
   type Command, type ProgramStats,
@@ -30,6 +31,14 @@ export interface StormKind {
   /** our tool's arguments for a ring buffer too small for the storm, selecting only the storm's events */
   overflowArgs?: string[];
 }
+
+/** Ours is also run with this, once per round: what naming every event's cgroup costs (goal: at most 10% more CPU per event). */
+const PRINT_CGROUP = ['--print-cgroup'];
+/**
+ * Every storm runs in this cgroup, three levels below the cgroup2 mount,
+ * so that --print-cgroup has a real path to name (the same for every run).
+ */
+const STORM_CGROUP = '/ebpf-tools-bench/storms/storm';
 
 /** One opensnoop line of the storm: `PID COMM FD ERR PATH`, the storm's pid and its file. */
 export function openStorm(opens: number, target: string): StormKind {
@@ -80,8 +89,19 @@ export interface TracedRun extends StormRun {
 
 type Traced = TracedRun | { failed: string };
 
+/** The storm's cgroup directory, made if need be. */
+function stormCgroup(): string {
+  const mount = cgroup2Mount();
+  if (mount === undefined) throw new Error('no cgroup2 file system mounted: the storms run in a cgroup of their own');
+  const dir = mount + STORM_CGROUP;
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
 async function runStorm(stormBin: string, kind: StormKind): Promise<StormRun> {
-  const child = start([stormBin, ...kind.stormArgs], ['ignore', 'pipe', 'inherit']);
+  // the shell moves itself into the storm's cgroup, then becomes the storm (same pid)
+  const child = start(['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', stormCgroup(), stormBin, ...kind.stormArgs],
+    ['ignore', 'pipe', 'inherit']);
   let stdout = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -164,13 +184,15 @@ export interface StormResult {
   c: Traced[];
   /** ours with kind.overflowArgs */
   overflow: Traced[];
+  /** ours with --print-cgroup */
+  printCgroup: Traced[];
 }
 
 /** `rounds` rounds of untraced, ours, C (rotating order). */
 export async function measureStorm(
   kind: StormKind, stormBin: string, workDir: string, rounds: number, progress: (text: string) => void,
 ): Promise<StormResult> {
-  const result: StormResult = { kind, untraced: [], ours: [], c: [], overflow: [] };
+  const result: StormResult = { kind, untraced: [], ours: [], c: [], overflow: [], printCgroup: [] };
   for (let round = 0; round < rounds; round++) {
     const steps = [
       async () => {
@@ -180,6 +202,10 @@ export async function measureStorm(
       async () => {
         progress(`${kind.event} storm: round ${round + 1}/${rounds}: ours`);
         result.ours.push(await runTraced(ours(kind.tool), true, stormBin, kind, `${workDir}/ours.out`));
+      },
+      async () => {
+        progress(`${kind.event} storm: round ${round + 1}/${rounds}: ours ${PRINT_CGROUP.join(' ')}`);
+        result.printCgroup.push(await runTraced(ours(kind.tool, PRINT_CGROUP), true, stormBin, kind, `${workDir}/cgroup.out`));
       },
       async () => {
         progress(`${kind.event} storm: round ${round + 1}/${rounds}: C`);
@@ -248,6 +274,7 @@ export function stormReport(result: StormResult, section: string, workload: stri
     ['tool CPU over the storm, user+sys (s)', '', side(oursFailed, o, (r) => r.cpu, 2), side(cFailed, c, (r) => r.cpu, 2), paired((r) => r.cpu)],
     [`tool CPU per 1M ${kind.event}s made (s)`, '', side(oursFailed, o, perMillion, 2), side(cFailed, c, perMillion, 2), paired(perMillion)],
     ['tool peak RSS, VmHWM (MiB)', '', side(oursFailed, o, (r) => r.rssKiB / 1024, 1), side(cFailed, c, (r) => r.rssKiB / 1024, 1), paired((r) => r.rssKiB)],
+    [`tool CPU per 1M ${kind.event}s made, ours with ${PRINT_CGROUP.join(' ')} (s)`, '', side(failure(result.printCgroup), completed(result.printCgroup), perMillion, 2), '', ''],
     [`in-kernel BPF ns per ${kind.event} (all its programs)`, '', side(oursFailed, o, kernelNsPerEvent), side(cFailed, c, kernelNsPerEvent), paired(kernelNsPerEvent)],
   ]);
 
@@ -276,6 +303,15 @@ export function stormReport(result: StormResult, section: string, workload: stri
   ] : [];
   const notes = [...new Set([...o, ...c, ...completed(result.overflow)].flatMap((r) => r.notes))];
   const oursSlowdown = median(slowdown(result.ours));
+  // rounds where both of ours completed: with --print-cgroup over without
+  const cgroupPairs = result.ours.map((r, i) => [r, result.printCgroup[i]] as const)
+    .filter((p): p is readonly [TracedRun, TracedRun] => p[1] !== undefined && !('failed' in p[0]) && !('failed' in p[1]));
+  const cgroupCost = pairedRatio(cgroupPairs.map((p) => perMillion(p[1])), cgroupPairs.map((p) => perMillion(p[0])));
+  const cgroupGoal = cgroupPairs.length
+    ? `${PRINT_CGROUP.join(' ')} (storm in \`${STORM_CGROUP}\`): tool CPU per ${kind.event} ${ratio(cgroupCost)} of ours without it, `
+      + `each round ${cgroupPairs.map((p) => ratio(perMillion(p[1]) / perMillion(p[0]))).join(', ')}; at most 1.10×: ${verdict(cgroupCost <= 1.1)}; `
+      + `captured + reported lost = made: ${verdict(cgroupPairs.every((p) => p[1].captured + p[1].lost === p[1].made))}.`
+    : `${PRINT_CGROUP.join(' ')}: not measured (${failure(result.printCgroup) ?? 'no run'}).`;
   const goals = o.length === result.ours.length && o.length > 0
     ? `Goals for ours: captured + reported lost = made in every run: ${verdict(o.every((r) => r.captured + r.lost === r.made))}; `
       + `nothing lost: ${verdict(o.every((r) => r.lost === 0))}; `
@@ -289,6 +325,8 @@ export function stormReport(result: StormResult, section: string, workload: stri
     summary,
     '',
     goals,
+    '',
+    cgroupGoal,
     '',
     'In-kernel cost per program (medians over rounds; run_cnt counts every process\'s events, from load to the end of the storm):',
     '',

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OPTIONAL_VALUES } from '../common/cli.js';
 import { blockDevices } from '../common/disks.js';
 import { toolOf } from '../common/commands.js';
 import { baseArgs, cgroup2Root, runTool, startTool, TOOLS, usageError, type Finished } from './helpers.js';
@@ -18,17 +19,17 @@ const tools = TOOLS;
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
 
 /** What a value means, and so which values are wrong for it. */
-type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' | 'flag' | 'disk' | 'cgroup' | 'map' | 'fstype';
+type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' | 'flag' | 'disk' | 'cgroup' | 'map' | 'fstype' | 'cgroupMode';
 
 /** The kind of every option and positional that takes a value, by the name --help shows last. */
 const VALUE_KINDS: Record<string, Record<string, Kind>> = {
-  execsnoop: { '--uid': 'user', '--name': 'regex', '--line': 'regex', '--ppid': 'count', '--max-args': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
+  execsnoop: { '--uid': 'user', '--name': 'regex', '--line': 'regex', '--ppid': 'count', '--max-args': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
   opensnoop: {
     '--pid': 'count', '--tid': 'count', '--uid': 'user', '--duration': 'count', '--name': 'comm', '--flag': 'flag',
-    '--buffer-pages': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map',
+    '--buffer-pages': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode',
   },
   biolatency: { interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
-  biosnoop: { duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
+  biosnoop: { duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
   fsslower: { min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
   ext4slower: { min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
 };
@@ -49,6 +50,7 @@ const BAD: Record<Kind, string[]> = {
   cgroup: ['/nonexistent', '/etc/passwd', tmpdir(), 'x'.repeat(HUGE)],
   map: ['/nonexistent', '/etc/passwd', tmpdir(), 'x'.repeat(HUGE)],
   fstype: ['zfs', 'EXT4', 'ext', 'ext4 ', 'x'.repeat(HUGE)],
+  cgroupMode: ['pod', 'Container', 'path ', 'x'.repeat(HUGE)],
 };
 
 interface HelpEntry {
@@ -93,13 +95,15 @@ BAD.map.push(aFile);
 
 const GOOD: Record<Kind, string> = {
   count: '5', threshold: '0', milliseconds: '1.5', regex: 'a.c', user: 'root', comm: 'bash', flag: 'O_WRONLY',
-  disk: blockDevices().find((d) => d.disk === undefined)!.name, cgroup: cgroup2Root(), map: hashMap, fstype: 'xfs',
+  disk: blockDevices().find((d) => d.disk === undefined)!.name, cgroup: cgroup2Root(), map: hashMap, fstype: 'xfs', cgroupMode: 'container',
 };
 
 /** How an option is typed: its long name, else its short one; a positional as a bare word (after the positionals before it). */
 function invocation(tool: string, entry: HelpEntry, value: string, entries: HelpEntry[]): string[] {
   const name = entry.names.at(-1)!;
   const base = name === '--type' ? [] : baseArgs(tool);
+  // an optional value is only ever attached (getopt's "::")
+  if (OPTIONAL_VALUES.has(name.slice(2))) return [...base, `${name}=${value}`];
   if (!entry.positional) return [...base, name, value];
   const before = entries.filter((e) => e.positional).findIndex((e) => e === entry);
   return [...base, ...Array<string>(before).fill('1'), value];

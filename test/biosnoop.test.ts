@@ -140,6 +140,7 @@ t.test('events decode with the layout from the object\'s BTF', async (t) => {
   const u64 = (field: keyof typeof decoder.offsets, v: bigint): void => view.setBigUint64(at + decoder.offsets[field], v, true);
   const u32 = (field: keyof typeof decoder.offsets, v: number): void => view.setUint32(at + decoder.offsets[field], v, true);
   u64('ts_ns', 5_000_000_000n);
+  u64('cgroup_id', 4321n);
   u64('latency_ns', 250_000n);
   u64('queued_ns', (1n << 64n) - 1n);
   u64('sector', (1n << 64n) - 1n);
@@ -151,7 +152,7 @@ t.test('events decode with the layout from the object\'s BTF', async (t) => {
   new Uint8Array(view.buffer, at + decoder.offsets.comm, 16).set(b('jbd2/vda-8\0junk'));
   const e = decodeEvent(decoder, view, at, { disks: { name: (dev) => (dev === 254 * 2 ** 20 ? 'vda' : '?') }, flags: flags618 });
   t.same(e, {
-    tsNs: 5_000_000_000, latencyNs: 250_000, queuedNs: undefined, sector: (1n << 64n) - 1n, bytes: 4096, pid: 77,
+    tsNs: 5_000_000_000, cgroupId: 4321, latencyNs: 250_000, queuedNs: undefined, sector: (1n << 64n) - 1n, bytes: 4096, pid: 77,
     comm: b('jbd2/vda-8'), disk: 'vda', rwbs: 'WS', flags: 'Sync-Write', pattern: 'random',
   });
   u64('queued_ns', 3000n);
