@@ -13,7 +13,7 @@ import { blockAttachPlans } from '../common/bio.js';
 import { attachPlans as fsslowerPlans, parseOptions as parseFsslower } from '../tools/fsslower.js';
 import { tracepointPlan } from '../tools/opensnoop.js';
 import { BLOCK_BYTES, parseHistograms, removeDir, rootDisk, runWorkload, WORKLOAD_COMM } from './bio-helpers.js';
-import { sleep, startTool, type RunningTool } from './helpers.js';
+import { sleep, SLOWDOWN, startTool, type RunningTool } from './helpers.js';
 import { chosenPlan, EXPECTED_PLANS, kernelSeries, recordPlan, refusal, VARIANTS, type Variant } from './plans.js';
 
 const series = kernelSeries();
@@ -43,7 +43,7 @@ const trials: Record<Variant, Trial> = {
     event: async (tool) => {
       const path = `/nonexistent/${marker()}`;
       spawnSync('cat', [path], { stdio: 'ignore' });
-      return until(30000, () => tool.lines.some((l) => l.includes(path)));
+      return until(30000 * SLOWDOWN, () => tool.lines.some((l) => l.includes(path)));
     },
   },
   ext4slower: {
@@ -51,7 +51,7 @@ const trials: Record<Variant, Trial> = {
     event: async (tool) => {
       const name = marker();
       spawnSync('dd', ['if=/dev/zero', `of=${join(root.dir, name)}`, 'bs=4k', 'count=4', 'conv=fsync'], { stdio: 'ignore' });
-      return until(30000, () => tool.lines.some((l) => l.includes(name)));
+      return until(30000 * SLOWDOWN, () => tool.lines.some((l) => l.includes(name)));
     },
   },
   biolatency: {
@@ -75,7 +75,7 @@ const trials: Record<Variant, Trial> = {
     event: async (tool) => {
       const run = await runWorkload(join(root.dir, marker()), BLOCKS, 'wr', root);
       const mine = (l: string): boolean => l.includes(` ${run.pid} `) && l.includes(WORKLOAD_COMM) && l.includes(` ${BLOCK_BYTES} `);
-      return until(30000, () => tool.lines.filter(mine).length >= 2 * BLOCKS);
+      return until(30000 * SLOWDOWN, () => tool.lines.filter(mine).length >= 2 * BLOCKS);
     },
   },
 };
@@ -84,7 +84,7 @@ const trials: Record<Variant, Trial> = {
 async function start(trial: Trial, skip: string[]): Promise<RunningTool> {
   const env = skip.length ? { EBPF_TOOLS_SKIP_PLANS: skip.map((p) => `${trial.tool}:${p}`).join(',') } : {};
   const tool = startTool(trial.tool, ['-v', ...trial.args], env);
-  await until(60000, () => chosenPlan(trial.tool, tool.stderr) !== undefined || tool.proc.exitCode !== null);
+  await until(60000 * SLOWDOWN, () => chosenPlan(trial.tool, tool.stderr) !== undefined || tool.proc.exitCode !== null);
   return tool;
 }
 
