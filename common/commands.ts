@@ -1,6 +1,7 @@
 // The commands the package installs, each run by a tool module: fsslower
 // runs under its own name and as ext4slower, xfsslower, btrfsslower and
-// nfsslower, as libbpf-tools' fsslower does (bcc has a script for each).
+// nfsslower, as libbpf-tools' fsslower does (bcc has a script for each);
+// ebpf-tools runs tools/check.ts.
 // bin/ launchers, the ebpf-tools command and the tests read this one list.
 
 export interface Command {
@@ -22,6 +23,7 @@ export const COMMANDS: readonly Command[] = [
   { name: 'nfsslower', tool: 'fsslower', summary: 'NFS reads, writes, opens and fsyncs slower than a threshold (fsslower -t nfs)' },
   { name: 'biolatency', tool: 'biolatency', summary: 'block I/O latency as log2 histograms' },
   { name: 'biosnoop', tool: 'biosnoop', summary: 'each block I/O with its process, disk, size and latency' },
+  { name: 'ebpf-tools', tool: 'check', summary: 'these tools, and (check) what works on this machine and how each attaches here' },
 ];
 
 /** The tool module a command runs. */

@@ -7,7 +7,7 @@ import { toolOf } from './commands.js';
 
 export function launch(command: string): void {
   runMain(command, async () => {
-    const module = (await import(`../tools/${toolOf(command)}.js`)) as { main(argv: string[], command: string): void };
-    module.main(process.argv.slice(2), command);
+    const module = (await import(`../tools/${toolOf(command)}.js`)) as { main(argv: string[], command: string): void | Promise<void> };
+    await module.main(process.argv.slice(2), command);
   });
 }

@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { launch } from '../dist/common/launch.js';
+
+launch('ebpf-tools');
