@@ -155,7 +155,10 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
       }
     };
     const timer = setTimeout(stop, 30000);
-    child.stdout.once('data', stop);
+    // a tool with plans has attached when it names the one it uses; one without (execsnoop), at its first line
+    child.stdout.on('data', () => {
+      if (!stderr.includes(`${command}: plan `)) stop();
+    });
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
       if (new RegExp(`^${command}: using plan `, 'm').test(stderr)) stop();
@@ -174,10 +177,10 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
 
 const printable = (text: string): string => text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
-async function table(head: string[], rows: string[][]): Promise<string> {
+async function table(head: string[], rows: string[][], colWidths: number[]): Promise<string> {
   const { default: Table } = await import('cli-table3');
-  const t = new Table({ head, style: { head: [], border: [] }, wordWrap: true, colWidths: head.length === 3 ? [14, 7, 70] : [13, 30, 50] });
-  t.push(...rows.map((r) => r.map(printable)));
+  const t = new Table({ head, style: { head: [], border: [] }, wordWrap: true, colWidths });
+  t.push(...rows.map((r) => r.map((cell) => cell.split('\n').map(printable).join('\n'))));
   return t.toString();
 }
 
@@ -207,12 +210,12 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const out = [
-    await table(['feature', 'works', 'detail'], found.map((f) => [f.feature, f.works ? 'yes' : 'no', f.detail])),
+    await table(['feature', 'works', 'detail'], found.map((f) => [f.feature, f.works ? 'yes' : 'no', f.detail]), [13, 7, 72]),
     await table(['tool', 'attaches by', 'why not a better plan'], plans.map((p) => [
       p.command,
       p.plan ?? `does not attach: ${p.error}`,
       p.notUsed.length ? p.notUsed.map((n) => `${n.plan}: ${n.reason}`).join('\n') : (p.plan ? 'its best plan works here' : ''),
-    ])),
+    ]), [13, 26, 53]),
     ...logs,
   ];
   process.stdout.write(`${out.join('\n')}\n`);
