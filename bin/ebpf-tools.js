@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-import { launch } from '../dist/common/launch.js';
+// The compile cache is turned on before the rest is loaded, so that it covers it.
+import { enableCompileCache } from '../dist/common/compilecache.js';
 
+enableCompileCache();
+const { launch } = await import('../dist/common/launch.js');
 launch('ebpf-tools');
