@@ -14,6 +14,9 @@ interface Answer {
   tools: { command: string; plan: string | null; not_used: { plan: string; reason: string }[]; error?: string }[];
 }
 
+// every tool run twice (by check, then on its own): minutes in a TCG guest
+t.setTimeout(900_000);
+
 const before = kernelSnapshot();
 const run = runTool('ebpf-tools', ['check', '--json']);
 t.equal(run.code, 0, `check exits 0 (${run.stderr})`);
