@@ -49,6 +49,27 @@ const volatile __u32 targ_tgid = 0;
  */
 const volatile __u32 self_tgid = 0;
 
+/*
+ * --prometheus: the latency of every operation (not only the slow ones), per
+ * operation, in log2 slots of microseconds as biolatency counts them; slot n
+ * holds 2^n <= us < 2^(n+1), the last one everything above.
+ */
+const volatile bool targ_histograms = false;
+
+#define MAX_SLOTS 27
+
+struct op_hist {
+	__u64 slots[MAX_SLOTS];
+	__u64 total_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILE_OP_FSYNC + 1);
+	__type(key, __u32);
+	__type(value, struct op_hist);
+} op_hists SEC(".maps");
+
 /* Calls whose start could not be recorded (more in flight than MAX_CALLS). */
 __u64 untimed_calls = 0;
 
@@ -88,6 +109,49 @@ struct {
 	__type(key, __u64);
 	__type(value, struct call);
 } calls SEC(".maps");
+
+static __always_inline __u32 log2_slot(__u64 v)
+{
+	__u32 slot = 0;
+
+	if (v >> 32) {
+		v >>= 32;
+		slot += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		slot += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		slot += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		slot += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		slot += 2;
+	}
+	if (v >> 1)
+		slot += 1;
+	return slot;
+}
+
+static __always_inline void count_latency(enum file_op op, __u64 delta_ns)
+{
+	__u32 key = op;
+	struct op_hist *hist = bpf_map_lookup_elem(&op_hists, &key);
+	__u32 slot = log2_slot(delta_ns / 1000);
+
+	if (!hist)
+		return;
+	if (slot >= MAX_SLOTS)
+		slot = MAX_SLOTS - 1;
+	__sync_fetch_and_add(&hist->slots[slot], 1);
+	__sync_fetch_and_add(&hist->total_ns, delta_ns);
+}
 
 static __always_inline __u64 call_key(enum file_op op)
 {
@@ -131,6 +195,8 @@ static __always_inline void end_call(enum file_op op, __s64 ret, struct file *fi
 
 	if (!call)
 		return;
+	if (targ_histograms)
+		count_latency(op, end_ns - call->start_ns);
 	if (min_lat_ns && end_ns - call->start_ns <= min_lat_ns)
 		goto done;
 	if (!file)

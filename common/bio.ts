@@ -142,6 +142,16 @@ function camelCase(kernelName: string): string {
   return kernelName.toLowerCase().replace(/(^|_)([a-z])/g, (_, __, c: string) => c.toUpperCase());
 }
 
+/** biolatency's and biosnoop's --prometheus histogram, labelled by disk and op. */
+export const BIO_LATENCY_METRIC = 'ebpf_tools_bio_latency_seconds';
+
+/** Its HELP: what the latency covers. */
+export function bioLatencyHelp(queued: boolean): string {
+  return queued
+    ? 'Block I/O latency from the creation of the request to its completion: the time queued in the OS included (-Q)'
+    : 'Block I/O latency from the dispatch of the request to the device to its completion';
+}
+
 /**
  * Request flags (a request's cmd_flags) as the running kernel numbers them:
  * operation values and flag bits move between kernel versions, so they are
@@ -178,6 +188,11 @@ export class RequestFlags {
   /** The operation's kernel name without REQ_OP_ (READ, WRITE, ...), or undefined. */
   private op(flags: number): string | undefined {
     return this.ops.get(flags & this.opMask);
+  }
+
+  /** The operation as a metric label: its kernel name in lower case (read, write, flush, discard...), or unknown. */
+  operation(flags: number): string {
+    return this.op(flags)?.toLowerCase() ?? 'unknown';
   }
 
   /** libbpf-tools' -F name: "Sync-Write", "ReadAhead-Read", "Unknown" for an operation it cannot name. */

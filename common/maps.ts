@@ -38,3 +38,13 @@ export function readMap(fd: number, keySize: number, valueSize: number): MapEntr
   }
   return entries;
 }
+
+/** The value of an array map's element `index`. */
+export function readArrayElement(fd: number, index: number, valueSize: number): Buffer {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(index);
+  const value = Buffer.alloc(valueSize);
+  const err = bpf.map_lookup_elem(fd, key, value) as number;
+  if (err) throw new RuntimeError(`cannot read a BPF map: ${errnoText(err)}`);
+  return value;
+}

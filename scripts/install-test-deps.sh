@@ -3,14 +3,15 @@
 # clang-19/llvm-19 (to check the committed BPF objects against their
 # sources), bpftool (to check nothing is left loaded), Debian's libbpf-tools
 # (the C tools the differential tests compare against), groff and man-db
-# (man page checks), a C compiler for the test workloads, and what
-# scripts/vm-run needs to boot Debian's kernels for the kernel matrix (qemu,
-# a static busybox for the initramfs, cpio, kmod, e2fsprogs for the scratch
-# disk, xz and zstd to unpack kernels and modules), and xfsprogs and
-# btrfs-progs (fsslower's tests make XFS and btrfs file systems on loop
-# devices).
+# (man page checks), a C compiler for the test workloads, Prometheus
+# (promtool checks the exposition text; the server scrapes the tools in the
+# --prometheus tests), what scripts/vm-run needs to boot Debian's kernels
+# for the kernel matrix (qemu, a static busybox for the initramfs, cpio,
+# kmod, e2fsprogs for the scratch disk, xz and zstd to unpack kernels and
+# modules), and xfsprogs and btrfs-progs (fsslower's tests make XFS and
+# btrfs file systems on loop devices).
 set -euo pipefail
-packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3
+packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3 prometheus
   qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils zstd xfsprogs btrfs-progs)
 missing=()
 for p in "${packages[@]}"; do

@@ -19,19 +19,22 @@ const tools = TOOLS;
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
 
 /** What a value means, and so which values are wrong for it. */
-type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' | 'flag' | 'disk' | 'cgroup' | 'map' | 'fstype' | 'cgroupMode';
+type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' | 'flag' | 'disk' | 'cgroup' | 'map' | 'fstype' | 'cgroupMode' | 'listen' | 'comms';
+
+/** --prometheus and, with it, --prometheus-comms, which every tool has (biolatency: no comm label). */
+const EXPORTER: Record<string, Kind> = { '--prometheus': 'listen', '--prometheus-comms': 'comms' };
 
 /** The kind of every option and positional that takes a value, by the name --help shows last. */
 const VALUE_KINDS: Record<string, Record<string, Kind>> = {
-  execsnoop: { '--uid': 'user', '--name': 'regex', '--line': 'regex', '--ppid': 'count', '--max-args': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
+  execsnoop: { ...EXPORTER, '--uid': 'user', '--name': 'regex', '--line': 'regex', '--ppid': 'count', '--max-args': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
   opensnoop: {
-    '--pid': 'count', '--tid': 'count', '--uid': 'user', '--duration': 'count', '--name': 'comm', '--flag': 'flag',
+    ...EXPORTER, '--pid': 'count', '--tid': 'count', '--uid': 'user', '--duration': 'count', '--name': 'comm', '--flag': 'flag',
     '--buffer-pages': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode',
   },
-  biolatency: { interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
-  biosnoop: { duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
-  fsslower: { min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
-  ext4slower: { min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
+  biolatency: { '--prometheus': 'listen', interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
+  biosnoop: { ...EXPORTER, duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
+  fsslower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
+  ext4slower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
 };
 
 const HUGE = 100_000;
@@ -51,6 +54,8 @@ const BAD: Record<Kind, string[]> = {
   map: ['/nonexistent', '/etc/passwd', tmpdir(), 'x'.repeat(HUGE)],
   fstype: ['zfs', 'EXT4', 'ext', 'ext4 ', 'x'.repeat(HUGE)],
   cgroupMode: ['pod', 'Container', 'path ', 'x'.repeat(HUGE)],
+  listen: ['abc', '-1', '65536', '99999999999999999999', ':', ':80', '127.0.0.1:', '[::1]', '::1:80', '[127.0.0.1]:80', 'a b:80', '1.2.3.4:0x10', 'x'.repeat(HUGE)],
+  comms: ['-1', '1.5', '1e3', '0x10', 'NaN', 'abc', '100001', '9'.repeat(HUGE)],
 };
 
 interface HelpEntry {
@@ -96,6 +101,7 @@ BAD.map.push(aFile);
 const GOOD: Record<Kind, string> = {
   count: '5', threshold: '0', milliseconds: '1.5', regex: 'a.c', user: 'root', comm: 'bash', flag: 'O_WRONLY',
   disk: blockDevices().find((d) => d.disk === undefined)!.name, cgroup: cgroup2Root(), map: hashMap, fstype: 'xfs', cgroupMode: 'container',
+  listen: '127.0.0.1:0', comms: '0',
 };
 
 /** How an option is typed: its long name, else its short one; a positional as a bare word (after the positionals before it). */
@@ -104,6 +110,7 @@ function invocation(tool: string, entry: HelpEntry, value: string, entries: Help
   const base = name === '--type' ? [] : baseArgs(tool);
   // an optional value is only ever attached (getopt's "::")
   if (OPTIONAL_VALUES.has(name.slice(2))) return [...base, `${name}=${value}`];
+  if (name === '--prometheus-comms') return [...base, '--prometheus', GOOD.listen, name, value];
   if (!entry.positional) return [...base, name, value];
   const before = entries.filter((e) => e.positional).findIndex((e) => e === entry);
   return [...base, ...Array<string>(before).fill('1'), value];

@@ -35,15 +35,15 @@ function op(overrides: Partial<SlowOperation> = {}): SlowOperation {
 
 t.test('options: defaults, threshold forms, formats, kernel config', async (t) => {
   const o = parseOptions([]);
-  t.same(o, { command: 'ext4slower', fs: FILE_SYSTEMS.ext4, minMs: 10, pid: undefined, duration: undefined, format: 'table', verbose: false });
+  t.same(o, { command: 'ext4slower', fs: FILE_SYSTEMS.ext4, minMs: 10, pid: undefined, duration: undefined, format: 'table', prometheus: undefined, verbose: false });
   const ext4Filter = { fs_magic: 0xef53, fs_type_name: new TextEncoder().encode('ext4') };
-  t.same(kernelConfig(o, 77), { min_lat_ns: 10_000_000n, targ_tgid: 0, self_tgid: 77, ...ext4Filter });
+  t.same(kernelConfig(o, 77), { min_lat_ns: 10_000_000n, targ_tgid: 0, self_tgid: 77, targ_histograms: false, ...ext4Filter });
   t.equal(parseOptions(['0']).minMs, 0, '0 traces everything');
   t.same(kernelConfig(parseOptions(['0']), 1).min_lat_ns, 0n);
   t.equal(parseOptions(['-m', '3']).minMs, 3, 'libbpf-tools -m');
   t.equal(parseOptions(['--min', '4']).minMs, 4);
   t.equal(parseOptions(['-p', '185', '1']).pid, 185);
-  t.same(kernelConfig(parseOptions(['-p', '185', '1']), 1), { min_lat_ns: 1_000_000n, targ_tgid: 185, self_tgid: 1, ...ext4Filter });
+  t.same(kernelConfig(parseOptions(['-p', '185', '1']), 1), { min_lat_ns: 1_000_000n, targ_tgid: 185, self_tgid: 1, targ_histograms: false, ...ext4Filter });
   t.equal(parseOptions(['-d', '5']).duration, 5);
   t.equal(parseOptions(['-j']).format, 'bcc-csv', 'bcc -j');
   t.equal(parseOptions(['-c']).format, 'csv', 'libbpf-tools -c');

@@ -2,9 +2,10 @@ import t from 'tap';
 import { usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { START_NS } from '../common/clock.js';
+import { errnoName } from '../common/errno.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 import {
-  decodeInto, DirStatus, emptyEvent, errnoName, eventDecoder, eventOf, FullPaths, header, JsonRenderer, jsonText,
+  decodeInto, DirStatus, emptyEvent, eventDecoder, eventOf, FullPaths, header, JsonRenderer, jsonText,
   kernelConfig, LineRenderer, modeText, parseFlagFilter, parseOptions, ringBytes, terminalText, tracepointPlan,
 } from '../tools/opensnoop.js';
 

@@ -2,7 +2,9 @@
 // libbpf-tools' biolatency, on kernels with or without BTF tracepoints,
 // fentry or kprobes.
 import type { BpfObject } from '../common/bpfobject.js';
-import { blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import type { Exporter } from '../common/exporter.js';
+import { microsecondHistogram, type Family, type HistogramSeries } from '../common/exposition.js';
+import { BIO_LATENCY_METRIC, bioLatencyHelp, blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
@@ -14,12 +16,14 @@ import { libbpfLog } from '../common/log.js';
 import { readMap } from '../common/maps.js';
 import { Output } from '../common/output.js';
 import { loadWithPlans } from '../common/plan.js';
+import { openExporter, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 
 const USAGE = `Summarize block device I/O latency as a histogram
 
 USAGE: biolatency [-h] [-T] [-Q] [-m] [-D] [-F] [-e] [-j] [-d DISK] [-c CG] [--cgroupmap PATH]
-                  [--mntnsmap PATH] [--percentiles] [-v] [interval [count]]`;
+                  [--mntnsmap PATH] [--percentiles] [--prometheus [ADDR:]PORT] [-v]
+                  [interval [count]]`;
 
 const EXAMPLES = `    biolatency                    # summarize block I/O latency as a histogram
     biolatency 1 10               # print 1 second summaries, 10 times
@@ -31,7 +35,8 @@ const EXAMPLES = `    biolatency                    # summarize block I/O latenc
     biolatency -e                 # show extension summary (total, average)
     biolatency -d sdc             # trace sdc only
     biolatency -c CG              # trace I/O issued by processes in cgroup v2 directory CG
-    biolatency --percentiles 5    # 5s summaries with count, average, p50, p90 and p99`;
+    biolatency --percentiles 5    # 5s summaries with count, average, p50, p90 and p99
+    biolatency --prometheus 9560  # serve histograms per disk and operation at :9560/metrics`;
 
 /** setTimeout's limit (2^31 - 1 ms), so that an interval never fires early. */
 export const MAX_INTERVAL_S = Math.floor(0x7fffffff / 1000);
@@ -52,6 +57,8 @@ export interface Options extends SelectionOptions {
   extension: boolean;
   json: boolean;
   percentiles: boolean;
+  /** --prometheus: serve metrics instead of printing */
+  prometheus?: PrometheusOptions;
   verbose: boolean;
 }
 
@@ -72,6 +79,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only' },
       ...selectionOptions,
       percentiles: { type: 'boolean', default: false, description: 'print count, average, p50, p90 and p99 (estimated from the buckets) under each histogram' },
+      ...prometheusOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
     }), argv);
   const interval = args.interval as string | undefined;
@@ -88,6 +96,10 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
     extension: args.extension,
     json: args.json,
     percentiles: args.percentiles,
+    prometheus: prometheusFromArgs(args, {
+      '-T': args.timestamp, '-m': args.milliseconds, '-D': args.disks, '-F': args.flags, '-e': args.extension,
+      '-j': args.json, '--percentiles': args.percentiles, interval, count,
+    }),
     ...selectionFromArgs(args),
     verbose: args.verbose,
   };
@@ -103,8 +115,9 @@ export function kernelConfig(options: Options): Record<string, number | boolean>
   return {
     targ_queued: options.queued,
     targ_ms: options.milliseconds,
-    targ_per_disk: options.perDisk,
-    targ_per_flag: options.perFlag,
+    // the exporter labels every histogram with its disk and operation
+    targ_per_disk: options.perDisk || options.prometheus !== undefined,
+    targ_per_flag: options.perFlag || options.prometheus !== undefined,
     filter_dev: options.dev !== undefined,
     targ_dev: options.dev ?? 0,
   };
@@ -228,12 +241,46 @@ function histogramReader(obj: BpfObject): () => Histogram[] {
   });
 }
 
-export function main(argv: string[]): void {
+/**
+ * The --prometheus histograms, read from the kernel's map at each scrape:
+ * those of the flag sets of one operation on one disk summed (sums of
+ * counters only grow).
+ */
+export function bioLatencyFamily(
+  histograms: Histogram[], diskName: (dev: number) => string, operation: (cmdFlags: number) => string, queued: boolean,
+): Family {
+  const merged = new Map<string, { disk: string; op: string; slots: number[]; totalNs: number }>();
+  for (const h of histograms) {
+    const disk = diskName(h.dev);
+    const op = operation(h.cmdFlags);
+    const key = `${disk}\0${op}`;
+    const found = merged.get(key);
+    if (!found) merged.set(key, { disk, op, slots: [...h.slots], totalNs: h.totalNs });
+    else {
+      h.slots.forEach((n, slot) => (found.slots[slot] += n));
+      found.totalNs += h.totalNs;
+    }
+  }
+  const series: HistogramSeries[] = [...merged.values()]
+    .sort((a, b) => a.disk.localeCompare(b.disk) || a.op.localeCompare(b.op))
+    .map((m) => microsecondHistogram({ disk: m.disk, op: m.op }, m.slots, m.totalNs));
+  return { name: BIO_LATENCY_METRIC, help: bioLatencyHelp(queued), type: 'histogram', series };
+}
+
+function serveMetrics(exporter: Exporter, obj: BpfObject, plan: string, options: Options): void {
+  const disks = new DiskNames();
+  const flags = RequestFlags.fromKernel();
+  const read = histogramReader(obj);
+  exporter.serve(obj, plan, () => [bioLatencyFamily(read(), (d) => disks.name(d), (f) => flags.operation(f), options.queued)]);
+}
+
+export async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
+  const exporter = await openExporter('biolatency', options.prometheus);
 
   const lifetime = new Lifetime();
-  const { obj } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o, plan) => {
+  const { obj, plan } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o, plan) => {
     o.setConfig(kernelConfig(options));
     configureBlockPlan(o, plan);
     // histograms stay in the kernel: the shared event ring buffer goes unused
@@ -242,6 +289,11 @@ export function main(argv: string[]): void {
   });
   lifetime.onEnd(() => obj.close());
   const untracked = new UntrackedRequests(obj);
+  if (exporter) {
+    serveMetrics(exporter, obj, plan.name, options);
+    setInterval(() => untracked.report(), 1000);
+    return;
+  }
   // after loading, which checked that the kernel's BTF is there
   const naming: Naming = {};
   if (options.perDisk) {

@@ -2,7 +2,8 @@
 // disk, place, size and latency, as libbpf-tools' and bcc's biosnoop, on
 // kernels with or without BTF tracepoints, fentry or kprobes.
 import type { StructLayout } from '../common/btf.js';
-import { blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import { BIO_LATENCY_METRIC, bioLatencyHelp, blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import type { BpfObject } from '../common/bpfobject.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss, wallClock } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
@@ -10,17 +11,21 @@ import { invalidValue } from '../common/errors.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
+import type { Exporter } from '../common/exporter.js';
+import { Counters, Histograms } from '../common/exposition.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
 import { loadWithPlans } from '../common/plan.js';
+import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
 
 const USAGE = `Trace block I/O
 
 USAGE: biosnoop [-h] [-Q] [-d DISK] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH] [-m MIN] [-t] [-P]
-                [--print-cgroup[=container]] [-v] [--json] [duration]`;
+                [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
+                 [--prometheus-comms N] [-v] [--json] [duration]`;
 
 const EXAMPLES = `    biosnoop              # trace all block I/O
     biosnoop -Q           # include OS queued time
@@ -31,7 +36,8 @@ const EXAMPLES = `    biosnoop              # trace all block I/O
     biosnoop -m 1         # trace I/O slower than 1 ms
     biosnoop -P           # display block I/O pattern (sequential or random)
     biosnoop --print-cgroup  # include the issuing process's cgroup v2 path (CGROUP)
-    biosnoop --json       # one JSON object per I/O`;
+    biosnoop --json       # one JSON object per I/O
+    biosnoop --prometheus 9560  # serve latency, request and byte counts at :9560/metrics`;
 
 /** setTimeout's limit (2^31 - 1 ms), so that the duration never ends early. */
 export const MAX_DURATION_S = Math.floor(0x7fffffff / 1000);
@@ -53,6 +59,8 @@ export interface Options extends SelectionOptions {
   printCgroup?: CgroupMode;
   verbose: boolean;
   json: boolean;
+  /** --prometheus: serve metrics instead of printing */
+  prometheus?: PrometheusOptions;
 }
 
 /** A non-negative number of milliseconds (fractions allowed: SSDs answer in microseconds). */
@@ -79,6 +87,8 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       pattern: { alias: 'P', type: 'boolean', default: false, description: 'display block I/O pattern (sequential or random)' },
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per I/O (NDJSON)' },
+      ...prometheusOption,
+      ...prometheusCommsOption,
     }), argv);
   const duration = args.duration as string | undefined;
   return {
@@ -92,6 +102,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
     printCgroup: cgroupModeFromArgs(args.printCgroup),
     verbose: args.verbose,
     json: args.json,
+    prometheus: prometheusFromArgs(args, { '-t': args.timestamp, '-P': args.pattern, '--json': args.json, duration }),
   };
 }
 
@@ -211,13 +222,42 @@ export function renderJson(event: BioEvent, firstTsNs: number, cgroup?: Cgroup):
   return `${object.slice(0, -1)}${cgroup?.json ?? cgroupIdJson(event.cgroupId)}}`;
 }
 
-export function main(argv: string[]): void {
+/**
+ * The --prometheus metrics, counted from the events: the latency histogram
+ * (the kernel's log2 slots, with -Q from creation), requests and bytes by
+ * disk, operation and comm.
+ */
+function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, plan: string, options: Options): void {
+  const decoder = eventDecoder(obj.struct('event'));
+  const disks = new DiskNames();
+  const flags = RequestFlags.fromKernel();
+  const latency = new Histograms();
+  const requests = new Counters();
+  const bytes = new Counters();
+  stream.start((view, offset) => {
+    const e = decoder.decode(view, offset);
+    const where = { disk: disks.name(e.dev), op: flags.operation(e.cmd_flags) };
+    const queued = options.queued && e.queued_ns < QUEUED_UNKNOWN ? e.queued_ns : 0;
+    latency.observe(where, e.latency_ns + queued);
+    const labels = { ...where, ...exporter.comms.of(e.comm) };
+    requests.add(labels);
+    bytes.add(labels, e.bytes);
+  }, () => {});
+  exporter.serve(obj, plan, () => [
+    { name: BIO_LATENCY_METRIC, type: 'histogram', help: bioLatencyHelp(options.queued), series: latency.series() },
+    { name: 'ebpf_tools_bio_requests_total', type: 'counter', help: 'Block I/O requests completed, by disk, operation and the command name that issued them', samples: requests.samples() },
+    { name: 'ebpf_tools_bio_bytes_total', type: 'counter', help: 'Bytes of the block I/O requests completed, by disk, operation and command name', samples: bytes.samples() },
+  ]);
+}
+
+export async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
+  const exporter = await openExporter('biosnoop', options.prometheus);
 
   const lifetime = new Lifetime();
   let stream: EventStream | undefined;
-  const { obj } = loadWithPlans('biosnoop', blockAttachPlans(true), (o, plan) => {
+  const { obj, plan } = loadWithPlans('biosnoop', blockAttachPlans(true), (o, plan) => {
     o.setConfig(kernelConfig(options));
     configureBlockPlan(o, plan);
     stream = new EventStream(o);
@@ -227,6 +267,12 @@ export function main(argv: string[]): void {
   lifetime.onEnd(() => obj.close());
   const events = stream!;
   const untracked = new UntrackedRequests(obj);
+  setInterval(() => untracked.report(), 1000);
+  if (exporter) {
+    serveMetrics(exporter, obj, events, plan.name, options);
+    lifetime.onEnd(() => events.stop(() => {}));
+    return;
+  }
 
   const out = new Output();
   const decoder = eventDecoder(obj.struct('event'));
@@ -245,7 +291,6 @@ export function main(argv: string[]): void {
     out.line(options.json ? renderJson(event, firstTsNs, cgroup) : renderLine(event, options, firstTsNs, cgroup));
   };
   events.start(onEvent, () => out.flush());
-  setInterval(() => untracked.report(), 1000);
   lifetime.onEnd(() => {
     events.stop(onEvent);
     out.flush();

@@ -7,18 +7,23 @@ import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { EventStream } from '../common/events.js';
+import type { Exporter } from '../common/exporter.js';
+import { errnoName } from '../common/errno.js';
+import { Counters } from '../common/exposition.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { fixedLeft, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
+import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
 import { parseUser } from '../common/users.js';
 
 const USAGE = `Trace exec() syscalls
 
 USAGE: execsnoop [-h] [-T] [-t] [-x] [-u USER] [-q] [-n NAME] [-l LINE] [-U] [-C] [-M]
                  [-P PPID] [--max-args MAX_ARGS] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH]
-                 [--print-cgroup[=container]] [-v] [--json]`;
+                 [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
+                 [--prometheus-comms N] [-v] [--json]`;
 
 const EXAMPLES = `    execsnoop                      # trace all exec() syscalls
     execsnoop -x                   # include failed exec()s
@@ -38,7 +43,8 @@ const EXAMPLES = `    execsnoop                      # trace all exec() syscalls
     execsnoop --mntnsmap mappath   # only trace mount namespaces in the map
     execsnoop --print-cgroup       # include the cgroup v2 path (CGROUP)
     execsnoop --print-cgroup=container  # include the container id (CONTAINER)
-    execsnoop --json | jq .        # one JSON object per exec`;
+    execsnoop --json | jq .        # one JSON object per exec
+    execsnoop -x --prometheus 9560 # serve exec and failure counts by comm at :9560/metrics`;
 
 export const MAX_ARGS_LIMIT = 4096;
 
@@ -58,6 +64,8 @@ export interface Options extends SelectionOptions {
   printCgroup?: CgroupMode;
   verbose: boolean;
   json: boolean;
+  /** --prometheus: serve metrics instead of printing */
+  prometheus?: PrometheusOptions;
 }
 
 export function parseOptions(argv: string[]): Options {
@@ -79,6 +87,8 @@ export function parseOptions(argv: string[]): Options {
       ...printCgroupOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
+      ...prometheusOption,
+      ...prometheusCommsOption,
     }), argv);
   return {
     time: args.time,
@@ -97,6 +107,10 @@ export function parseOptions(argv: string[]): Options {
     printCgroup: cgroupModeFromArgs(args.printCgroup),
     verbose: args.verbose,
     json: args.json,
+    prometheus: prometheusFromArgs(args, {
+      '-T': args.time, '-t': args.timestamp, '-q': args.quote, '-U': args.printUid, '-C': args.printCpu,
+      '-M': args.printPcomm, '--json': args.json,
+    }),
   };
 }
 
@@ -280,9 +294,31 @@ export function selected(event: ExecEvent, options: Options): boolean {
   return true;
 }
 
-export function main(argv: string[]): void {
+/** The --prometheus counters: execs by comm, and with -x failed execs by comm and errno. */
+function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, options: Options): void {
+  const decoder = eventDecoder(obj.struct('event'));
+  const execs = new Counters();
+  const failures = new Counters();
+  stream.start((view, offset) => {
+    const event = decodeEvent(decoder, view, offset, options.maxArgs);
+    if (!selected(event, options)) return;
+    const comm = exporter.comms.of(event.comm);
+    if (event.retval === 0) execs.add(comm);
+    else failures.add({ ...comm, errno: errnoName(-event.retval) ?? String(-event.retval) });
+  }, () => {});
+  exporter.serve(obj, 'raw_tp', () => [
+    { name: 'ebpf_tools_execs_total', type: 'counter', help: 'Successful execs (execve, execveat), by the new command name', samples: execs.samples() },
+    ...(options.fails ? [{
+      name: 'ebpf_tools_exec_failures_total', type: 'counter' as const,
+      help: 'Failed execs (execve, execveat), by the caller\'s command name and errno', samples: failures.samples(),
+    }] : []),
+  ]);
+}
+
+export async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
+  const exporter = await openExporter('execsnoop', options.prometheus);
   const obj = BpfObject.open('execsnoop');
   const lifetime = new Lifetime();
   lifetime.onEnd(() => obj.close());
@@ -294,6 +330,11 @@ export function main(argv: string[]): void {
   obj.load();
   afterLoad();
   obj.attach();
+  if (exporter) {
+    serveMetrics(exporter, obj, stream, options);
+    lifetime.onEnd(() => stream.stop(() => {}));
+    return;
+  }
 
   const out = new Output();
   const paint = stdoutPaint(!options.json);

@@ -11,12 +11,16 @@ import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { quoted, RuntimeError, UsageError } from '../common/errors.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
+import type { Exporter } from '../common/exporter.js';
+import { Counters, microsecondHistogram } from '../common/exposition.js';
 import { fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
+import { readArrayElement } from '../common/maps.js';
 import { Output } from '../common/output.js';
 import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { ensureTracefs } from '../common/preflight.js';
+import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
 
 /** What each file system is traced by: its file operations (those libbpf-tools' fsslower traces) and superblock. */
 export interface FileSystem {
@@ -49,7 +53,8 @@ function usage(command: string): string {
   const fs = commandFileSystem(command);
   return `${fs ? `Trace common ${fs} file operations slower than a threshold` : 'Trace file system operations slower than a threshold'}
 
-USAGE: ${command} [-h] [-j] [-c] ${fs ? '[-t FS] ' : '-t FS '}[-p PID] [-m MIN] [-d DURATION] [-v] [--json] [min_ms]`;
+USAGE: ${command} [-h] [-j] [-c] ${fs ? '[-t FS] ' : '-t FS '}[-p PID] [-m MIN] [-d DURATION]
+       [--prometheus [ADDR:]PORT] [--prometheus-comms N] [-v] [--json] [min_ms]`;
 }
 
 function examples(command: string): string {
@@ -62,6 +67,7 @@ function examples(command: string): string {
       ['0', 'trace all operations (warning: verbose)'],
       ['-p 185', 'trace PID 185 only'],
       ['--json 1', 'one JSON object per operation slower than 1 ms'],
+      ['--prometheus 9560', 'serve latency histograms and slow counts at :9560/metrics'],
     ]
     : [
       ['-t ext4', 'trace ext4 operations slower than 10 ms (default)'],
@@ -69,6 +75,7 @@ function examples(command: string): string {
       ['-t xfs -c -d 1', 'trace xfs operations for 1 s, csv output'],
       ['-t btrfs 0', 'trace all btrfs operations (warning: verbose)'],
       ['-t ext4 --json 1', 'one JSON object per ext4 operation slower than 1 ms'],
+      ['-t xfs --prometheus 9560', 'serve xfs latency histograms and slow counts at :9560/metrics'],
     ];
   const typed = lines.map(([args]) => `${command} ${args}`.trim());
   const width = Math.max(...typed.map((l) => l.length)) + 2;
@@ -94,6 +101,8 @@ export interface Options {
   pid?: number;
   duration?: number;
   format: OutputFormat;
+  /** --prometheus: serve metrics instead of printing */
+  prometheus?: PrometheusOptions;
   verbose: boolean;
 }
 
@@ -110,6 +119,8 @@ export function parseOptions(argv: string[], command = 'fsslower'): Options {
       duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace, in seconds' },
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach mode chosen)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per operation (NDJSON)' },
+      ...prometheusOption,
+      ...prometheusCommsOption,
     }), argv);
   const positional = args.min_ms as string | undefined;
   if (positional !== undefined && args.min !== undefined) {
@@ -129,16 +140,18 @@ export function parseOptions(argv: string[], command = 'fsslower'): Options {
     pid: args.pid === undefined ? undefined : integerOption('--pid', args.pid, 1, 0x7fffffff),
     duration: args.duration === undefined ? undefined : integerOption('--duration', args.duration, 1, MAX_DURATION_S),
     format: args.json ? 'json' : args.csv ? 'csv' : args.j ? 'bcc-csv' : 'table',
+    prometheus: prometheusFromArgs(args, { '-j': args.j, '-c': args.csv, '-d': args.duration, '--json': args.json }),
     verbose: args.verbose,
   };
 }
 
 /** The kernel-side configuration an Options asks for; the tool's own operations are never reported. */
-export function kernelConfig(options: Options, selfPid = process.pid): Record<string, bigint | number | Uint8Array> {
+export function kernelConfig(options: Options, selfPid = process.pid): Record<string, bigint | number | boolean | Uint8Array> {
   return {
     min_lat_ns: BigInt(options.minMs) * 1_000_000n,
     targ_tgid: options.pid ?? 0,
     self_tgid: selfPid,
+    targ_histograms: options.prometheus !== undefined,
     fs_magic: options.fs.magic,
     fs_type_name: new TextEncoder().encode(options.fs.typeName ?? ''),
   };
@@ -359,17 +372,65 @@ function untimedCallsReporter(obj: BpfObject, command: string): () => void {
   };
 }
 
-export function main(argv: string[], command = 'fsslower'): void {
+/** Operation label values, by enum file_op. */
+const OP_LABELS = ['read', 'write', 'open', 'fsync'];
+
+/**
+ * The --prometheus metrics: every operation's latency from the kernel's
+ * histograms (read at each scrape), and the operations over the threshold
+ * by comm, counted from their events.
+ */
+function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, plan: string, options: Options): void {
+  const layout = obj.struct('op_hist');
+  const slotsField = layout.fields.get('slots');
+  const totalField = layout.fields.get('total_ns');
+  if (slotsField?.type.kind !== 'array' || slotsField.type.element.size !== 8 || !totalField) {
+    throw new Error('struct op_hist is not slots of 64-bit counters and total_ns');
+  }
+  const slotCount = slotsField.type.length;
+  const fd = obj.mapFd('op_hists');
+  const decoder = eventDecoder(obj.struct('event'));
+  const slow = new Counters();
+  stream.start((view, offset) => {
+    const op = decodeEvent(decoder, view, offset);
+    slow.add({ op: OP_LABELS[OP_LETTERS.indexOf(op.type)] ?? 'unknown', ...exporter.comms.of(op.comm) });
+  }, () => {});
+  exporter.serve(obj, plan, () => [
+    {
+      name: `ebpf_tools_${options.fs.name}_operation_latency_seconds`, type: 'histogram',
+      help: `Latency of every ${options.fs.name} read, write, open and fsync, counted in the kernel`,
+      series: OP_LABELS.map((op, index) => {
+        const value = readArrayElement(fd, index, layout.size);
+        const slots = Array.from({ length: slotCount }, (_, i) => Number(value.readBigUInt64LE(slotsField.offset + 8 * i)));
+        return microsecondHistogram({ op }, slots, Number(value.readBigUInt64LE(totalField.offset)));
+      }),
+    },
+    {
+      name: `ebpf_tools_${options.fs.name}_slow_operations_total`, type: 'counter',
+      help: `${options.fs.name} operations slower than the threshold (${options.minMs} ms), by operation and command name`,
+      samples: slow.samples(),
+    },
+  ]);
+}
+
+export async function main(argv: string[], command = 'fsslower'): Promise<void> {
   const options = parseOptions(argv, command);
   libbpfLog.setVerbose(options.verbose);
+  const exporter = await openExporter(command, options.prometheus);
   const lifetime = new Lifetime();
   let stream: EventStream | undefined;
-  const { obj } = loadWithPlans(command, attachPlans(options), (candidate) => {
+  const { obj, plan } = loadWithPlans(command, attachPlans(options), (candidate) => {
     candidate.setConfig(kernelConfig(options));
     stream = new EventStream(candidate);
   }, 'fsslower');
   const events = stream!;
   lifetime.onEnd(() => obj.close());
+  if (exporter) {
+    serveMetrics(exporter, obj, events, plan.name, options);
+    setInterval(untimedCallsReporter(obj, command), 1000);
+    lifetime.onEnd(() => events.stop(() => {}));
+    return;
+  }
 
   const out = new Output();
   const decoder = eventDecoder(obj.struct('event'));

@@ -1,14 +1,16 @@
 // opensnoop: trace every open (open, openat, openat2), as bcc's opensnoop.
-import { constants as osConstants } from 'node:os';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine, PARSER_CONFIGURATION } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
+import { errnoName } from '../common/errno.js';
 import { invalidValue } from '../common/errors.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
+import type { Exporter } from '../common/exporter.js';
+import { Counters } from '../common/exposition.js';
 import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
 import { left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
@@ -16,6 +18,7 @@ import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
 import { loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { checkPrivileges, ensureTracefs } from '../common/preflight.js';
+import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 import { parseUser } from '../common/users.js';
 
@@ -23,7 +26,8 @@ const USAGE = `Trace open family syscalls: open(), openat(), openat2()
 
 USAGE: opensnoop [-h] [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION] [-n NAME]
                  [-e] [-E] [-f FLAG] [-F] [-b BUFFER_PAGES] [-c CG] [--cgroupmap PATH]
-                 [--mntnsmap PATH] [--print-cgroup[=container]] [-v] [--json]`;
+                 [--mntnsmap PATH] [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
+                 [--prometheus-comms N] [-v] [--json]`;
 
 const EXAMPLES = `    opensnoop                        # trace all open() syscalls
     opensnoop -T                     # include timestamps
@@ -44,7 +48,8 @@ const EXAMPLES = `    opensnoop                        # trace all open() syscal
     opensnoop --mntnsmap mappath     # only trace mount namespaces in the map
     opensnoop --print-cgroup         # include the cgroup v2 path (CGROUP)
     opensnoop --print-cgroup=container  # include the container id (CONTAINER)
-    opensnoop --json | jq .          # one JSON object per open`;
+    opensnoop --json | jq .          # one JSON object per open
+    opensnoop --prometheus 9560      # serve open and failure counts by comm at :9560/metrics`;
 
 const TASK_COMM_BYTES = 16;
 /** The largest ring buffer -b may ask for. */
@@ -69,6 +74,8 @@ export interface Options extends SelectionOptions {
   printCgroup?: CgroupMode;
   verbose: boolean;
   json: boolean;
+  /** --prometheus: serve metrics instead of printing */
+  prometheus?: PrometheusOptions;
 }
 
 /** -f: an open matches if it has any of `bits`, or its access mode is one of `accessModes` (bit 1 << mode). */
@@ -145,6 +152,8 @@ export function parseOptions(argv: string[]): Options {
       ...printCgroupOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
+      ...prometheusOption,
+      ...prometheusCommsOption,
     }), argv), 'flag');
   let name: Uint8Array | undefined;
   if (args.name !== undefined) {
@@ -174,6 +183,10 @@ export function parseOptions(argv: string[]): Options {
     printCgroup: cgroupModeFromArgs(args.printCgroup),
     verbose: args.verbose,
     json: args.json,
+    prometheus: prometheusFromArgs(args, {
+      '-T': args.timestamp, '-U': args.printUid, '-d': args.duration, '-e': args.extendedFields, '-E': args.errnoNames,
+      '-F': args.fullPath, '--json': args.json,
+    }),
   };
 }
 
@@ -383,17 +396,6 @@ export class FullPaths {
   }
 }
 
-/** Linux errno names by number (EAGAIN over EWOULDBLOCK, EOPNOTSUPP over ENOTSUP). */
-const ERRNO_NAMES = new Map<number, string>(
-  Object.entries(osConstants.errno as Record<string, number>)
-    .filter(([name]) => name !== 'EWOULDBLOCK' && name !== 'ENOTSUP')
-    .map(([name, value]) => [value, name]),
-);
-
-export function errnoName(errno: number): string | undefined {
-  return ERRNO_NAMES.get(errno);
-}
-
 /** The ERR column width with -E: the common names fit; longer ones push the line, as %-7s would. */
 const ERRNO_NAME_WIDTH = 7;
 
@@ -542,14 +544,33 @@ export class JsonRenderer {
   }
 }
 
-export function main(argv: string[]): void {
+/** The --prometheus counters: opens by comm, failed opens by comm and errno. */
+function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, plan: string): void {
+  const decoder = eventDecoder(obj.struct('event'));
+  const event = emptyEvent();
+  const opens = new Counters();
+  const failures = new Counters();
+  stream.start((view, offset, length) => {
+    decodeInto(event, decoder, view, offset, length);
+    const comm = exporter.comms.of(event.bytes.subarray(event.commStart, event.commEnd));
+    opens.add(comm);
+    if (event.ret < 0) failures.add({ ...comm, errno: errnoName(-event.ret) ?? String(-event.ret) });
+  }, () => {});
+  exporter.serve(obj, plan, () => [
+    { name: 'ebpf_tools_opens_total', type: 'counter', help: 'Opens (open, openat, openat2), failed ones included, by command name', samples: opens.samples() },
+    { name: 'ebpf_tools_open_failures_total', type: 'counter', help: 'Failed opens, by command name and errno', samples: failures.samples() },
+  ]);
+}
+
+export async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
+  const exporter = await openExporter('opensnoop', options.prometheus);
   checkPrivileges();
   // The tracepoints of the syscalls this kernel has are listed in tracefs.
   libbpfLog.note(ensureTracefs());
   let stream!: EventStream; // set by the configure step of the plan that loaded
-  const { obj } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
+  const { obj, plan } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
     candidate.setConfig(kernelConfig(options));
     stream = new EventStream(candidate, ringBytes(options));
     configureCgroupNames(candidate, options.printCgroup);
@@ -558,6 +579,11 @@ export function main(argv: string[]): void {
   const events = stream;
   const lifetime = new Lifetime();
   lifetime.onEnd(() => obj.close());
+  if (exporter) {
+    serveMetrics(exporter, obj, events, plan.name);
+    lifetime.onEnd(() => events.stop(() => {}));
+    return;
+  }
 
   const out = new Output();
   const decoder = eventDecoder(obj.struct('event'));

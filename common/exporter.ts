@@ -1,0 +1,114 @@
+// The HTTP side of --prometheus: GET /metrics answers the exposition text
+// of what the tool counts, collected when the scrape arrives (maps read
+// then, counters as they stand); every other path is 404. node:http runs
+// on the event loop like the ring buffer's reads, and a scrape costs one
+// synchronous collection of pre-aggregated values (a few hundred
+// microseconds): it never holds the reading up for long, and a scraper
+// that goes away only closes its own socket.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { BpfObject } from './bpfobject.js';
+import { PACKAGE_VERSION } from './cli.js';
+import { RuntimeError } from './errors.js';
+import { CommLabels, CONTENT_TYPE, exposition, type Family } from './exposition.js';
+import type { ListenAddress, PrometheusOptions } from './prometheus.js';
+
+/** What a tool adds to every scrape: its own families, collected when asked. */
+export type Collector = () => Family[];
+
+const where = ({ host, port }: ListenAddress): string => `${host === undefined ? '' : host.includes(':') ? `[${host}]` : host}:${port}`;
+
+function bindFailure(listen: ListenAddress, err: NodeJS.ErrnoException): RuntimeError {
+  const reasons: Record<string, string> = {
+    EADDRINUSE: 'the port is in use: choose another',
+    EACCES: 'permission denied: choose a port above 1023',
+    EADDRNOTAVAIL: 'no interface of this machine has that address',
+    ENOTFOUND: 'no such host',
+    EAI_AGAIN: 'host name lookup failed',
+  };
+  return new RuntimeError(`cannot serve metrics on ${where(listen)}: ${reasons[err.code ?? ''] ?? err.message}`);
+}
+
+export class Exporter {
+  private collect?: () => string;
+  /** the comm label of every metric that has one, bounded by --prometheus-comms */
+  readonly comms: CommLabels;
+
+  private constructor(private readonly tool: string, private readonly server: Server, options: PrometheusOptions) {
+    this.comms = new CommLabels(options.comms);
+  }
+
+  /** Binds the address (before anything is loaded, so that a failure leaves nothing behind). */
+  static async listen(tool: string, options: PrometheusOptions): Promise<Exporter> {
+    const server = createServer();
+    const exporter = new Exporter(tool, server, options);
+    server.on('request', (request, response) => exporter.answer(request, response));
+    // a client that sends garbage or goes away mid-request only loses its own connection
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: options.listen.host, port: options.listen.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((err: NodeJS.ErrnoException) => {
+      throw bindFailure(options.listen, err);
+    });
+    return exporter;
+  }
+
+  /** The URL served, with the port actually bound (port 0 picks one). */
+  get url(): string {
+    const { address, family, port } = this.server.address() as AddressInfo;
+    return `http://${family === 'IPv6' ? `[${address}]` : address}:${port}/metrics`;
+  }
+
+  /**
+   * Starts answering scrapes with build_info, the loss counter and the
+   * tool's families, and says where on stderr.
+   */
+  serve(obj: BpfObject, attachPlan: string, collect: Collector): void {
+    const buildInfo: Family = {
+      name: 'ebpf_tools_build_info', type: 'gauge',
+      help: 'Always 1: the tool, the ebpf-tools version, and how it attached to this kernel',
+      samples: [{ labels: { tool: this.tool, version: PACKAGE_VERSION, attach_plan: attachPlan }, value: 1 }],
+    };
+    const lost = lostEventsReader(obj);
+    this.collect = () => exposition([
+      buildInfo,
+      {
+        name: 'ebpf_tools_lost_events_total', type: 'counter',
+        help: 'Events the kernel side could not hand over because the ring buffer was full',
+        samples: [{ labels: {}, value: lost() }],
+      },
+      ...collect(),
+    ]);
+    process.stderr.write(`${this.tool}: serving metrics at ${this.url}\n`);
+  }
+
+  private answer(request: IncomingMessage, response: ServerResponse): void {
+    const path = (request.url ?? '').replace(/\?.*/s, '');
+    if (path !== '/metrics') return plainAnswer(response, 404, 'Not found: the metrics are at /metrics\n');
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.setHeader('Allow', 'GET, HEAD');
+      return plainAnswer(response, 405, 'Only GET and HEAD\n');
+    }
+    if (!this.collect) return plainAnswer(response, 503, 'Not attached yet\n');
+    const body = this.collect();
+    response.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body) });
+    response.end(request.method === 'HEAD' ? undefined : body);
+  }
+}
+
+function plainAnswer(response: ServerResponse, status: number, text: string): void {
+  response.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+/** The object's lost_events counter (common.bpf.h), read live from its .bss. */
+function lostEventsReader(obj: BpfObject): () => number {
+  const variable = obj.btf.datasec('.bss').get('lost_events');
+  if (!variable) throw new Error(`${obj.tool}.bpf.o has no lost_events counter`);
+  const bss = obj.sectionView('.bss');
+  return () => Number(bss.getBigUint64(variable.offset, true));
+}
