@@ -170,10 +170,18 @@ export function kprobesAvailable(): boolean {
 
 let kallsyms: string | undefined;
 
-/** Whether the kernel has a function symbol `name` (a kprobe target). */
+/**
+ * Whether the kernel has a function symbol `name` (a kprobe target), in the
+ * kernel itself or in a loaded module (kallsyms adds "\t[module]" to those:
+ * ext4, xfs and btrfs are modules in Debian's kernels).
+ */
 export function kernelHasFunction(name: string): boolean {
   kallsyms ??= readFileSync('/proc/kallsyms', 'utf8');
-  return new RegExp(`^[0-9a-f]+ [tTwW] ${name}$`, 'm').test(kallsyms);
+  return kallsymsHasFunction(kallsyms, name);
+}
+
+export function kallsymsHasFunction(kallsyms: string, name: string): boolean {
+  return new RegExp(`^[0-9a-f]+ [tTwW] ${name}(\\t\\[\\S+\\])?$`, 'm').test(kallsyms);
 }
 
 /**

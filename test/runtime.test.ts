@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
 import { ringBufferBytes } from '../common/events.js';
 import { structDecoder } from '../common/layout.js';
-import { skippedPlans } from '../common/plan.js';
+import { kallsymsHasFunction, skippedPlans } from '../common/plan.js';
 import { eventDecoder, kernelConfig, parseOptions } from '../tools/execsnoop.js';
 
 t.test('every shipped object has the ring buffer, loss counter and filter variables the runtime uses', async (t) => {
@@ -72,4 +72,18 @@ t.test('EBPF_TOOLS_SKIP_PLANS: the named plans of this tool only; an unknown nam
   t.throws(() => skippedPlans('ext4slower', plans), { exitCode: 2, message: /ext4slower has no plan 'fentyr' \(plans: fentry; kprobe; start at block_getrq\)/ });
   delete process.env.EBPF_TOOLS_SKIP_PLANS;
   t.same([...skippedPlans('ext4slower', plans)], []);
+});
+
+t.test('kprobe targets are found in the kernel and in loaded modules, by whole name only', async (t) => {
+  const kallsyms = [
+    'ffffffff81234560 T vfs_read',
+    'ffffffffc0a01230 t ext4_file_read_iter\t[ext4]',
+    'ffffffffc0a01290 d ext4_data_symbol\t[ext4]',
+    'ffffffffc0a012f0 t ext4_file_write_iter.cold\t[ext4]',
+  ].join('\n');
+  t.ok(kallsymsHasFunction(kallsyms, 'vfs_read'));
+  t.ok(kallsymsHasFunction(kallsyms, 'ext4_file_read_iter'), 'a function of a module');
+  t.notOk(kallsymsHasFunction(kallsyms, 'ext4_data_symbol'), 'data is no kprobe target');
+  t.notOk(kallsymsHasFunction(kallsyms, 'ext4_file_write_iter'), 'a .cold part is not the function');
+  t.notOk(kallsymsHasFunction(kallsyms, 'vfs_rea'), 'a prefix is not the function');
 });
