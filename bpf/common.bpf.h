@@ -150,41 +150,63 @@ static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
 	return BPF_CORE_READ(kn, __parent);
 }
 
-/* Puts the names of the current task's cgroup (kernfs node `kn`, id `id`) in cgroup_paths. */
+/* One level of name_cgroup's walk up from *kn: 1 to go on to its parent, 0 when done. */
+static __always_inline int name_cgroup_level(struct cgroup_path *p, volatile __u32 *end, struct kernfs_node **kn, int depth)
+{
+	struct kernfs_node *parent = kernfs_parent(*kn);
+	__u32 offset;
+	long length;
+
+	if (!parent) {
+		/* *kn is the root of the hierarchy, which has no name in a path */
+		p->status = CGROUP_PATH_COMPLETE;
+		return 0;
+	}
+	offset = *end;
+	if (depth == MAX_CGROUP_DEPTH || offset > CGROUP_PATH_BYTES)
+		return 0;
+	length = bpf_probe_read_kernel_str(&p->names[offset], CGROUP_NAME_BYTES, BPF_CORE_READ(*kn, name));
+	if (length <= 0) {
+		p->status = CGROUP_PATH_UNKNOWN;
+		return 0;
+	}
+	*end = offset + length;
+	*kn = parent;
+	return 1;
+}
+
+/*
+ * Puts the names of the current task's cgroup (kernfs node `kn`, id `id`) in
+ * cgroup_paths. Written out level by level, not as a loop: kernels before 6.3
+ * refuse a loop whose back edge clang lays out as a fall-through ("back-edge
+ * from insn"), and #pragma unroll cannot unroll a loop with these exits.
+ */
+_Static_assert(MAX_CGROUP_DEPTH == 32, "name_cgroup walks MAX_CGROUP_DEPTH + 1 levels");
+#define NAME_CGROUP_LEVEL(depth) if (!name_cgroup_level(p, end, &kn, depth)) goto done
 static __always_inline void name_cgroup(struct kernfs_node *kn, __u64 id)
 {
-	__u32 zero = 0, offset;
+	__u32 zero = 0;
 	struct cgroup_path *p = bpf_map_lookup_elem(&cgroup_path_scratch, &zero);
 	volatile __u32 *end;
-	struct kernfs_node *parent;
-	long length;
-	int depth;
 
 	if (!p)
 		return;
 	end = &p->end;
 	*end = 0;
 	p->status = CGROUP_PATH_TRUNCATED;
-	for (depth = 0; depth <= MAX_CGROUP_DEPTH; depth++) {
-		parent = kernfs_parent(kn);
-		if (!parent) {
-			/* kn is the root of the hierarchy, which has no name in a path */
-			p->status = CGROUP_PATH_COMPLETE;
-			break;
-		}
-		offset = *end;
-		if (depth == MAX_CGROUP_DEPTH || offset > CGROUP_PATH_BYTES)
-			break;
-		length = bpf_probe_read_kernel_str(&p->names[offset], CGROUP_NAME_BYTES, BPF_CORE_READ(kn, name));
-		if (length <= 0) {
-			p->status = CGROUP_PATH_UNKNOWN;
-			break;
-		}
-		*end = offset + length;
-		kn = parent;
-	}
+	NAME_CGROUP_LEVEL(0); NAME_CGROUP_LEVEL(1); NAME_CGROUP_LEVEL(2); NAME_CGROUP_LEVEL(3);
+	NAME_CGROUP_LEVEL(4); NAME_CGROUP_LEVEL(5); NAME_CGROUP_LEVEL(6); NAME_CGROUP_LEVEL(7);
+	NAME_CGROUP_LEVEL(8); NAME_CGROUP_LEVEL(9); NAME_CGROUP_LEVEL(10); NAME_CGROUP_LEVEL(11);
+	NAME_CGROUP_LEVEL(12); NAME_CGROUP_LEVEL(13); NAME_CGROUP_LEVEL(14); NAME_CGROUP_LEVEL(15);
+	NAME_CGROUP_LEVEL(16); NAME_CGROUP_LEVEL(17); NAME_CGROUP_LEVEL(18); NAME_CGROUP_LEVEL(19);
+	NAME_CGROUP_LEVEL(20); NAME_CGROUP_LEVEL(21); NAME_CGROUP_LEVEL(22); NAME_CGROUP_LEVEL(23);
+	NAME_CGROUP_LEVEL(24); NAME_CGROUP_LEVEL(25); NAME_CGROUP_LEVEL(26); NAME_CGROUP_LEVEL(27);
+	NAME_CGROUP_LEVEL(28); NAME_CGROUP_LEVEL(29); NAME_CGROUP_LEVEL(30); NAME_CGROUP_LEVEL(31);
+	NAME_CGROUP_LEVEL(32);
+done:
 	bpf_map_update_elem(&cgroup_paths, &id, p, BPF_NOEXIST);
 }
+#undef NAME_CGROUP_LEVEL
 
 /* The cgroup v2 id of the current task; with name_cgroups, its names kept in cgroup_paths. */
 static __always_inline __u64 current_cgroup(void)

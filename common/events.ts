@@ -26,7 +26,8 @@ export class EventStream {
   received = 0;
 
   /** Sizes the ring buffer; call before load. */
-  constructor(private readonly obj: BpfObject, readonly bytes = DEFAULT_RING_BYTES) {
+  /** `command`: the name the user ran, for the loss reports (ext4slower runs fsslower's object) */
+  constructor(private readonly obj: BpfObject, readonly bytes = DEFAULT_RING_BYTES, private readonly command = obj.tool) {
     obj.setMaxEntries('events', bytes);
   }
 
@@ -55,7 +56,7 @@ export class EventStream {
     const lost = this.lost();
     if (lost === this.reportedLost) return;
     process.stderr.write(
-      `${this.obj.tool}: ${lost - this.reportedLost} events lost: ring buffer full (${lost} lost in all)\n`,
+      `${this.command}: ${lost - this.reportedLost} events lost: ring buffer full (${lost} lost in all)\n`,
     );
     this.reportedLost = lost;
   }

@@ -137,7 +137,7 @@ t.test('--json: one object per I/O with the documented fields', async (t) => {
   t.equal(events.length, 2 * BLOCKS);
   for (const [i, e] of events.entries()) {
     const op = i < BLOCKS ? 'W' : 'R';
-    t.same(Object.keys(e), ['time', 'ts', 'comm', 'pid', 'disk', 'rwbs', 'flags', 'sector', 'bytes', 'pattern', 'que_ms', 'lat_ms']);
+    t.same(Object.keys(e), ['time', 'ts', 'comm', 'pid', 'disk', 'rwbs', 'flags', 'sector', 'bytes', 'pattern', 'que_ms', 'lat_ms', 'cgroup_id']);
     t.match(e, { comm: WORKLOAD_COMM, disk: root.disk, bytes: BLOCK_BYTES, sector: Number(run.sectors[i % BLOCKS]) });
     t.match(e.rwbs as string, new RegExp(`^${op}S?$`));
     t.match(e.flags as string, new RegExp(`(^|-)${op === 'W' ? 'Write' : 'Read'}$`));

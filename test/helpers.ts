@@ -3,7 +3,7 @@
 // read exactly what the tool printed.
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../common/bpfobject.js';
 import { toolOf } from '../common/commands.js';
@@ -276,4 +276,10 @@ export function cgroup2Root(): string {
   const found = mounts.find((fields) => fields[2] === 'cgroup2');
   if (!found) throw new Error('no cgroup2 filesystem mounted');
   return found[1];
+}
+
+/** The cgroup v2 id of process `pid`: the inode of its cgroup's directory (what --json gives as cgroup_id). */
+export function cgroupIdOf(pid: number): number {
+  const path = /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1];
+  return statSync(`${cgroup2Root()}${path}`).ino;
 }

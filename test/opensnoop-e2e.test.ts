@@ -10,7 +10,7 @@ import { left, right } from '../common/format.js';
 import { loadWithPlans } from '../common/plan.js';
 import { kernelConfig, parseOptions, tracepointPlan } from '../tools/opensnoop.js';
 import {
-  kernelSnapshot, leftovers, loadedProgramIds, referenceTool, RunningTool, sleep, SLOWDOWN, startAttached, startTool, withoutTapHooks,
+  cgroupIdOf, kernelSnapshot, leftovers, loadedProgramIds, referenceTool, RunningTool, sleep, SLOWDOWN, startAttached, startTool, withoutTapHooks,
 } from './helpers.js';
 
 const OPENER_SOURCE = String.raw`
@@ -300,6 +300,7 @@ t.test('--json: one object per open with every field', async (t) => {
   const missing = path(false);
   const threadPath = path(true);
   const held = new Held(['openat', missing, '1101', 'thread', threadPath], []);
+  const cgroupId = cgroupIdOf(held.pid);
   const tool = startTool('opensnoop', ['--json', '-v', '-p', String(held.pid)]);
   await attached(tool);
   await held.release();
@@ -309,7 +310,7 @@ t.test('--json: one object per open with every field', async (t) => {
   t.type(created.ts, 'number');
   t.same({ ...created, time: 0, ts: 0 }, {
     time: 0, ts: 0, pid: held.pid, tid: held.pid, uid: 0, comm: 'opener', fd: 3, err: 0, errno: null,
-    flags: 0o1101, mode: 0o644, path: missing,
+    flags: 0o1101, mode: 0o644, path: missing, cgroup_id: cgroupId,
   });
   const inThread = await parse(threadPath);
   t.equal(inThread.pid, held.pid);

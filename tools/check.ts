@@ -154,7 +154,8 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
         child.kill('SIGINT');
       }
     };
-    const timer = setTimeout(stop, 30000);
+    // a tool attaches in well under a second; a TCG guest or a loaded machine can take minutes
+    const timer = setTimeout(stop, 300_000);
     // a tool with plans has attached when it names the one it uses; one without (execsnoop), at its first line
     child.stdout.on('data', () => {
       if (!stderr.includes(`${command}: plan `)) stop();

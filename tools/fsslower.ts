@@ -421,7 +421,7 @@ export async function main(argv: string[], command = 'fsslower'): Promise<void> 
   let stream: EventStream | undefined;
   const { obj, plan } = loadWithPlans(command, attachPlans(options), (candidate) => {
     candidate.setConfig(kernelConfig(options));
-    stream = new EventStream(candidate);
+    stream = new EventStream(candidate, undefined, command);
   }, 'fsslower');
   const events = stream!;
   lifetime.onEnd(() => obj.close());
