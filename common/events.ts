@@ -6,8 +6,8 @@ import { RingBufferReader, type RecordHandler } from './ringbuf.js';
 
 const LOST_CHECK_INTERVAL_MS = 1000;
 
-/** Default ring buffer size: room for a few tens of milliseconds of a storm (every storm of bench/ lossless with it; -b grows it). */
-export const DEFAULT_RING_BYTES = 4 << 20;
+/** Default ring buffer size: room for a few tens of milliseconds of a storm (4 MiB lost events in the signal tests' storms on a busy 2-core machine; -b grows it). */
+export const DEFAULT_RING_BYTES = 16 << 20;
 
 /** Rounds a requested ring buffer size up to what the kernel accepts: a power of two of at least a page. */
 export function ringBufferBytes(requested: number): number {

@@ -157,12 +157,19 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
     // a tool attaches in well under a second; a TCG guest or a loaded machine can take minutes
     const timer = setTimeout(stop, 300_000);
     // a tool with plans has attached when it names the one it uses; one without (execsnoop), at its first line
+    // (stdout and stderr arrive apart: its attach lines say stderr has been read as far as the attach)
+    let printed = false;
+    const stopOnceAttached = (): void => {
+      if (new RegExp(`^${command}: using plan `, 'm').test(stderr)
+        || (printed && /^attached /m.test(stderr) && !stderr.includes(`${command}: plan `))) stop();
+    };
     child.stdout.on('data', () => {
-      if (!stderr.includes(`${command}: plan `)) stop();
+      printed = true;
+      stopOnceAttached();
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
-      if (new RegExp(`^${command}: using plan `, 'm').test(stderr)) stop();
+      stopOnceAttached();
     });
     child.on('close', (code) => {
       clearTimeout(timer);

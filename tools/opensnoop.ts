@@ -69,7 +69,7 @@ export interface Options extends SelectionOptions {
   errnoNames: boolean;
   flags?: FlagFilter;
   fullPath: boolean;
-  /** -b: ring buffer pages; the runtime's default size (4 MiB) when not given */
+  /** -b: ring buffer pages; the runtime's default size (16 MiB) when not given */
   bufferPages?: number;
   printCgroup?: CgroupMode;
   verbose: boolean;
