@@ -6,8 +6,11 @@
 // --check: build into a temporary directory and fail if any committed
 // object differs from what its source compiles to.
 // Tool names as arguments build only those objects.
+// clang-19 orders some BTF types (forward declarations) differently when the
+// sources sit at a path of another length, so the sources are compiled from a
+// copy at one fixed path, wherever the checkout is.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,20 +25,25 @@ const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const sources = readdirSync('bpf')
   .filter((f) => f.endsWith('.bpf.c') && (only.length === 0 || only.includes(f.replace(/\.bpf\.c$/, ''))))
   .sort();
-const outDir = check ? mkdtempSync(join(tmpdir(), 'ebpf-tools-bpf-')) : 'bpf';
+const outDir = check ? mkdtempSync(join(tmpdir(), 'ebpf-tools-bpf-')) : join(root, 'bpf');
+const buildRoot = '/tmp/ebpf-tools-bpf-src';
+rmSync(buildRoot, { recursive: true, force: true });
+mkdirSync(join(buildRoot, 'bpf'), { recursive: true });
+for (const f of readdirSync('bpf').filter((f) => f.endsWith('.c') || f.endsWith('.h'))) copyFileSync(join('bpf', f), join(buildRoot, 'bpf', f));
 const stale = [];
 for (const source of sources) {
   const object = join(outDir, source.replace(/\.c$/, '.o'));
   execFileSync(clang, [
     '-g', '-O2', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86',
-    `-ffile-prefix-map=${root.replace(/\/$/, '')}=.`, '-Ibpf', '-c', join('bpf', source), '-o', object,
-  ], { stdio: 'inherit' });
+    `-ffile-prefix-map=${buildRoot}=.`, '-Ibpf', '-c', join('bpf', source), '-o', object,
+  ], { stdio: 'inherit', cwd: buildRoot });
   execFileSync(strip, ['-g', object], { stdio: 'inherit' });
   if (check && !readFileSync(object).equals(readFileSync(join('bpf', source.replace(/\.c$/, '.o'))))) {
     stale.push(source);
   }
   if (!check) console.log(`built ${object}`);
 }
+rmSync(buildRoot, { recursive: true, force: true });
 if (check) {
   rmSync(outDir, { recursive: true, force: true });
   if (stale.length) {
