@@ -6,9 +6,9 @@
 // --check: build into a temporary directory and fail if any committed
 // object differs from what its source compiles to.
 // Tool names as arguments build only those objects.
-// clang-19 orders some BTF types (forward declarations) differently when the
-// sources sit at a path of another length, so the sources are compiled from a
-// copy at one fixed path, wherever the checkout is.
+// clang-19 orders some BTF types (forward declarations) differently with
+// another environment or source path, so it runs with one fixed environment
+// on a copy of the sources at one fixed path, wherever the checkout is.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,7 @@ const sources = readdirSync('bpf')
   .sort();
 const outDir = check ? mkdtempSync(join(tmpdir(), 'ebpf-tools-bpf-')) : join(root, 'bpf');
 const buildRoot = '/tmp/ebpf-tools-bpf-src';
+const CLANG_ENV = { PATH: '/usr/bin:/bin' };
 rmSync(buildRoot, { recursive: true, force: true });
 mkdirSync(join(buildRoot, 'bpf'), { recursive: true });
 for (const f of readdirSync('bpf').filter((f) => f.endsWith('.c') || f.endsWith('.h'))) copyFileSync(join('bpf', f), join(buildRoot, 'bpf', f));
@@ -36,7 +37,7 @@ for (const source of sources) {
   execFileSync(clang, [
     '-g', '-O2', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86',
     `-ffile-prefix-map=${buildRoot}=.`, '-Ibpf', '-c', join('bpf', source), '-o', object,
-  ], { stdio: 'inherit', cwd: buildRoot });
+  ], { stdio: 'inherit', cwd: buildRoot, env: CLANG_ENV });
   execFileSync(strip, ['-g', object], { stdio: 'inherit' });
   if (check && !readFileSync(object).equals(readFileSync(join('bpf', source.replace(/\.c$/, '.o'))))) {
     stale.push(source);
