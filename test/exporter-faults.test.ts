@@ -1,0 +1,145 @@
+// --prometheus under faults: scrapers that go away before, during or after
+// the response, 200 scrapes at once, a port already in use, a malformed
+// address, SIGTERM while scrapes are in flight. The tool keeps exporting
+// (or exits as asked) and never crashes. Host only (not -e2e): it is about
+// our HTTP side, which no kernel changes.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { request, type IncomingMessage } from 'node:http';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { checkHistograms, parseExposition } from './exposition-check.js';
+import { baseArgs, kernelSnapshot, leftovers, runTool, sleep, startTool, TOOLS, type RunningTool } from './helpers.js';
+
+const work = mkdtempSync('/var/tmp/ebpf-tools-exporter-');
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+
+/** Starts `tool` exporting on 127.0.0.1 at a port of its choosing; resolves with it and its port. */
+async function exporting(tool: string, args: string[] = []): Promise<{ tool: RunningTool; port: number }> {
+  const running = startTool(tool, [...baseArgs(tool), ...args, '--prometheus', '127.0.0.1:0']);
+  await running.waitForStderr(/serving metrics at \S+\n/);
+  return { tool: running, port: Number(/:(\d+)\/metrics$/m.exec(running.stderr)![1]) };
+}
+
+/** One scrape on a connection of its own: status and body. */
+function scrape(port: number, path = '/metrics'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path, agent: false }, (response: IncomingMessage) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: response.statusCode!, body }));
+    }).on('error', reject).end();
+  });
+}
+
+/** A raw connection that has sent `text`; resolves once connected and written. */
+function rawClient(port: number, text: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(text, () => resolve(socket)));
+    socket.on('error', reject);
+  });
+}
+
+const GET = 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n';
+
+/** Execs of /bin/true under `count` distinct names: that many comm series, a body of tens of kilobytes. */
+function manyComms(count: number): void {
+  for (let i = 0; i < count; i++) {
+    const link = join(work, `fc${i}`);
+    symlinkSync('/bin/true', link);
+    spawnSync(link, [], { stdio: 'ignore' });
+  }
+}
+
+t.test('scrapers that leave before, during and after the response: the tool keeps exporting', async (t) => {
+  const { tool, port } = await exporting('execsnoop', ['--prometheus-comms', '100000']);
+  manyComms(1500);
+  const first = await scrape(port);
+  t.equal(first.status, 200);
+  t.ok(first.body.length > 40000, `a body of ${first.body.length} bytes: more than one write`);
+  for (let round = 0; round < 100; round++) {
+    // the request, then gone at once (a reset before the answer is written)
+    (await rawClient(port, GET)).resetAndDestroy();
+    // the answer's first bytes read, then a reset mid-body
+    const reader = await rawClient(port, GET);
+    await new Promise<void>((resolve) => reader.once('data', () => resolve()));
+    reader.resetAndDestroy();
+    // half a request line, then a close; and garbage
+    (await rawClient(port, 'GET /met')).destroy();
+    (await rawClient(port, '\x00\xff garbage\r\n\r\n')).end();
+    // a complete scrape never read, closed politely
+    (await rawClient(port, GET)).end();
+  }
+  await sleep(200);
+  t.equal(tool.proc.exitCode, null, 'still running');
+  const marker = join(work, 'fcafter');
+  symlinkSync('/bin/true', marker);
+  spawnSync(marker, [], { stdio: 'ignore' });
+  let after = await scrape(port);
+  for (let i = 0; i < 50 && !after.body.includes('comm="fcafter"'); i++) {
+    await sleep(100);
+    after = await scrape(port);
+  }
+  t.equal(after.status, 200, 'a normal scrape afterwards');
+  t.match(after.body, /^ebpf_tools_execs_total\{comm="fcafter"\} 1$/m, 'and it counts what came after');
+  const before = new Map(parseExposition(first.body).map((s) => [JSON.stringify([s.name, s.labels]), s.value]));
+  const shrunk = parseExposition(after.body).filter((s) => s.name.endsWith('_total') && (before.get(JSON.stringify([s.name, s.labels])) ?? 0) > s.value);
+  t.same(shrunk, [], 'no counter went backwards');
+  const done = await tool.stop('SIGTERM');
+  t.equal(done.code, 0, 'SIGTERM exits 0');
+  t.equal(done.stderr, `execsnoop: serving metrics at http://127.0.0.1:${port}/metrics\n`, 'nothing on stderr but where it served');
+});
+
+t.test('200 concurrent scrapes, each on its own connection: all answered in full', async (t) => {
+  const { tool, port } = await exporting('biolatency');
+  const results = await Promise.all(Array.from({ length: 200 }, () => scrape(port)));
+  t.same(results.filter((r) => r.status !== 200).map((r) => r.status), [], 'every one 200');
+  const complete = results.filter((r) => /^# HELP ebpf_tools_build_info .*\n[^]*\nebpf_tools_lost_events_total \d+\n/.test(r.body) && r.body.endsWith('\n'));
+  t.equal(complete.length, 200, 'every body complete');
+  checkHistograms(t, results.at(-1)!.body);
+  t.equal((await scrape(port, '/')).status, 404, 'other paths 404');
+  const done = await tool.stop('SIGTERM');
+  t.equal(done.code, 0, 'SIGTERM exits 0');
+  t.equal(done.stderr, `biolatency: serving metrics at http://127.0.0.1:${port}/metrics\n`);
+});
+
+t.test('SIGTERM while scrapes are in flight: exits 0 at once, cleanly', async (t) => {
+  const { tool, port } = await exporting('opensnoop');
+  // requests half sent (the server waits for the rest), and a scrape storm
+  const halfSent = await Promise.all(Array.from({ length: 20 }, () => rawClient(port, 'GET /metrics HTTP/1.1\r\nHost: x\r\n')));
+  let storming = true;
+  const storm = Promise.all(Array.from({ length: 20 }, async () => {
+    while (storming) await scrape(port).catch(() => { storming = false; });
+  }));
+  await sleep(300);
+  const sent = Date.now();
+  const done = await tool.stop('SIGTERM');
+  const took = Date.now() - sent;
+  storming = false;
+  await storm;
+  for (const socket of halfSent) socket.destroy();
+  t.equal(done.code, 0, 'exits 0');
+  t.equal(done.signal, null, 'not killed by the signal');
+  t.ok(took < 5000, `exits at once (${took} ms)`);
+  t.equal(done.stderr, `opensnoop: serving metrics at http://127.0.0.1:${port}/metrics\n`, 'nothing on stderr but where it served');
+});
+
+t.test('a port already in use: one line, exit 1, nothing loaded; a malformed address: exit 2', async (t) => {
+  const holder: Server = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => holder.close());
+  const { port } = holder.address() as { port: number };
+  const before = kernelSnapshot();
+  for (const tool of TOOLS.filter((name) => name !== 'ebpf-tools')) {
+    const inUse = runTool(tool, [...baseArgs(tool), '--prometheus', `127.0.0.1:${port}`]);
+    t.equal(inUse.code, 1, `${tool}: port in use exits 1`);
+    t.equal(inUse.stderr, `${tool}: cannot serve metrics on 127.0.0.1:${port}: the port is in use: choose another\n`, `${tool}: one line`);
+    t.equal(inUse.stdout, '');
+    for (const bad of ['127.0.0.1:65536', '[::1', 'host name:1']) {
+      const malformed = runTool(tool, [...baseArgs(tool), '--prometheus', bad]);
+      t.equal(malformed.code, 2, `${tool} --prometheus '${bad}': exit 2`);
+      t.match(malformed.stderr, new RegExp(`^${tool}: invalid --prometheus .*\\n$`), `${tool}: one line naming the option`);
+    }
+  }
+  t.same(await leftovers(before), [], 'nothing loaded');
+});
