@@ -1,8 +1,12 @@
 // The man pages, --help and package.json must tell the same story as the code.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
-import { ROOT, runTool } from './helpers.js';
+import { get } from 'node:http';
+import { join } from 'node:path';
+import { parseExposition } from './exposition-check.js';
+import { ROOT, runTool, sleep, startTool } from './helpers.js';
 
 const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string>; man: string[]; version: string };
 const tools = Object.keys(pkg.bin);
@@ -56,4 +60,77 @@ t.test('the attach plan tables of README and man pages are scripts/plan-table.mj
   const r = spawnSync(process.execPath, [`${ROOT}scripts/plan-table.mjs`, '--check'], { encoding: 'utf8' });
   t.equal(r.stderr, '');
   t.equal(r.status, 0);
+});
+
+/**
+ * The metrics a man page's METRICS section lists, as name{label,...} with
+ * the labels sorted; \fIFS\fR in a name is `fs`.
+ */
+export function manMetrics(page: string, fs: string): string[] {
+  const section = page.split(/^\.SH /m).find((s) => s.startsWith('METRICS')) ?? '';
+  return [...section.matchAll(/^\.B (ebpf_tools_\S*?)(?:\{([^}]*)\})?$/gm)].map(([, name, labels]) =>
+    metricKey(name.replace(/\\fI(FS)\\fB/g, fs).replace(/\\f[BIRP]/g, ''), labels ? labels.split(',') : []));
+}
+
+const metricKey = (name: string, labels: string[]): string => `${name}{${[...labels].sort().join(',')}}`;
+
+/** What exposition text serves, as manMetrics gives it: histograms by their family name, without le. */
+function servedMetrics(text: string): { families: string[]; metrics: string[] } {
+  const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+  const metrics = new Set<string>();
+  for (const sample of parseExposition(text)) {
+    const family = types.has(sample.name) ? sample.name : sample.name.replace(/_(bucket|sum|count)$/, '');
+    metrics.add(metricKey(family, Object.keys(sample.labels).filter((l) => family === sample.name || l !== 'le')));
+  }
+  return { families: [...types.keys()], metrics: [...metrics] };
+}
+
+function scrapeText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+/** Each man page with METRICS, and how to run its tool so that it serves every metric listed. */
+const EXPORTERS: { page: string; command: string; args: string[]; fs?: string }[] = [
+  { page: 'execsnoop', command: 'execsnoop', args: ['-x'] },
+  { page: 'opensnoop', command: 'opensnoop', args: [] },
+  { page: 'biolatency', command: 'biolatency', args: [] },
+  { page: 'biosnoop', command: 'biosnoop', args: [] },
+  { page: 'fsslower', command: 'ext4slower', args: ['0'], fs: 'ext4' },
+];
+
+t.test('each man page\'s METRICS lists exactly the metrics and labels its tool serves', async (t) => {
+  // on the root file system (ext4 here), so that writes reach ext4 and the disk
+  const work = mkdtempSync('/var/tmp/ebpf-tools-docs-');
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  /** One of everything counted: an exec, a failed exec, a failed open, an ext4 write and fsync, block I/O. */
+  const workload = (): void => {
+    spawnSync('/bin/true');
+    spawnSync(join(work, 'no-such-program'));
+    spawnSync('/bin/cat', [join(work, 'no-such-file')], { stdio: 'ignore' });
+    const fd = openSync(join(work, 'data'), 'w');
+    writeSync(fd, Buffer.alloc(65536, 1));
+    fsyncSync(fd);
+    closeSync(fd);
+  };
+  for (const { page, command, args, fs } of EXPORTERS) {
+    const documented = manMetrics(readFileSync(`${ROOT}man/man8/${page}.8`, 'utf8'), fs ?? '');
+    t.ok(documented.length >= 3, `${page}.8 lists metrics`);
+    const tool = startTool(command, [...args, '--prometheus', '127.0.0.1:0']);
+    await tool.waitForStderr(/serving metrics at \S+\n/);
+    const url = /serving metrics at (\S+)$/m.exec(tool.stderr)![1];
+    let served = servedMetrics(await scrapeText(url));
+    // a family's labels are known from its first sample: do each thing until every family has one
+    for (let i = 0; i < 50 && served.families.some((f) => !served.metrics.some((m) => m.startsWith(`${f}{`))); i++) {
+      workload();
+      await sleep(100);
+      served = servedMetrics(await scrapeText(url));
+    }
+    t.same([...served.metrics].sort(), [...documented].sort(), `${command} ${args.join(' ')}: served = ${page}.8 METRICS`);
+    t.equal((await tool.stop('SIGTERM')).code, 0);
+  }
 });
