@@ -20,6 +20,8 @@
 #define PATH_BYTES 4096		/* PATH_MAX: the longest path a syscall accepts */
 #define NAME_BYTES 256		/* NAME_MAX + 1: one directory name and its NUL */
 #define MAX_DIR_DEPTH 64	/* directory levels (and mount crossings) walked for -F */
+#define MAX_PATH_PREFIXES 8	/* --path prefixes */
+#define PATH_PREFIX_BYTES 256	/* room for one prefix and its NUL */
 /* room for the path and the directory names, with a whole name past any offset that is allowed to start one */
 #define STRINGS_BYTES (PATH_BYTES + PATH_BYTES + NAME_BYTES)
 
@@ -50,6 +52,9 @@ const volatile bool filter_flags = false;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile __u32 targ_comm_len = 0;
 const volatile bool full_path = false;
+/* --path: how many prefixes, each NUL-terminated in its PATH_PREFIX_BYTES slot */
+const volatile __u32 targ_path_count = 0;
+const volatile char targ_paths[MAX_PATH_PREFIXES * PATH_PREFIX_BYTES] = {};
 
 struct event {
 	__u64 ts_ns;
@@ -133,6 +138,25 @@ static __always_inline bool flags_selected(__u32 flags)
 	if (!filter_flags)
 		return true;
 	return (flags & targ_flag_bits) || (targ_access_modes & (1 << (flags & O_ACCMODE)));
+}
+
+/* Whether `path` starts with one of the --path prefixes. */
+static __always_inline bool path_selected(const char *path)
+{
+	int i, j;
+
+	for (i = 0; i < MAX_PATH_PREFIXES && i < targ_path_count; i++) {
+		for (j = 0; j < PATH_PREFIX_BYTES; j++) {
+			char want = targ_paths[i * PATH_PREFIX_BYTES + j];
+
+			if (!want)
+				return true;
+			/* the path's NUL differs from any byte of the prefix: a shorter path stops here */
+			if (path[j] != want)
+				break;
+		}
+	}
+	return false;
 }
 
 static __always_inline void remember_call(const char *path, __u32 flags, __u32 mode, __s32 dirfd)
@@ -254,6 +278,7 @@ static __always_inline void report(long ret)
 	struct open_call *call = bpf_map_lookup_elem(&open_calls, &tid);
 	__u32 zero = 0, path_size, end;
 	struct record *r;
+	bool relative;
 	long length;
 
 	if (!call)
@@ -281,7 +306,11 @@ static __always_inline void report(long ret)
 	}
 	path_size = length;
 	r->end = path_size;
-	if (full_path && r->strings[0] != '/' && r->strings[0] != '\0')
+	relative = r->strings[0] != '/' && r->strings[0] != '\0';
+	/* --path: the path as given, or with -F an absolute one; a relative -F path is joined (and matched) in user space */
+	if (targ_path_count && !(full_path && relative) && !path_selected(r->strings))
+		goto done;
+	if (full_path && relative)
 		append_directories(r, call->dirfd);
 	end = r->end;
 	r->event.path_size = path_size;

@@ -454,3 +454,58 @@ t.test('nothing is left loaded in the kernel', async (t) => {
   await sleep(200);
   t.same(await leftovers(before, 'opensnoop'), []);
 });
+
+t.test('--path shows only opens under the prefixes: absolute as given, relative only with -F', async (t) => {
+  const sub = join(dir, `under${++counter}`);
+  const other = join(dir, `other${++counter}`);
+  mkdirSync(sub);
+  mkdirSync(other);
+  const inSub = join(sub, 'a');
+  const inOther = join(other, 'b');
+  writeFileSync(inSub, '');
+  writeFileSync(inOther, '');
+  const relSub = `${sub.slice(dir.length + 1)}/a`;
+  const byPrefix = await trace(['--path', `${sub}/`, '--path', '/nonexistent-prefix/']);
+  const full = await trace(['-F', '--path', `${sub}/`]);
+  const relative = await trace(['--path', relSub.slice(0, -1)]);
+  const pid = open(['openat', inOther, '0', 'openat', inSub, '0', 'openat', relSub, '0', 'openat', 'other-missing', '0', 'openat', join(dir, 'last-missing'), '0']);
+  t.equal(await byPrefix.waitForLine(by(pid, inSub)), line(pid, 4, 0, inSub));
+  t.equal(await full.waitForLine(by(pid, inSub)), line(pid, 4, 0, inSub));
+  const fullRelative = line(pid, 5, 0, `${dir}/${relSub}`); // the same path as inSub, opened relative: fd 5
+  t.equal(await full.waitForLine((l) => l === fullRelative), fullRelative, 'a relative path, matched on its full path');
+  t.equal(await relative.waitForLine(by(pid, relSub)), line(pid, 5, 0, relSub), 'without -F a relative prefix matches the path as given');
+  // the tools have seen the helper's last open once another process's marker arrives
+  const marker = join(sub, 'marker');
+  writeFileSync(marker, '');
+  const markerPid = open(['openat', marker, '0']);
+  for (const tool of [byPrefix, full]) await tool.waitForLine(by(markerPid, marker));
+  t.same(byPrefix.lines.filter((l) => l.startsWith(left(pid, 6))), [line(pid, 4, 0, inSub)], 'nothing else of the helper');
+  t.same(full.lines.filter((l) => l.startsWith(left(pid, 6))), [line(pid, 4, 0, inSub), line(pid, 5, 0, `${dir}/${relSub}`)], 'nothing else with -F');
+  for (const tool of [byPrefix, full, relative]) t.equal((await tool.stop()).code, 0);
+});
+
+t.test('--exec runs the command and traces only it, from its first open to its exit status', async (t) => {
+  const here = path(true);
+  const missing = path(false);
+  const other = path(true);
+  const tool = startTool('opensnoop', ['-F', '--exec', opener, 'openat', here, '0', 'thread', missing, 'openat', 'rel-missing', '0']);
+  const otherPid = open(['openat', other, '0']);
+  const done = await tool.finished();
+  t.equal(done.code, 0, 'ends when the command exits, status 0');
+  const lines = done.stdout.split('\n').filter(Boolean);
+  t.match(lines[0], HEADER);
+  const pid = Number(/^(\d+) /.exec(lines.find((l) => l.endsWith(here)) ?? '')?.[1]);
+  const ours = lines.slice(1);
+  t.ok(ours.every((l) => l.startsWith(left(pid, 6))), 'only the command\'s process');
+  t.ok(ours.some((l) => / \/\S*ld-linux\S*\.so\S*$|\/etc\/ld\.so\.cache$/.test(l)), 'from its first instruction: the dynamic loader\'s opens are there');
+  t.ok(ours.includes(line(pid, 3, 0, here)), 'its open');
+  t.ok(ours.includes(line(pid, -1, 2, missing)), 'its thread\'s open');
+  t.ok(ours.includes(line(pid, -1, 2, `${process.cwd()}/rel-missing`)), 'its relative open, in its working directory');
+  t.notOk(lines.some((l) => l.endsWith(other)), 'another process is not shown');
+  t.notOk(otherPid === pid);
+  t.equal(done.stderr, `opensnoop: ${opener} openat ${here} 0 thread ${missing} openat rel-missing 0 exited with status 0\n`);
+  const failing = startTool('opensnoop', ['--exec', '/bin/sh', '-c', 'exit 7']);
+  const failed = await failing.finished();
+  t.equal(failed.code, 0);
+  t.equal(failed.stderr, 'opensnoop: /bin/sh -c exit 7 exited with status 7\n', 'its exit status in the summary');
+});

@@ -30,9 +30,10 @@ t.test('options: defaults and the kernel config they ask for', async (t) => {
   t.same([o.timestamp, o.printUid, o.failed, o.extended, o.errnoNames, o.fullPath, o.json], [false, false, false, false, false, false, false]);
   t.equal(ringBytes(o), 16 << 20, '16 MiB ring buffer by default');
   const config = kernelConfig(o);
-  t.same({ ...config, targ_comm: undefined }, {
+  t.same({ ...config, targ_comm: undefined, targ_paths: undefined }, {
     targ_tgid: 0, targ_tid: 0, targ_uid: 0xffffffff, targ_failed: false, filter_flags: false,
     targ_flag_bits: 0, targ_access_modes: 0, targ_comm: undefined, targ_comm_len: 0, full_path: false,
+    targ_path_count: 0, targ_paths: undefined,
   });
   const all = parseOptions(['-T', '-U', '-x', '-p', '12', '-t', '13', '-u', 'root', '-d', '5', '-n', 'main', '-e', '-E',
     '-f', 'O_WRONLY', '-f', 'o_creat,O_RDONLY', '-F', '-b', '64', '--json']);
@@ -52,6 +53,28 @@ t.test('options: defaults and the kernel config they ask for', async (t) => {
   t.equal(c.targ_comm_len, 4);
   t.equal(c.full_path, true);
   t.same(parseOptions(['--failed', '--full-path', '--print-uid']).failed, true, 'long names work');
+  t.equal(parseOptions(['--extended_fields']).extended, true, 'bcc\'s --extended_fields');
+  t.same(parseOptions(['--flag_filter', 'O_WRONLY']).flags, { bits: 0, accessModes: 0b010 }, 'bcc\'s --flag_filter');
+  const paths = kernelConfig(parseOptions(['--path', '/etc/', '--path', '/usr/lib']));
+  t.equal(paths.targ_path_count, 2);
+  const slots = paths.targ_paths as Uint8Array;
+  t.equal(slots.length, 2 * 256, 'one 256-byte slot per prefix');
+  t.same(Buffer.from(slots.subarray(0, 6)), Buffer.from('/etc/\0'));
+  t.same(Buffer.from(slots.subarray(256, 265)), Buffer.from('/usr/lib\0'));
+  t.same(parseOptions(['-x', '--exec', 'ls', '-l', '--path', '/x']).exec, ['ls', '-l', '--path', '/x'], '--exec takes the rest of the line');
+});
+
+t.test('--path and --exec mistakes are usage errors', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--path', 'x'.repeat(256)], /a prefix is 1 to 255 bytes/],
+    [Array.from({ length: 9 }, (_, i) => ['--path', `/p${i}`]).flat(), /at most 8 prefixes/],
+    [['--exec'], /--exec needs a command/],
+    [['--exec', 'no-such-command-here'], /command not found in PATH/],
+    [['--exec', '/etc/passwd'], /not an executable file/],
+    [['-p', '1', '--exec', 'true'], /--exec cannot be combined with -p/],
+    [['--prometheus', '9560', '--exec', 'true'], /--exec cannot be combined with --prometheus/],
+  ];
+  for (const [argv, message] of cases) t.match(usageError(() => parseOptions(argv)), message, argv.slice(0, 3).join(' '));
 });
 
 t.test('options: every mistake is a UsageError naming the option', async (t) => {

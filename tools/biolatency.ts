@@ -62,6 +62,27 @@ export interface Options extends SelectionOptions {
   verbose: boolean;
 }
 
+/**
+ * --disk is two options upstream: bcc's --disk DISK (our -d) and, first in
+ * libbpf-tools' table so the one getopt finds, its --disk flag (our -D).
+ * Followed by a word that can only be a disk name (not a number, not an
+ * option), or given one with '=' (which libbpf-tools refuses), it is bcc's;
+ * otherwise libbpf-tools'.
+ */
+export function resolveDiskSpelling(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i];
+    if (word === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (word === '--disk' && (i + 1 === argv.length || /^-|^\d+$/.test(argv[i + 1]))) out.push('-D');
+    else out.push(word);
+  }
+  return out;
+}
+
 /** The options; `devices` (the system's, by default) are where -d is looked up. */
 export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
   const args = parseCommandLine(commandLine('biolatency', USAGE, EXAMPLES)
@@ -72,16 +93,16 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       timestamp: { alias: 'T', type: 'boolean', default: false, description: 'include timestamp on output' },
       queued: { alias: 'Q', type: 'boolean', default: false, description: 'include OS queued time in I/O time' },
       milliseconds: { alias: 'm', type: 'boolean', default: false, description: 'millisecond histogram' },
-      disks: { alias: 'D', type: 'boolean', default: false, description: 'print a histogram per disk device' },
-      flags: { alias: 'F', type: 'boolean', default: false, description: 'print a histogram per set of I/O flags' },
+      disks: { alias: 'D', type: 'boolean', default: false, description: 'print a histogram per disk device (also --disk without a disk name, as libbpf-tools)' },
+      flags: { alias: ['F', 'flag'], type: 'boolean', default: false, description: 'print a histogram per set of I/O flags' },
       extension: { alias: 'e', type: 'boolean', default: false, description: 'summarize average/total value (and the --percentiles line)' },
       json: { alias: 'j', type: 'boolean', default: false, description: 'print one JSON object per histogram (bcc\'s shape, NDJSON)' },
-      disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only' },
+      disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only (--disk DISK as bcc, where DISK is not a number)' },
       ...selectionOptions,
       percentiles: { type: 'boolean', default: false, description: 'print count, average, p50, p90 and p99 (estimated from the buckets) under each histogram' },
       ...prometheusOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
-    }), argv);
+    }), resolveDiskSpelling(argv));
   const interval = args.interval as string | undefined;
   const count = args.count as string | undefined;
   return {

@@ -78,7 +78,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
     .command('$0 [duration]', false, (y) =>
       y.positional('duration', { type: 'string', description: 'total duration of trace, in seconds' }))
     .options({
-      queued: { alias: 'Q', type: 'boolean', default: false, description: 'include OS queued time (QUE column)' },
+      queued: { alias: ['Q', 'queue'], type: 'boolean', default: false, description: 'include OS queued time (QUE column)' },
       disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only' },
       ...selectionOptions,
       ...printCgroupOption,

@@ -1,11 +1,13 @@
 // opensnoop: trace every open (open, openat, openat2), as bcc's opensnoop.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine, PARSER_CONFIGURATION } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { errnoName } from '../common/errno.js';
-import { invalidValue } from '../common/errors.js';
+import { invalidValue, UsageError } from '../common/errors.js';
 import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
 import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
@@ -25,9 +27,10 @@ import { parseUser } from '../common/users.js';
 const USAGE = `Trace open family syscalls: open(), openat(), openat2()
 
 USAGE: opensnoop [-h] [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION] [-n NAME]
-                 [-e] [-E] [-f FLAG] [-F] [-b BUFFER_PAGES] [-c CG] [--cgroupmap PATH]
-                 [--mntnsmap PATH] [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
-                 [--prometheus-comms N] [-v] [--json]`;
+                 [-e] [-E] [-f FLAG] [-F] [--path PREFIX] [-b BUFFER_PAGES] [-c CG]
+                 [--cgroupmap PATH] [--mntnsmap PATH] [--print-cgroup[=container]]
+                 [--prometheus [ADDR:]PORT] [--prometheus-comms N] [-v] [--json]
+                 [--exec CMD [ARGS...]]`;
 
 const EXAMPLES = `    opensnoop                        # trace all open() syscalls
     opensnoop -T                     # include timestamps
@@ -42,6 +45,8 @@ const EXAMPLES = `    opensnoop                        # trace all open() syscal
     opensnoop -e                     # show extended fields (flags and mode)
     opensnoop -f O_WRONLY -f O_RDWR  # only print calls for writing
     opensnoop -F                     # show full path for an open file with relative path
+    opensnoop --path /etc/           # only opens of paths under /etc/ (repeatable)
+    opensnoop --exec ls -l /tmp      # run ls -l /tmp and trace only it, until it exits
     opensnoop -b 16384               # a 64 MiB ring buffer (16384 pages of 4 KiB)
     opensnoop -c CG                  # only trace processes in cgroup v2 directory CG
     opensnoop --cgroupmap mappath    # only trace cgroups in this BPF map
@@ -55,6 +60,9 @@ const TASK_COMM_BYTES = 16;
 /** The largest ring buffer -b may ask for. */
 const MAX_RING_BYTES = 1 << 30;
 const MAX_DURATION_SECONDS = 2147483; // setTimeout's limit
+/** --path: as many prefixes, and as long, as the BPF object has room for (MAX_PATH_PREFIXES, PATH_PREFIX_BYTES - 1). */
+export const MAX_PATH_PREFIXES = 8;
+export const PATH_PREFIX_BYTES = 256;
 
 export interface Options extends SelectionOptions {
   timestamp: boolean;
@@ -69,6 +77,10 @@ export interface Options extends SelectionOptions {
   errnoNames: boolean;
   flags?: FlagFilter;
   fullPath: boolean;
+  /** --path: only paths (full paths with -F) starting with one of these */
+  paths?: Buffer[];
+  /** --exec: the command to run and trace (the rest of the command line) */
+  exec?: string[];
   /** -b: ring buffer pages; the runtime's default size (16 MiB) when not given */
   bufferPages?: number;
   printCgroup?: CgroupMode;
@@ -124,14 +136,49 @@ export function parseFlagFilter(values: string[], arch = process.arch): FlagFilt
   return filter;
 }
 
-/** -f gathers every value given; of the other options the last one counts, as with getopt. */
-function lastValues<T extends Record<string, unknown>>(args: T, repeatable: string): T {
+/** -f and --path gather every value given; of the other options the last one counts, as with getopt. */
+function lastValues<T extends Record<string, unknown>>(args: T, repeatable: string[]): T {
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(args)) out[key] = key !== repeatable && key !== '_' && Array.isArray(value) ? value.at(-1) : value;
+  for (const [key, value] of Object.entries(args)) out[key] = !repeatable.includes(key) && key !== '_' && Array.isArray(value) ? value.at(-1) : value;
   return out as T;
 }
 
+/** --path values: 1 to PATH_PREFIX_BYTES - 1 bytes each, at most MAX_PATH_PREFIXES. */
+export function parsePathPrefixes(values: string[]): Buffer[] {
+  if (values.length > MAX_PATH_PREFIXES) throw invalidValue('--path', values[MAX_PATH_PREFIXES], `at most ${MAX_PATH_PREFIXES} prefixes`);
+  return values.map((value) => {
+    const bytes = Buffer.from(value);
+    if (bytes.length === 0 || bytes.length >= PATH_PREFIX_BYTES) throw invalidValue('--path', value, `a prefix is 1 to ${PATH_PREFIX_BYTES - 1} bytes`);
+    return bytes;
+  });
+}
+
+/**
+ * --exec takes the rest of the command line (as bcc's argparse REMAINDER):
+ * the words before it are options, the words after it the command.
+ */
+export function splitExec(argv: string[]): { options: string[]; exec?: string[] } {
+  const at = argv.findIndex((word) => word === '--exec' || word.startsWith('--exec='));
+  if (at < 0) return { options: argv };
+  const exec = argv[at] === '--exec' ? argv.slice(at + 1) : [argv[at].slice('--exec='.length), ...argv.slice(at + 1)];
+  if (exec.length === 0 || exec[0] === '') throw new UsageError('option --exec needs a command');
+  return { options: argv.slice(0, at), exec };
+}
+
+/** The file --exec runs (a name without '/' is looked up in PATH), or a UsageError. */
+export function commandFile(command: string, path = process.env.PATH ?? '/usr/bin:/bin'): string {
+  const candidates = command.includes('/') ? [command] : path.split(':').filter(Boolean).map((dir) => `${dir}/${command}`);
+  for (const file of candidates) {
+    try {
+      accessSync(file, fsConstants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch { /* the next one */ }
+  }
+  throw invalidValue('--exec', command, command.includes('/') ? 'not an executable file' : 'command not found in PATH');
+}
+
 export function parseOptions(argv: string[]): Options {
+  const { options: optionWords, exec } = splitExec(argv);
   const args = lastValues(parseCommandLine(commandLine('opensnoop', USAGE, EXAMPLES)
     .parserConfiguration({ ...PARSER_CONFIGURATION, 'duplicate-arguments-array': true })
     .options({
@@ -143,10 +190,11 @@ export function parseOptions(argv: string[]): Options {
       uid: { alias: 'u', type: 'string', requiresArg: true, description: 'trace this UID (or user name) only' },
       duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace in seconds' },
       name: { alias: 'n', type: 'string', requiresArg: true, description: 'only print process names containing this name' },
-      'extended-fields': { alias: 'e', type: 'boolean', default: false, description: 'show extended fields (FLAGS and MODE columns)' },
+      'extended-fields': { alias: ['e', 'extended_fields'], type: 'boolean', default: false, description: 'show extended fields (FLAGS and MODE columns)' },
       'errno-names': { alias: 'E', type: 'boolean', default: false, description: 'show errors by name (ENOENT) in the ERR column' },
-      flag: { alias: 'f', type: 'string', array: true, requiresArg: true, description: 'filter on flags argument (e.g., O_WRONLY); repeatable' },
+      flag: { alias: ['f', 'flag_filter'], type: 'string', array: true, requiresArg: true, description: 'filter on flags argument (e.g., O_WRONLY); repeatable' },
       'full-path': { alias: 'F', type: 'boolean', default: false, description: 'show full path for an open file with relative path' },
+      path: { type: 'string', array: true, requiresArg: true, description: `only opens whose path (with -F the full path) starts with this prefix; repeatable (up to ${MAX_PATH_PREFIXES})` },
       'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: ${DEFAULT_RING_BYTES >> 20} MiB)` },
       ...selectionOptions,
       ...printCgroupOption,
@@ -154,7 +202,11 @@ export function parseOptions(argv: string[]): Options {
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
       ...prometheusOption,
       ...prometheusCommsOption,
-    }), argv), 'flag');
+      exec: { type: 'string', description: 'run CMD [ARGS...] (the rest of the line) and trace only it and its threads, from its first instruction; ends when it exits' },
+    }), optionWords), ['flag', 'path']);
+  if (exec && (args.pid !== undefined || args.tid !== undefined)) throw new UsageError(`option --exec cannot be combined with ${args.pid !== undefined ? '-p' : '-t'}`);
+  if (exec && args.prometheus !== undefined) throw new UsageError('option --exec cannot be combined with --prometheus');
+  if (exec) commandFile(exec[0]);
   let name: Uint8Array | undefined;
   if (args.name !== undefined) {
     name = Uint8Array.from(Buffer.from(args.name));
@@ -176,6 +228,8 @@ export function parseOptions(argv: string[]): Options {
     errnoNames: args.errnoNames,
     flags: flagValues.length ? parseFlagFilter(flagValues) : undefined,
     fullPath: args.fullPath,
+    paths: args.path === undefined ? undefined : parsePathPrefixes(args.path.map(String)),
+    exec,
     bufferPages: args.bufferPages === undefined
       ? undefined
       : integerOption('--buffer-pages', args.bufferPages, 1, MAX_RING_BYTES / PAGE_SIZE),
@@ -203,7 +257,36 @@ export function kernelConfig(options: Options): Record<string, number | boolean 
     targ_comm: options.name ?? new Uint8Array(0),
     targ_comm_len: options.name?.length ?? 0,
     full_path: options.fullPath,
+    targ_path_count: options.paths?.length ?? 0,
+    targ_paths: pathSlots(options.paths ?? []),
   };
+}
+
+/** The --path prefixes as the BPF object holds them: each NUL-terminated in a slot of PATH_PREFIX_BYTES. */
+function pathSlots(paths: Buffer[]): Uint8Array {
+  const slots = new Uint8Array(paths.length * PATH_PREFIX_BYTES);
+  paths.forEach((p, i) => slots.set(p, i * PATH_PREFIX_BYTES));
+  return slots;
+}
+
+/**
+ * --path for what the kernel could not match: a relative path with -F,
+ * whose full path is only joined here. Every other open reaching user space
+ * has been matched in the kernel.
+ */
+export class PathFilter {
+  private readonly prefixes: string[];
+  private readonly fullPaths = new FullPaths((bytes, start, end) => bytes.toString('latin1', start, end));
+
+  constructor(paths: Buffer[]) {
+    this.prefixes = paths.map((p) => p.toString('latin1'));
+  }
+
+  selected(e: OpenEvent): boolean {
+    if (e.dirStatus === DirStatus.None) return true;
+    const full = this.fullPaths.of(e);
+    return this.prefixes.some((p) => full.startsWith(p));
+  }
 }
 
 /** The size of the ring buffer: -b pages rounded up to a power of two, or the runtime's default. */
@@ -562,6 +645,53 @@ function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, p
   ]);
 }
 
+/**
+ * --exec: the command, started stopped. A shell stops itself before it execs
+ * the command, so its own start-up opens are over before anything is
+ * attached, and the command's are all traced from its first instruction.
+ */
+class TracedCommand {
+  readonly child: ChildProcess;
+  private continued = false;
+
+  constructor(readonly command: string[]) {
+    this.child = spawn('/bin/sh', ['-c', 'kill -STOP $$ && exec "$@"', 'opensnoop', ...command], { stdio: 'inherit' });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Lets it run, once it has stopped. */
+  async start(): Promise<void> {
+    for (let waited = 0; this.state() !== 'T'; waited++) {
+      if (waited > 5000 || this.child.exitCode !== null) throw new Error(`--exec: the command did not start (${this.state()})`);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    this.continued = true;
+    process.kill(this.pid, 'SIGCONT');
+  }
+
+  /** A command that never ran is not left stopped. */
+  abandon(): void {
+    if (!this.continued && this.child.exitCode === null) this.child.kill('SIGKILL');
+  }
+
+  private state(): string {
+    try {
+      return /\) (\S)/.exec(readFileSync(`/proc/${this.pid}/stat`, 'latin1'))?.[1] ?? '?';
+    } catch {
+      return 'gone';
+    }
+  }
+
+  /** The summary line: how it ended. */
+  static ending(command: string[], code: number | null, signal: NodeJS.Signals | null): string {
+    const text = command.map((w) => escapeText(Buffer.from(w))).join(' ');
+    return `opensnoop: ${text} ${signal ? `was killed by ${signal}` : `exited with status ${code}`}\n`;
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   libbpfLog.setVerbose(options.verbose);
@@ -569,16 +699,25 @@ export async function main(argv: string[]): Promise<void> {
   checkPrivileges();
   // The tracepoints of the syscalls this kernel has are listed in tracefs.
   libbpfLog.note(ensureTracefs());
+  const command = options.exec ? new TracedCommand(options.exec) : undefined;
   let stream!: EventStream; // set by the configure step of the plan that loaded
-  const { obj, plan } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
-    candidate.setConfig(kernelConfig(options));
-    stream = new EventStream(candidate, ringBytes(options));
-    configureCgroupNames(candidate, options.printCgroup);
-    return applySelection(candidate, options);
-  });
+  let obj: BpfObject;
+  let plan: AttachPlan;
+  try {
+    ({ obj, plan } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
+      candidate.setConfig(kernelConfig(command ? { ...options, pid: command.pid } : options));
+      stream = new EventStream(candidate, ringBytes(options));
+      configureCgroupNames(candidate, options.printCgroup);
+      return applySelection(candidate, options);
+    }));
+  } catch (err) {
+    command?.abandon();
+    throw err;
+  }
   const events = stream;
   const lifetime = new Lifetime();
   lifetime.onEnd(() => obj.close());
+  if (command) lifetime.onEnd(() => command.abandon());
   if (exporter) {
     serveMetrics(exporter, obj, events, plan.name);
     lifetime.onEnd(() => events.stop(() => {}));
@@ -591,8 +730,10 @@ export async function main(argv: string[]): Promise<void> {
   const paint = stdoutPaint(!options.json);
   const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
   const renderer = options.json ? new JsonRenderer(options, cgroups || undefined) : new LineRenderer(options, paint, cgroups || undefined);
+  const paths = options.paths && options.fullPath ? new PathFilter(options.paths) : undefined;
   const onEvent = (view: DataView, offset: number, length: number): void => {
     decodeInto(event, decoder, view, offset, length);
+    if (paths && !paths.selected(event)) return;
     out.line(renderer.line(event));
   };
   if (!options.json) out.line(paint.header(header(options)));
@@ -603,4 +744,16 @@ export async function main(argv: string[]): Promise<void> {
     out.flush();
   });
   lifetime.endOn(options.duration);
+  if (command) {
+    command.child.on('exit', (code, signal) => {
+      lifetime.onEnd(() => process.stderr.write(TracedCommand.ending(command.command, code, signal)));
+      lifetime.end(0);
+    });
+    try {
+      await command.start();
+    } catch (err) {
+      command.abandon();
+      throw err;
+    }
+  }
 }

@@ -1,0 +1,183 @@
+// Every command line that bcc (tools/*.py usage, man/man8/*.8, tools/*_example.txt,
+// tests/python/test_tools_smoke.py) and libbpf-tools (argp tables and usage examples)
+// document for our five tools, and what it must do here. Read from bcc at
+// 6d0a964c (2026-08-20). test/upstream-invocations.test.ts runs each one for real.
+
+/** What makes an event the entry must show (see workloads in the test). */
+export type Workload =
+  | 'exec' | 'exec-as-1000' | 'exec-named-main' | 'exec-named-mount' | 'exec-tpkg' | 'exec-failing'
+  | 'open' | 'open-as-1000' | 'open-named-main' | 'open-named-ed' | 'open-missing' | 'open-relative'
+  | 'block-io' | 'ext4-write';
+
+export type Expectation =
+  /** attaches, and shows the event of this workload (for the histogram tools: a histogram with a count) */
+  | { traces: Workload }
+  /** attaches and says so (its header), exits 0 when stopped; the filter admits nothing we can make here */
+  | { attaches: true }
+  /** exit 2, one line saying why, nothing loaded (upstream refuses it for the same reason) */
+  | { refused: RegExp }
+  /** prints the usage, exit 0 */
+  | { help: true };
+
+export interface Invocation {
+  tool: string;
+  argv: string[];
+  /** where upstream documents it */
+  from: string;
+  expect: Expectation;
+  /** the tool ends by itself (a duration or a count of intervals), with status 0 */
+  ends?: boolean;
+  /** the command it runs (opensnoop --exec) makes its events */
+  selfTracing?: boolean;
+  /** prints nothing until it ends (a JSON histogram): no header says it is attached */
+  silent?: boolean;
+}
+
+const bcc = (file: string): string => `bcc ${file}`;
+const libbpf = (file: string): string => `libbpf-tools ${file}`;
+
+const NO_CGROUP = /CG|cgroup/;
+const NO_MAP = /test01|mappath|map/;
+const NO_DISK = /sdc/;
+
+export const INVOCATIONS: Invocation[] = [
+  // execsnoop
+  { tool: 'execsnoop', argv: [], from: bcc('tools/execsnoop.py, man, example, smoke test; libbpf-tools execsnoop.c'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-x'], from: bcc('execsnoop.py, man, example; libbpf-tools'), expect: { traces: 'exec-failing' } },
+  { tool: 'execsnoop', argv: ['--fails'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec-failing' } },
+  { tool: 'execsnoop', argv: ['-T'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--time'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-P', '181'], from: bcc('execsnoop.py'), expect: { attaches: true } },
+  { tool: 'execsnoop', argv: ['--ppid', '181'], from: bcc('execsnoop.py'), expect: { attaches: true } },
+  { tool: 'execsnoop', argv: ['-U'], from: bcc('execsnoop.py, man, example; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--print-uid'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-C'], from: bcc('execsnoop.py'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--print-cpu'], from: bcc('execsnoop.py'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-M'], from: bcc('execsnoop.py'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--print-pcomm'], from: bcc('execsnoop.py'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-u', '1000'], from: bcc('execsnoop.py, man; libbpf-tools'), expect: { traces: 'exec-as-1000' } },
+  { tool: 'execsnoop', argv: ['--uid', '1000'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec-as-1000' } },
+  { tool: 'execsnoop', argv: ['-u', 'user'], from: bcc('execsnoop.py ("get user UID")'), expect: { refused: /user/ } },
+  { tool: 'execsnoop', argv: ['-Uu', '1000'], from: bcc('execsnoop_example.txt'), expect: { traces: 'exec-as-1000' } },
+  { tool: 'execsnoop', argv: ['-Uu', 'root'], from: bcc('man/man8/execsnoop.8'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-t'], from: bcc('execsnoop.py, man; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--timestamp'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-q'], from: bcc('execsnoop.py, man; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--quote'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-n', 'main'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec-named-main' } },
+  { tool: 'execsnoop', argv: ['--name', 'main'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec-named-main' } },
+  { tool: 'execsnoop', argv: ['-n', 'mount'], from: bcc('man/man8/execsnoop.8'), expect: { traces: 'exec-named-mount' } },
+  { tool: 'execsnoop', argv: ['-Ttn', 'mount'], from: bcc('execsnoop_example.txt'), expect: { traces: 'exec-named-mount' } },
+  { tool: 'execsnoop', argv: ['-l', 'tpkg'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec-tpkg' } },
+  { tool: 'execsnoop', argv: ['--line', 'tpkg'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec-tpkg' } },
+  { tool: 'execsnoop', argv: ['-l', 'testpkg'], from: bcc('man/man8/execsnoop.8'), expect: { attaches: true } },
+  { tool: 'execsnoop', argv: ['--max-args', '3'], from: bcc('execsnoop.py; libbpf-tools'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-c', 'CG'], from: libbpf('execsnoop.c usage'), expect: { refused: NO_CGROUP } },
+  { tool: 'execsnoop', argv: ['--cgroup', 'CG'], from: libbpf('execsnoop.c argp'), expect: { refused: NO_CGROUP } },
+  { tool: 'execsnoop', argv: ['--cgroupmap', 'mappath'], from: bcc('execsnoop.py'), expect: { refused: NO_MAP } },
+  { tool: 'execsnoop', argv: ['--cgroupmap', '/sys/fs/bpf/test01'], from: bcc('man, example'), expect: { refused: NO_MAP } },
+  { tool: 'execsnoop', argv: ['--mntnsmap', 'mappath'], from: bcc('execsnoop.py'), expect: { refused: NO_MAP } },
+  { tool: 'execsnoop', argv: ['-v'], from: libbpf('execsnoop.c argp'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['--verbose'], from: libbpf('execsnoop.c argp'), expect: { traces: 'exec' } },
+  { tool: 'execsnoop', argv: ['-h'], from: bcc('execsnoop_example.txt; libbpf-tools'), expect: { help: true } },
+  { tool: 'execsnoop', argv: ['--help'], from: bcc('argparse; libbpf-tools argp'), expect: { help: true } },
+
+  // opensnoop
+  { tool: 'opensnoop', argv: [], from: bcc('opensnoop.py, man, example, smoke test; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-T'], from: bcc('opensnoop.py, man; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--timestamp'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-U'], from: bcc('opensnoop.py, man, example; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--print-uid'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-Uu', '1000'], from: bcc('opensnoop_example.txt'), expect: { traces: 'open-as-1000' } },
+  { tool: 'opensnoop', argv: ['-x'], from: bcc('opensnoop.py, man, example; libbpf-tools'), expect: { traces: 'open-missing' } },
+  { tool: 'opensnoop', argv: ['--failed'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open-missing' } },
+  { tool: 'opensnoop', argv: ['-p', '181'], from: bcc('opensnoop.py, man; libbpf-tools'), expect: { attaches: true } },
+  { tool: 'opensnoop', argv: ['--pid', '181'], from: bcc('opensnoop.py; libbpf-tools'), expect: { attaches: true } },
+  { tool: 'opensnoop', argv: ['-t', '123'], from: bcc('opensnoop.py; libbpf-tools'), expect: { attaches: true } },
+  { tool: 'opensnoop', argv: ['--tid', '123'], from: bcc('opensnoop.py; libbpf-tools'), expect: { attaches: true } },
+  { tool: 'opensnoop', argv: ['-u', '1000'], from: bcc('opensnoop.py, man; libbpf-tools'), expect: { traces: 'open-as-1000' } },
+  { tool: 'opensnoop', argv: ['--uid', '1000'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open-as-1000' } },
+  { tool: 'opensnoop', argv: ['-d', '2'], from: bcc('opensnoop_example.txt'), expect: { traces: 'open' }, ends: true },
+  { tool: 'opensnoop', argv: ['-d', '10'], from: bcc('opensnoop.py, man; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--duration', '2'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open' }, ends: true },
+  { tool: 'opensnoop', argv: ['-n', 'main'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open-named-main' } },
+  { tool: 'opensnoop', argv: ['--name', 'main'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open-named-main' } },
+  { tool: 'opensnoop', argv: ['-n', 'ed'], from: bcc('man, example'), expect: { traces: 'open-named-ed' } },
+  { tool: 'opensnoop', argv: ['-e'], from: bcc('opensnoop.py, man; libbpf-tools'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--extended_fields'], from: bcc('opensnoop.py'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--extended-fields'], from: libbpf('opensnoop.c argp'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-f', 'O_WRONLY', '-f', 'O_RDWR'], from: bcc('opensnoop.py, man'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--flag_filter', 'O_WRONLY'], from: bcc('opensnoop.py'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-F'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open-relative' } },
+  { tool: 'opensnoop', argv: ['--full-path'], from: bcc('opensnoop.py; libbpf-tools'), expect: { traces: 'open-relative' } },
+  { tool: 'opensnoop', argv: ['-b', '64'], from: bcc('opensnoop.py'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--buffer-pages', '64'], from: bcc('opensnoop.py'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--exec', 'touch', 'MARKER'], from: bcc('opensnoop.py (--exec ls -l /tmp)'), expect: { traces: 'open' }, ends: true, selfTracing: true },
+  { tool: 'opensnoop', argv: ['--cgroupmap', 'mappath'], from: bcc('opensnoop.py'), expect: { refused: NO_MAP } },
+  { tool: 'opensnoop', argv: ['--cgroupmap', '/sys/fs/bpf/test01'], from: bcc('man, example'), expect: { refused: NO_MAP } },
+  { tool: 'opensnoop', argv: ['--mntnsmap', 'mappath'], from: bcc('opensnoop.py'), expect: { refused: NO_MAP } },
+  { tool: 'opensnoop', argv: ['-v'], from: libbpf('opensnoop.c argp'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-h'], from: bcc('opensnoop_example.txt; libbpf-tools'), expect: { help: true } },
+
+  // biolatency
+  { tool: 'biolatency', argv: [], from: bcc('biolatency.py, man, example; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['1', '10'], from: bcc('biolatency.py, man; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['1', '1'], from: bcc('tests/python/test_tools_smoke.py'), expect: { traces: 'block-io' }, ends: true },
+  { tool: 'biolatency', argv: ['-mT', '1'], from: bcc('biolatency.py, man; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-mT', '1', '5'], from: bcc('biolatency_example.txt'), expect: { traces: 'block-io' }, ends: true },
+  { tool: 'biolatency', argv: ['-Q'], from: bcc('biolatency.py, man, example; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--queued'], from: bcc('biolatency.py; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-D'], from: bcc('biolatency.py, man, example; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--disks'], from: bcc('biolatency.py'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--disk'], from: libbpf('biolatency.c argp (-D)'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-F'], from: bcc('biolatency.py; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--flags'], from: bcc('biolatency.py'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--flag'], from: libbpf('biolatency.c argp'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-m'], from: bcc('biolatency.py; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--milliseconds'], from: bcc('biolatency.py; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-T', '1'], from: bcc('biolatency.py; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--timestamp', '1'], from: bcc('biolatency.py; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-e'], from: bcc('biolatency.py, man'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['--extension'], from: bcc('biolatency.py'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-j'], from: bcc('biolatency.py, man'), expect: { traces: 'block-io' }, silent: true },
+  { tool: 'biolatency', argv: ['--json'], from: bcc('biolatency.py'), expect: { traces: 'block-io' }, silent: true },
+  { tool: 'biolatency', argv: ['-d', 'sdc'], from: bcc('biolatency.py; libbpf-tools'), expect: { refused: NO_DISK } },
+  { tool: 'biolatency', argv: ['--disk', 'sdc'], from: bcc('biolatency.py'), expect: { refused: NO_DISK } },
+  { tool: 'biolatency', argv: ['-c', 'CG'], from: libbpf('biolatency.c usage'), expect: { refused: NO_CGROUP } },
+  { tool: 'biolatency', argv: ['-v'], from: libbpf('biolatency.c argp'), expect: { traces: 'block-io' } },
+  { tool: 'biolatency', argv: ['-h'], from: bcc('biolatency_example.txt'), expect: { help: true } },
+
+  // biosnoop
+  { tool: 'biosnoop', argv: [], from: bcc('biosnoop.py, man, example, smoke test; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['-Q'], from: bcc('biosnoop.py, man; libbpf-tools'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['--queue'], from: bcc('biosnoop.py'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['--queued'], from: libbpf('biosnoop.c argp'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['-P'], from: bcc('biosnoop.py, man'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['--pattern'], from: bcc('biosnoop.py'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['-t'], from: libbpf('biosnoop.c usage'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['--timestamp'], from: libbpf('biosnoop.c argp'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['3'], from: libbpf('biosnoop.c usage (biosnoop 10)'), expect: { traces: 'block-io' }, ends: true },
+  { tool: 'biosnoop', argv: ['-m', '1'], from: libbpf('biosnoop.c usage'), expect: { attaches: true } },
+  { tool: 'biosnoop', argv: ['--min', '1'], from: libbpf('biosnoop.c argp'), expect: { attaches: true } },
+  { tool: 'biosnoop', argv: ['-d', 'sdc'], from: bcc('biosnoop.py; libbpf-tools'), expect: { refused: NO_DISK } },
+  { tool: 'biosnoop', argv: ['--disk', 'sdc'], from: bcc('biosnoop.py; libbpf-tools'), expect: { refused: NO_DISK } },
+  { tool: 'biosnoop', argv: ['-c', 'CG'], from: libbpf('biosnoop.c usage'), expect: { refused: NO_CGROUP } },
+  { tool: 'biosnoop', argv: ['-v'], from: libbpf('biosnoop.c argp'), expect: { traces: 'block-io' } },
+  { tool: 'biosnoop', argv: ['-h'], from: bcc('argparse; libbpf-tools'), expect: { help: true } },
+
+  // ext4slower (libbpf-tools: fsslower -t ext4)
+  { tool: 'ext4slower', argv: [], from: bcc('ext4slower.py, man, example, smoke test'), expect: { attaches: true } },
+  { tool: 'ext4slower', argv: ['1'], from: bcc('ext4slower.py, man, example'), expect: { attaches: true } },
+  { tool: 'ext4slower', argv: ['0'], from: bcc('ext4slower.py, man, example'), expect: { traces: 'ext4-write' } },
+  { tool: 'ext4slower', argv: ['-j', '1'], from: bcc('ext4slower.py, man, example'), expect: { attaches: true } },
+  { tool: 'ext4slower', argv: ['-j', '0'], from: bcc('ext4slower.py (-j, --csv)'), expect: { traces: 'ext4-write' } },
+  { tool: 'ext4slower', argv: ['-p', '185'], from: bcc('ext4slower.py'), expect: { attaches: true } },
+  { tool: 'ext4slower', argv: ['-p', '181', '1'], from: bcc('man/man8/ext4slower.8'), expect: { attaches: true } },
+  { tool: 'ext4slower', argv: ['--pid', '1216'], from: libbpf('fsslower.c usage'), expect: { attaches: true } },
+  { tool: 'ext4slower', argv: ['-m', '0'], from: libbpf('fsslower.c argp'), expect: { traces: 'ext4-write' } },
+  { tool: 'ext4slower', argv: ['--min', '0'], from: libbpf('fsslower.c argp'), expect: { traces: 'ext4-write' } },
+  { tool: 'ext4slower', argv: ['-c', '-d', '1'], from: libbpf('fsslower.c usage'), expect: { attaches: true }, ends: true },
+  { tool: 'ext4slower', argv: ['--csv', '--duration', '1'], from: libbpf('fsslower.c argp'), expect: { attaches: true }, ends: true },
+  { tool: 'ext4slower', argv: ['-v', '0'], from: libbpf('fsslower.c argp'), expect: { traces: 'ext4-write' } },
+  { tool: 'ext4slower', argv: ['-h'], from: bcc('ext4slower_example.txt'), expect: { help: true } },
+];
