@@ -180,4 +180,20 @@ export const INVOCATIONS: Invocation[] = [
   { tool: 'ext4slower', argv: ['--csv', '--duration', '1'], from: libbpf('fsslower.c argp'), expect: { attaches: true }, ends: true },
   { tool: 'ext4slower', argv: ['-v', '0'], from: libbpf('fsslower.c argp'), expect: { traces: 'ext4-write' } },
   { tool: 'ext4slower', argv: ['-h'], from: bcc('ext4slower_example.txt'), expect: { help: true } },
+
+  // fsslower and its other names (libbpf-tools fsslower.c; bcc xfsslower.py, btrfsslower.py, nfsslower.py)
+  { tool: 'fsslower', argv: ['-t', 'ext4'], from: libbpf('fsslower.c usage'), expect: { attaches: true } },
+  { tool: 'fsslower', argv: ['-t', 'nfs', '-p', '1216'], from: libbpf('fsslower.c usage'), expect: { attaches: true } },
+  { tool: 'fsslower', argv: ['-t', 'xfs', '-c', '-d', '1'], from: libbpf('fsslower.c usage'), expect: { attaches: true }, ends: true },
+  { tool: 'fsslower', argv: ['--type', 'ext4', '--min', '0'], from: libbpf('fsslower.c argp'), expect: { traces: 'ext4-write' } },
+  { tool: 'fsslower', argv: [], from: libbpf('fsslower.c ("filesystem must be specified using -t option")'), expect: { refused: /-t|--type|file system/ } },
+  { tool: 'xfsslower', argv: [], from: bcc('xfsslower.py, man, example'), expect: { attaches: true } },
+  { tool: 'xfsslower', argv: ['1'], from: bcc('xfsslower.py, man'), expect: { attaches: true } },
+  { tool: 'xfsslower', argv: ['-j', '1'], from: bcc('xfsslower.py, man'), expect: { attaches: true } },
+  { tool: 'xfsslower', argv: ['-p', '185'], from: bcc('xfsslower.py'), expect: { attaches: true } },
+  { tool: 'btrfsslower', argv: [], from: bcc('btrfsslower.py, man, example'), expect: { attaches: true } },
+  { tool: 'btrfsslower', argv: ['-j', '1'], from: bcc('btrfsslower.py, man'), expect: { attaches: true } },
+  { tool: 'nfsslower', argv: [], from: bcc('nfsslower.py, man, example'), expect: { attaches: true } },
+  { tool: 'nfsslower', argv: ['-j', '1'], from: bcc('nfsslower.py'), expect: { attaches: true } },
+  { tool: 'nfsslower', argv: ['-p', '121'], from: bcc('nfsslower.py'), expect: { attaches: true } },
 ];
