@@ -8,9 +8,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BpfObject } from './bpfobject.js';
+import { CgroupNames } from './cgroups.js';
 import { PACKAGE_VERSION } from './cli.js';
 import { RuntimeError } from './errors.js';
-import { CommLabels, CONTENT_TYPE, exposition, type Family } from './exposition.js';
+import { bytesOfLosslessString } from './escape.js';
+import { CgroupLabels, CommLabels, CONTENT_TYPE, exposition, type Family, type Labels } from './exposition.js';
 import type { ListenAddress, PrometheusOptions } from './prometheus.js';
 
 /** What a tool adds to every scrape: its own families, collected when asked. */
@@ -34,8 +36,23 @@ export class Exporter {
   /** the comm label of every metric that has one, bounded by --prometheus-comms */
   readonly comms: CommLabels;
 
-  private constructor(private readonly tool: string, private readonly server: Server, options: PrometheusOptions) {
+  private constructor(private readonly tool: string, private readonly server: Server, private readonly options: PrometheusOptions) {
     this.comms = new CommLabels(options.comms);
+  }
+
+  /**
+   * The labels of a process's counters: its comm (bounded by
+   * --prometheus-comms) and, with --prometheus-cgroups, its cgroup's path
+   * as the kernel named it (the object loaded with cgroupNaming's mode).
+   */
+  processLabels(obj: BpfObject): (comm: Uint8Array, cgroupId: number) => Labels {
+    if (this.options.cgroups === 0) return (comm) => this.comms.of(comm);
+    const names = new CgroupNames(obj, 'path');
+    const cgroups = new CgroupLabels(this.options.cgroups, (id) => {
+      const { path } = names.of(id);
+      return path === undefined ? undefined : bytesOfLosslessString(path);
+    });
+    return (comm, cgroupId) => ({ ...this.comms.of(comm), ...cgroups.of(cgroupId) });
   }
 
   /** Binds the address (before anything is loaded, so that a failure leaves nothing behind). */

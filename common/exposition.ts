@@ -152,6 +152,48 @@ export class CommLabels {
   }
 }
 
+/** The cgroup label value of every cgroup beyond the limit: a path starts with "/" (or "..."), so no cgroup has it. */
+export const OTHER_CGROUPS = '(all other cgroups)';
+
+/** The cgroup label value of a cgroup the kernel could not name (not a path either). */
+export const UNNAMED_CGROUP = '(unnamed cgroup)';
+
+/** Cgroup ids remembered before the memory starts over (each is then looked up again once). */
+const CGROUP_IDS_KEPT = 65536;
+
+/**
+ * The cgroup label (--prometheus-cgroups), bounded as comm is: the first
+ * `limit` distinct paths keep their own value for the whole run, any later
+ * one is counted under OTHER_CGROUPS; limit 0 drops the label. `pathOf`
+ * names a cgroup id (undefined: not known, asked again next time).
+ */
+export class CgroupLabels {
+  private readonly byId = new Map<number, Labels>();
+  private readonly byPath = new Map<string, Labels>();
+  private static readonly none: Labels = Object.freeze({});
+  private readonly other: Labels = Object.freeze({ cgroup: OTHER_CGROUPS });
+  private readonly unnamed: Labels = Object.freeze({ cgroup: UNNAMED_CGROUP });
+
+  constructor(readonly limit: number, private readonly pathOf: (id: number) => Uint8Array | undefined) {}
+
+  of(id: number): Labels {
+    if (this.limit === 0) return CgroupLabels.none;
+    const found = this.byId.get(id);
+    if (found) return found;
+    const path = this.pathOf(id);
+    if (path === undefined) return this.unnamed;
+    const value = labelValueOf(path);
+    let labels = this.byPath.get(value);
+    if (!labels) {
+      labels = this.byPath.size < this.limit ? Object.freeze({ cgroup: value }) : this.other;
+      if (labels !== this.other) this.byPath.set(value, labels);
+    }
+    if (this.byId.size >= CGROUP_IDS_KEPT) this.byId.clear();
+    this.byId.set(id, labels);
+    return labels;
+  }
+}
+
 /** Counters by label set, created at their first increment. */
 export class Counters {
   private readonly byKey = new Map<string, { labels: Labels; value: number }>();

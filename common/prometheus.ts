@@ -3,6 +3,7 @@
 // exporter, whose code (common/exporter.js, node:http) is imported only in
 // this mode so that the terminal tools start no slower.
 import { isIP } from 'node:net';
+import type { CgroupMode } from './cgroups.js';
 import { integerOption } from './cli.js';
 import { invalidValue, UsageError } from './errors.js';
 import type { Exporter } from './exporter.js';
@@ -26,6 +27,14 @@ export const prometheusCommsOption = {
   },
 } as const;
 
+/** yargs definition of --prometheus-cgroups, for the tools whose counters have a comm label. */
+export const prometheusCgroupsOption = {
+  'prometheus-cgroups': {
+    type: 'string', requiresArg: true,
+    description: 'with --prometheus: a cgroup label (the cgroup v2 path) on the counters, at most this many values (default 0: no cgroup label)',
+  },
+} as const;
+
 export interface ListenAddress {
   /** undefined: every interface */
   host?: string;
@@ -36,6 +45,8 @@ export interface PrometheusOptions {
   listen: ListenAddress;
   /** how many distinct comms get their own label value; 0: no comm label */
   comms: number;
+  /** how many distinct cgroups get their own label value; 0 (the default): no cgroup label */
+  cgroups: number;
 }
 
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -63,6 +74,9 @@ export function parseListenAddress(value: string): ListenAddress {
 interface PrometheusArgs {
   prometheus?: string;
   prometheusComms?: string;
+  prometheusCgroups?: string;
+  /** --print-cgroup, of the tools that have it: a column, so not with --prometheus (the label is --prometheus-cgroups) */
+  printCgroup?: string;
 }
 
 /**
@@ -73,16 +87,31 @@ interface PrometheusArgs {
 export function prometheusFromArgs(args: PrometheusArgs, terminalOnly: Record<string, unknown>): PrometheusOptions | undefined {
   if (args.prometheus === undefined) {
     if (args.prometheusComms !== undefined) throw new UsageError('option --prometheus-comms needs --prometheus');
+    if (args.prometheusCgroups !== undefined) throw new UsageError('option --prometheus-cgroups needs --prometheus');
     return undefined;
   }
-  const given = Object.entries(terminalOnly).filter(([, value]) => value !== undefined && value !== false).map(([name]) => name);
-  if (given.length) throw new UsageError(`${given.join(', ')} only shape printed output: not with --prometheus`);
+  const shaping: Record<string, unknown> = { ...terminalOnly, '--print-cgroup': args.printCgroup };
+  const given = Object.entries(shaping)
+    .filter(([, value]) => value !== undefined && value !== false).map(([name]) => name);
+  if (given.length) {
+    const hint = args.printCgroup === undefined ? '' : ' (--prometheus-cgroups N labels the counters by cgroup)';
+    throw new UsageError(`${given.join(', ')} only shape${given.length === 1 ? 's' : ''} printed output: not with --prometheus${hint}`);
+  }
   return {
     listen: parseListenAddress(args.prometheus),
     comms: args.prometheusComms === undefined
       ? DEFAULT_PROMETHEUS_COMMS
       : integerOption('--prometheus-comms', args.prometheusComms, 0, MAX_PROMETHEUS_COMMS),
+    cgroups: args.prometheusCgroups === undefined ? 0 : integerOption('--prometheus-cgroups', args.prometheusCgroups, 0, MAX_PROMETHEUS_COMMS),
   };
+}
+
+/**
+ * How the kernel must name cgroups: as --print-cgroup asks, else by path
+ * when the exporter labels counters by cgroup.
+ */
+export function cgroupNaming(printCgroup: CgroupMode | undefined, prometheus: PrometheusOptions | undefined): CgroupMode | undefined {
+  return printCgroup ?? (prometheus?.cgroups ? 'path' : undefined);
 }
 
 /** Listens (a bind failure is a RuntimeError: nothing is loaded yet); undefined when not asked for. */

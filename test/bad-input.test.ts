@@ -24,17 +24,19 @@ type Kind = 'count' | 'threshold' | 'milliseconds' | 'regex' | 'user' | 'comm' |
 
 /** --prometheus and, with it, --prometheus-comms, which every tool has (biolatency: no comm label). */
 const EXPORTER: Record<string, Kind> = { '--prometheus': 'listen', '--prometheus-comms': 'comms' };
+/** --prometheus-cgroups: the tools whose counters carry the cgroup id of their events. */
+const CGROUP_LABEL: Record<string, Kind> = { '--prometheus-cgroups': 'comms' };
 
 /** The kind of every option and positional that takes a value, by the name --help shows last. */
 const VALUE_KINDS: Record<string, Record<string, Kind>> = {
-  execsnoop: { ...EXPORTER, '--uid': 'user', '--name': 'regex', '--line': 'regex', '--ppid': 'count', '--max-args': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
+  execsnoop: { ...EXPORTER, ...CGROUP_LABEL, '--uid': 'user', '--name': 'regex', '--line': 'regex', '--ppid': 'count', '--max-args': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
   opensnoop: {
-    ...EXPORTER, '--pid': 'count', '--tid': 'count', '--uid': 'user', '--duration': 'count', '--name': 'comm', '--flag_filter': 'flag',
+    ...EXPORTER, ...CGROUP_LABEL, '--pid': 'count', '--tid': 'count', '--uid': 'user', '--duration': 'count', '--name': 'comm', '--flag_filter': 'flag',
     '--path': 'prefix', '--exec': 'command', '--buffer-pages': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map',
     '--print-cgroup': 'cgroupMode',
   },
   biolatency: { '--prometheus': 'listen', interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
-  biosnoop: { ...EXPORTER, duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
+  biosnoop: { ...EXPORTER, ...CGROUP_LABEL, duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
   fsslower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
   ext4slower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count' },
 };
@@ -116,7 +118,7 @@ function invocation(tool: string, entry: HelpEntry, value: string, entries: Help
   const base = name === '--type' ? [] : baseArgs(tool);
   // an optional value is only ever attached (getopt's "::")
   if (OPTIONAL_VALUES.has(name.slice(2))) return [...base, `${name}=${value}`];
-  if (name === '--prometheus-comms') return [...base, '--prometheus', GOOD.listen, name, value];
+  if (name === '--prometheus-comms' || name === '--prometheus-cgroups') return [...base, '--prometheus', GOOD.listen, name, value];
   if (!entry.positional) return [...base, name, value];
   const before = entries.filter((e) => e.positional).findIndex((e) => e === entry);
   return [...base, ...Array<string>(before).fill('1'), value];

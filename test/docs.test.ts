@@ -64,12 +64,12 @@ t.test('the attach plan tables of README and man pages are scripts/plan-table.mj
 
 /**
  * The metrics a man page's METRICS section lists, as name{label,...} with
- * the labels sorted; \fIFS\fR in a name is `fs`.
+ * the labels sorted (an optional one, [,cgroup], included); \fIFS\fR in a name is `fs`.
  */
 export function manMetrics(page: string, fs: string): string[] {
   const section = page.split(/^\.SH /m).find((s) => s.startsWith('METRICS')) ?? '';
   return [...section.matchAll(/^\.B (ebpf_tools_\S*?)(?:\{([^}]*)\})?$/gm)].map(([, name, labels]) =>
-    metricKey(name.replace(/\\fI(FS)\\fB/g, fs).replace(/\\f[BIRP]/g, ''), labels ? labels.split(',') : []));
+    metricKey(name.replace(/\\fI(FS)\\fB/g, fs).replace(/\\f[BIRP]/g, ''), labels ? labels.replace(/[[\]]/g, '').split(',') : []));
 }
 
 const metricKey = (name: string, labels: string[]): string => `${name}{${[...labels].sort().join(',')}}`;
@@ -96,10 +96,10 @@ function scrapeText(url: string): Promise<string> {
 
 /** Each man page with METRICS, and how to run its tool so that it serves every metric listed. */
 const EXPORTERS: { page: string; command: string; args: string[]; fs?: string }[] = [
-  { page: 'execsnoop', command: 'execsnoop', args: ['-x'] },
-  { page: 'opensnoop', command: 'opensnoop', args: [] },
+  { page: 'execsnoop', command: 'execsnoop', args: ['-x', '--prometheus-cgroups', '10'] },
+  { page: 'opensnoop', command: 'opensnoop', args: ['--prometheus-cgroups', '10'] },
   { page: 'biolatency', command: 'biolatency', args: [] },
-  { page: 'biosnoop', command: 'biosnoop', args: [] },
+  { page: 'biosnoop', command: 'biosnoop', args: ['--prometheus-cgroups', '10'] },
   { page: 'fsslower', command: 'ext4slower', args: ['0'], fs: 'ext4' },
 ];
 

@@ -1,6 +1,6 @@
 // --prometheus under faults: scrapers that go away before, during or after
 // the response, 200 scrapes at once, a port already in use, a malformed
-// address, SIGTERM while scrapes are in flight. The tool keeps exporting
+// address, --print-cgroup with it, SIGTERM while scrapes are in flight. The tool keeps exporting
 // (or exits as asked) and never crashes. Host only (not -e2e): it is about
 // our HTTP side, which no kernel changes.
 import t from 'tap';
@@ -140,6 +140,11 @@ t.test('a port already in use: one line, exit 1, nothing loaded; a malformed add
       t.equal(malformed.code, 2, `${tool} --prometheus '${bad}': exit 2`);
       t.match(malformed.stderr, new RegExp(`^${tool}: invalid --prometheus .*\\n$`), `${tool}: one line naming the option`);
     }
+  }
+  for (const tool of ['execsnoop', 'opensnoop', 'biosnoop']) {
+    const both = runTool(tool, ['--print-cgroup', '--prometheus', '127.0.0.1:0']);
+    t.equal(both.code, 2, `${tool}: --print-cgroup with --prometheus is a usage error`);
+    t.match(both.stderr, new RegExp(`^${tool}: --print-cgroup only shapes printed output: not with --prometheus \\(--prometheus-cgroups N labels the counters by cgroup\\) \\(see '${tool} --help'\\)\\n$`));
   }
   t.same(await leftovers(before), [], 'nothing loaded');
 });

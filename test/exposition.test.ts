@@ -5,8 +5,8 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import {
-  CommLabels, Counters, exposition, Histograms, labelValueOf, log2Buckets, log2Slot, LOG2_SLOTS, microsecondHistogram,
-  OTHER_COMMS, type Family,
+  CgroupLabels, CommLabels, Counters, exposition, Histograms, labelValueOf, log2Buckets, log2Slot, LOG2_SLOTS, microsecondHistogram,
+  OTHER_CGROUPS, OTHER_COMMS, UNNAMED_CGROUP, type Family,
 } from '../common/exposition.js';
 import { parseListenAddress, prometheusFromArgs } from '../common/prometheus.js';
 import { bioLatencyFamily } from '../tools/biolatency.js';
@@ -125,6 +125,41 @@ t.test('--prometheus [ADDR:]PORT and its usage errors', async (t) => {
   t.match(usageError(() => prometheusFromArgs({ prometheus: '1' }, { '-T': true, '--json': false, interval: '1' })),
     /^-T, interval only shape printed output: not with --prometheus$/, 'terminal-only options named');
   t.match(usageError(() => prometheusFromArgs({ prometheusComms: '5' }, {})), /needs --prometheus/);
-  t.same(prometheusFromArgs({ prometheus: '1' }, { '-T': false }), { listen: { host: undefined, port: 1 }, comms: 200 }, 'default comm limit 200');
+  t.same(prometheusFromArgs({ prometheus: '1' }, { '-T': false }), { listen: { host: undefined, port: 1 }, comms: 200, cgroups: 0 },
+    'default comm limit 200, no cgroup label');
+  t.equal(prometheusFromArgs({ prometheus: '1', prometheusCgroups: '7' }, {})?.cgroups, 7);
+  t.match(usageError(() => prometheusFromArgs({ prometheusCgroups: '5' }, {})), /^option --prometheus-cgroups needs --prometheus$/);
+  t.match(usageError(() => prometheusFromArgs({ prometheus: '1', prometheusCgroups: '-1' }, {})), /--prometheus-cgroups/);
+  t.match(usageError(() => prometheusFromArgs({ prometheus: '1', printCgroup: '' }, {})),
+    /^--print-cgroup only shapes printed output: not with --prometheus \(--prometheus-cgroups N labels the counters by cgroup\)$/,
+    '--print-cgroup is a column: a usage error, pointing at the label');
   t.equal(prometheusFromArgs({ prometheus: '1', prometheusComms: '0' }, {})?.comms, 0);
+});
+
+t.test('the cgroup label: paths as the kernel named them, bounded as comm, unnamed ones apart; 0 drops it', async (t) => {
+  const paths = new Map<number, Uint8Array>([
+    [1, Buffer.from('/system.slice/a.service')], [2, Buffer.from('/b')], [3, Buffer.from('/c')],
+    [4, Buffer.concat([Buffer.from('/ev\x1b[31mil'), Buffer.from([0xff])])], [5, Buffer.from('/b')],
+  ]);
+  const lookups: number[] = [];
+  const cgroups = new CgroupLabels(2, (id) => {
+    lookups.push(id);
+    return paths.get(id);
+  });
+  t.same(cgroups.of(1), { cgroup: '/system.slice/a.service' });
+  t.same(cgroups.of(2), { cgroup: '/b' });
+  t.same(cgroups.of(5), { cgroup: '/b' }, 'another id of the same path (a cgroup made again): the same value, not a new one');
+  t.same(cgroups.of(3), { cgroup: OTHER_CGROUPS }, 'beyond the limit');
+  t.same(cgroups.of(9), { cgroup: UNNAMED_CGROUP }, 'not named by the kernel');
+  t.same(cgroups.of(9), { cgroup: UNNAMED_CGROUP });
+  t.same(cgroups.of(1), { cgroup: '/system.slice/a.service' });
+  t.same(lookups, [1, 2, 5, 3, 9, 9], 'each id named once, an unnamed one asked again');
+  const hostile = new CgroupLabels(10, (id) => paths.get(id)).of(4).cgroup;
+  t.equal(hostile, '/ev\\x1b[31mil\\xff', 'escaped as comm: valid UTF-8');
+  t.ok(!OTHER_CGROUPS.startsWith('/') && !UNNAMED_CGROUP.startsWith('/') && !OTHER_CGROUPS.startsWith('...'), 'no path is either value');
+  t.same(new CgroupLabels(0, () => Buffer.from('/x')).of(1), {}, 'limit 0: no cgroup label');
+  const counters = new Counters();
+  counters.add({ comm: 'a', cgroup: hostile });
+  const check = promtool(exposition([{ name: 'ebpf_tools_execs_total', help: 'h', type: 'counter', samples: counters.samples() }]));
+  t.equal(check.status, 0, `promtool accepts it: ${check.output}`);
 });

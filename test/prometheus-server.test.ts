@@ -8,15 +8,17 @@
 // file system fsynced) is a loop device whose backing file lives on a second
 // ext4 that the workload freezes (FIFREEZE) before each I/O and thaws
 // DELAY_MS later, so each write request and each fsync takes DELAY_MS and a
-// little more, inside one log2 bucket. Host only (a TCG guest is too slow
+// little more, inside one log2 bucket. Also the cgroup label
+// (--prometheus-cgroups), scraped directly. Host only (a TCG guest is too slow
 // for its fixed delays): the name does not end in -e2e.
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { log2Slot } from '../common/exposition.js';
-import { sleep, startTool, type RunningTool } from './helpers.js';
+import { cgroup2Root, sleep, startTool, type RunningTool } from './helpers.js';
+import { get } from 'node:http';
 
 /** Operations of each kind the workload does. */
 const N = 20;
@@ -346,4 +348,56 @@ t.test('every tool scraped by Prometheus: exact counts, up == 1, the median late
     t.match(done.stderr, new RegExp(`^${name}: serving metrics at http://127\\.0\\.0\\.1:\\d+/metrics\\n$`), `${name}: one line on stderr`);
   }
   t.equal(await prometheus.stop(), 0, 'Prometheus stops cleanly');
+});
+
+/** Runs `file args` in the cgroup at `dir` (a shell moves itself there, then execs); resolves when it has exited. */
+function runIn(dir: string, file: string, args: string[]): void {
+  const r = spawnSync('/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', dir, file, ...args], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`${file} in ${dir} failed (${r.status})`);
+}
+
+function scrapeText(target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`http://${target}/metrics`, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+t.test('--prometheus-cgroups: counters by the cgroup path, three deep; a cgroup removed at once keeps its path', async (t) => {
+  const base = `/ebpf-tools-prom-${process.pid}`;
+  const nested = `${base}/one/two`;
+  const brief = `${base}/brief`;
+  for (const path of [base, `${base}/one`, nested]) mkdirSync(`${cgroup2Root()}${path}`);
+  t.teardown(() => {
+    for (const path of [nested, `${base}/one`, base]) rmdirSync(`${cgroup2Root()}${path}`);
+  });
+  const execs = await exporting('execsnoop', ['--prometheus-cgroups', '5']);
+  const opens = await exporting('opensnoop', ['--prometheus-cgroups', '5']);
+  const plain = await exporting('execsnoop', []);
+  for (let i = 0; i < N; i++) runIn(`${cgroup2Root()}${nested}`, execer.path, ['exit']);
+  runIn(`${cgroup2Root()}${nested}`, opener.path, ['openfail', String(N), join(work, `missing-${tag}`)]);
+  // made, used for one exec and its opens, and gone before anything is scraped
+  mkdirSync(`${cgroup2Root()}${brief}`);
+  runIn(`${cgroup2Root()}${brief}`, opener.path, ['openfail', '1', join(work, `missing-${tag}`)]);
+  rmdirSync(`${cgroup2Root()}${brief}`);
+  const want = [
+    [execs.target, `ebpf_tools_execs_total{comm="${execer.comm}",cgroup="${nested}"} ${N}`],
+    [opens.target, `ebpf_tools_opens_total{comm="${opener.comm}",cgroup="${nested}"} ${N}`],
+    [opens.target, `ebpf_tools_open_failures_total{comm="${opener.comm}",cgroup="${nested}",errno="ENOENT"} ${N}`],
+    [opens.target, `ebpf_tools_open_failures_total{comm="${opener.comm}",cgroup="${brief}",errno="ENOENT"} 1`],
+    [execs.target, `ebpf_tools_execs_total{comm="${opener.comm}",cgroup="${brief}"} 1`],
+    [plain.target, `ebpf_tools_execs_total{comm="${execer.comm}"} ${N}`],
+  ];
+  for (const [target, line] of want) {
+    let text = '';
+    for (let i = 0; i < 50 && !text.split('\n').includes(line); i++) {
+      text = await scrapeText(target);
+      if (!text.split('\n').includes(line)) await sleep(100);
+    }
+    t.ok(text.split('\n').includes(line), `${line}${text.split('\n').includes(line) ? '' : `; served:\n${text}`}`);
+  }
+  t.notMatch(await scrapeText(plain.target), /cgroup=/, 'no cgroup label by default');
+  for (const { tool } of [execs, opens, plain]) t.equal((await tool.stop('SIGTERM')).code, 0);
 });

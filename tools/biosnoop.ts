@@ -19,13 +19,15 @@ import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
 import { loadWithPlans } from '../common/plan.js';
-import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
+import {
+  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+} from '../common/prometheus.js';
 
 const USAGE = `Trace block I/O
 
 USAGE: biosnoop [-h] [-Q] [-d DISK] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH] [-m MIN] [-t] [-P]
                 [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
-                 [--prometheus-comms N] [-v] [--json] [duration]`;
+                 [--prometheus-comms N] [--prometheus-cgroups N] [-v] [--json] [duration]`;
 
 const EXAMPLES = `    biosnoop              # trace all block I/O
     biosnoop -Q           # include OS queued time
@@ -89,6 +91,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       json: { type: 'boolean', default: false, description: 'print one JSON object per I/O (NDJSON)' },
       ...prometheusOption,
       ...prometheusCommsOption,
+      ...prometheusCgroupsOption,
     }), argv);
   const duration = args.duration as string | undefined;
   return {
@@ -234,12 +237,13 @@ function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, p
   const latency = new Histograms();
   const requests = new Counters();
   const bytes = new Counters();
+  const labelsOf = exporter.processLabels(obj);
   stream.start((view, offset) => {
     const e = decoder.decode(view, offset);
     const where = { disk: disks.name(e.dev), op: flags.operation(e.cmd_flags) };
     const queued = options.queued && e.queued_ns < QUEUED_UNKNOWN ? e.queued_ns : 0;
     latency.observe(where, e.latency_ns + queued);
-    const labels = { ...where, ...exporter.comms.of(e.comm) };
+    const labels = { ...where, ...labelsOf(e.comm, e.cgroup_id) };
     requests.add(labels);
     bytes.add(labels, e.bytes);
   }, () => {});
@@ -261,7 +265,7 @@ export async function main(argv: string[]): Promise<void> {
     o.setConfig(kernelConfig(options));
     configureBlockPlan(o, plan);
     stream = new EventStream(o);
-    configureCgroupNames(o, options.printCgroup);
+    configureCgroupNames(o, cgroupNaming(options.printCgroup, options.prometheus));
     return applySelection(o, options);
   });
   lifetime.onEnd(() => obj.close());

@@ -15,7 +15,9 @@ import { fixedLeft, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
-import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
+import {
+  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+} from '../common/prometheus.js';
 import { parseUser } from '../common/users.js';
 
 const USAGE = `Trace exec() syscalls
@@ -23,7 +25,7 @@ const USAGE = `Trace exec() syscalls
 USAGE: execsnoop [-h] [-T] [-t] [-x] [-u USER] [-q] [-n NAME] [-l LINE] [-U] [-C] [-M]
                  [-P PPID] [--max-args MAX_ARGS] [-c CG] [--cgroupmap PATH] [--mntnsmap PATH]
                  [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
-                 [--prometheus-comms N] [-v] [--json]`;
+                 [--prometheus-comms N] [--prometheus-cgroups N] [-v] [--json]`;
 
 const EXAMPLES = `    execsnoop                      # trace all exec() syscalls
     execsnoop -x                   # include failed exec()s
@@ -89,6 +91,7 @@ export function parseOptions(argv: string[]): Options {
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
       ...prometheusOption,
       ...prometheusCommsOption,
+      ...prometheusCgroupsOption,
     }), argv);
   return {
     time: args.time,
@@ -299,12 +302,13 @@ function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, o
   const decoder = eventDecoder(obj.struct('event'));
   const execs = new Counters();
   const failures = new Counters();
+  const labelsOf = exporter.processLabels(obj);
   stream.start((view, offset) => {
     const event = decodeEvent(decoder, view, offset, options.maxArgs);
     if (!selected(event, options)) return;
-    const comm = exporter.comms.of(event.comm);
-    if (event.retval === 0) execs.add(comm);
-    else failures.add({ ...comm, errno: errnoName(-event.retval) ?? String(-event.retval) });
+    const labels = labelsOf(event.comm, event.cgroupId);
+    if (event.retval === 0) execs.add(labels);
+    else failures.add({ ...labels, errno: errnoName(-event.retval) ?? String(-event.retval) });
   }, () => {});
   exporter.serve(obj, 'raw_tp', () => [
     { name: 'ebpf_tools_execs_total', type: 'counter', help: 'Successful execs (execve, execveat), by the new command name', samples: execs.samples() },
@@ -325,7 +329,7 @@ export async function main(argv: string[]): Promise<void> {
   obj.setConfig(kernelConfig(options));
   for (const program of FAILURE_PROGRAMS) obj.setAutoload(program, options.fails);
   const afterLoad = applySelection(obj, options);
-  configureCgroupNames(obj, options.printCgroup);
+  configureCgroupNames(obj, cgroupNaming(options.printCgroup, options.prometheus));
   const stream = new EventStream(obj);
   obj.load();
   afterLoad();

@@ -20,7 +20,9 @@ import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
 import { loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { checkPrivileges, ensureTracefs } from '../common/preflight.js';
-import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
+import {
+  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+} from '../common/prometheus.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 import { parseUser } from '../common/users.js';
 
@@ -29,8 +31,8 @@ const USAGE = `Trace open family syscalls: open(), openat(), openat2()
 USAGE: opensnoop [-h] [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION] [-n NAME]
                  [-e] [-E] [-f FLAG] [-F] [--path PREFIX] [-b BUFFER_PAGES] [-c CG]
                  [--cgroupmap PATH] [--mntnsmap PATH] [--print-cgroup[=container]]
-                 [--prometheus [ADDR:]PORT] [--prometheus-comms N] [-v] [--json]
-                 [--exec CMD [ARGS...]]`;
+                 [--prometheus [ADDR:]PORT] [--prometheus-comms N] [--prometheus-cgroups N]
+                 [-v] [--json] [--exec CMD [ARGS...]]`;
 
 const EXAMPLES = `    opensnoop                        # trace all open() syscalls
     opensnoop -T                     # include timestamps
@@ -202,6 +204,7 @@ export function parseOptions(argv: string[]): Options {
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
       ...prometheusOption,
       ...prometheusCommsOption,
+      ...prometheusCgroupsOption,
       exec: { type: 'string', description: 'run CMD [ARGS...] (the rest of the line) and trace only it and its threads, from its first instruction; ends when it exits' },
     }), optionWords), ['flag', 'path']);
   if (exec && (args.pid !== undefined || args.tid !== undefined)) throw new UsageError(`option --exec cannot be combined with ${args.pid !== undefined ? '-p' : '-t'}`);
@@ -633,11 +636,12 @@ function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, p
   const event = emptyEvent();
   const opens = new Counters();
   const failures = new Counters();
+  const labelsOf = exporter.processLabels(obj);
   stream.start((view, offset, length) => {
     decodeInto(event, decoder, view, offset, length);
-    const comm = exporter.comms.of(event.bytes.subarray(event.commStart, event.commEnd));
-    opens.add(comm);
-    if (event.ret < 0) failures.add({ ...comm, errno: errnoName(-event.ret) ?? String(-event.ret) });
+    const labels = labelsOf(event.bytes.subarray(event.commStart, event.commEnd), event.cgroupId);
+    opens.add(labels);
+    if (event.ret < 0) failures.add({ ...labels, errno: errnoName(-event.ret) ?? String(-event.ret) });
   }, () => {});
   exporter.serve(obj, plan, () => [
     { name: 'ebpf_tools_opens_total', type: 'counter', help: 'Opens (open, openat, openat2), failed ones included, by command name', samples: opens.samples() },
@@ -707,7 +711,7 @@ export async function main(argv: string[]): Promise<void> {
     ({ obj, plan } = loadWithPlans('opensnoop', [tracepointPlan()], (candidate: BpfObject) => {
       candidate.setConfig(kernelConfig(command ? { ...options, pid: command.pid } : options));
       stream = new EventStream(candidate, ringBytes(options));
-      configureCgroupNames(candidate, options.printCgroup);
+      configureCgroupNames(candidate, cgroupNaming(options.printCgroup, options.prometheus));
       return applySelection(candidate, options);
     }));
   } catch (err) {
