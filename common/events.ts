@@ -5,6 +5,13 @@ import type { BpfObject } from './bpfobject.js';
 import { RingBufferReader, type RecordHandler } from './ringbuf.js';
 
 const LOST_CHECK_INTERVAL_MS = 1000;
+/**
+ * How long the last read of a run may take. Ctrl-C under a storm must end
+ * the tool promptly even when printing the backlog cannot keep up (a full
+ * 16 MiB ring took minutes to print on a slow guest); what is left then is
+ * counted and reported lost, never dropped silently.
+ */
+const EXIT_DRAIN_MS = 2000;
 
 /** Default ring buffer size: room for a few tens of milliseconds of a storm (4 MiB lost events in the signal tests' storms on a busy 2-core machine; -b grows it). */
 export const DEFAULT_RING_BYTES = 16 << 20;
@@ -61,13 +68,16 @@ export class EventStream {
     this.reportedLost = lost;
   }
 
-  /** Reads what the kernel had written when called (not what a storm adds meanwhile), reports any loss, and stops. */
+  /** Reads what the kernel had written when called (not what a storm adds meanwhile; for EXIT_DRAIN_MS at most), reports any loss, and stops. */
   stop(onEvent: RecordHandler): void {
     if (!this.reader) return;
     clearInterval(this.timer);
-    this.reader.drainToNow(onEvent);
+    const unread = this.reader.drainToNow(onEvent, performance.now() + EXIT_DRAIN_MS);
     this.reader.stop();
     this.reader = undefined;
     this.reportLost();
+    if (unread > 0) {
+      process.stderr.write(`${this.command}: ${unread} events lost: still unread ${EXIT_DRAIN_MS / 1000} s after the end of the run\n`);
+    }
   }
 }

@@ -161,13 +161,22 @@ export class RingBufferReader {
    * the last read of a run, which must end even while a storm goes on (a
    * drain until the buffer is empty never would). A record reserved but not
    * yet committed is waited for, FINAL_WAIT_MS at most: a BPF program
-   * commits or discards what it reserved before it returns.
+   * commits or discards what it reserved before it returns. Past
+   * `deadline` (a performance.now() time) the rest is skipped unread and
+   * counted: returns how many records were skipped.
    */
-  drainToNow(onRecord: RecordHandler): void {
+  drainToNow(onRecord: RecordHandler, deadline = Infinity): number {
     const end = this.producerPosition();
     let stalledSince: number | undefined;
+    let skipped = 0;
+    let seen = 0;
+    // The clock is read every 256 records: a drain() call may hand over 64k.
+    const handle: RecordHandler = (view, offset, length) => {
+      if (skipped === 0 && (++seen & 255 || performance.now() < deadline)) onRecord(view, offset, length);
+      else skipped++;
+    };
     for (let consumer = Number(Atomics.load(this.consumerPos, 0)); consumer < end;) {
-      this.drain(onRecord, end);
+      this.drain(handle, end);
       const now = Number(Atomics.load(this.consumerPos, 0));
       if (now > consumer) {
         consumer = now;
@@ -175,9 +184,10 @@ export class RingBufferReader {
         continue;
       }
       stalledSince ??= performance.now();
-      if (performance.now() - stalledSince > FINAL_WAIT_MS) return;
+      if (performance.now() - stalledSince > FINAL_WAIT_MS) break;
       Atomics.wait(this.pause, 0, 0, 1);
     }
+    return skipped;
   }
 
   /**
@@ -200,10 +210,14 @@ export class RingBufferReader {
         return;
       }
       this.waiting = true;
+      // The next turn runs outside koffi's callback: a tool may end the
+      // process from a turn (a closed stdout), and exiting from inside a
+      // native callback is the likeliest cause of a crash in V8's finalizers
+      // seen once (not reproduced since).
       libcCalls.epoll_wait.async(this.epollFd, this.epollEvents, 1, WAIT_TIMEOUT_MS, () => {
         this.waiting = false;
         if (this.stopped) this.release();
-        else turn();
+        else setImmediate(turn);
       });
     };
     turn();
