@@ -7,6 +7,12 @@ import { mkdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { left, right } from '../common/format.js';
 import { cgroup2Root, startAttached, startTool, type RunningTool } from './helpers.js';
 
+/**
+ * How long the brief cgroup may live: 50 ms here; in a TCG guest a fork and
+ * exec alone take a few hundred, so there it is 1 s.
+ */
+const BRIEF_MS = process.env.VM_RUN_KERNEL ? 1000 : 50;
+
 const ROOT = Buffer.from(cgroup2Root());
 const BASE = `/ebpf-tools-cg-${process.pid}`;
 const CONTAINER = `${process.pid.toString(16).padStart(8, '0')}${'0123456789abcdef'.repeat(4).slice(8)}`;
@@ -111,7 +117,7 @@ t.test('a cgroup made, used for one exec and one open, and removed within 50 ms 
   const pid = await runIn(brief, '/bin/cat', [m]);
   rmdirSync(dir(brief));
   const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
-  t.ok(elapsedMs < 50, `made, used and removed in ${elapsedMs.toFixed(1)} ms`);
+  t.ok(elapsedMs < BRIEF_MS, `made, used and removed in ${elapsedMs.toFixed(1)} ms`);
   t.equal(await execs.waitForLine((l) => l.startsWith('cat') && l.includes(m)), execLine('cat', pid, brief, `/bin/cat ${m}`));
   t.equal(await opens.waitForLine((l) => l.endsWith(` ${m}`)),
     `${left(pid, 6)} ${left('cat', 16)} ${right(-1, 3)} ${right(2, 3)} ${left(brief, 32)} ${m}`);

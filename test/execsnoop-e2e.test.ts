@@ -1,13 +1,13 @@
 // execsnoop against the real kernel: exec marker commands with unusual
 // arguments and assert the exact line the tool prints for them.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { left, right } from '../common/format.js';
 import {
-  referenceTool, runCommand, RunningTool, sleep, startAttached, startTool, startVerboseAttached,
+  referenceTool, runCommand, RunningTool, sleep, startAttached, startVerboseAttached,
 } from './helpers.js';
 
 const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
@@ -147,27 +147,36 @@ t.test('a reader on a pipe sees each line at once, not when a buffer fills', asy
   await tool.stop();
 });
 
-t.test('same execs as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) => {
+/**
+ * Runs Debian's C execsnoop (line-buffered, so that it prints its header once
+ * attached, as ours does) beside ours with `args`, makes the execs, and
+ * compares the PID/PPID/RET/ARGS of every line naming `tag`: `count` of them.
+ * `last` tells the last of the execs' lines, waited for in both outputs.
+ */
+async function sameAsC(t: Test, args: string[], makeExecs: (tag: string) => void, last: (line: string, tag: string) => boolean, count: number, what: string): Promise<void> {
   const reference = referenceTool('execsnoop');
   if (!existsSync(reference)) throw new Error(`${reference} missing: install Debian's libbpf-tools`);
   if (!existsSync('/sys/kernel/tracing/events')) spawnSync('mount', ['-t', 'tracefs', 'tracefs', '/sys/kernel/tracing']);
-  // Line-buffered, the C tool prints its header once attached, as ours does.
-  const theirs = new RunningTool('/usr/bin/stdbuf', ['-oL', reference, '-x']);
-  const ours = await trace(['-x']);
+  const theirs = new RunningTool('/usr/bin/stdbuf', ['-oL', reference, ...args]);
+  const ours = await trace(args);
   await theirs.waitForLine(/^PCOMM/);
   const tag = marker();
-  for (let i = 0; i < 10; i++) echo([`${tag}-${i}`, 'x y', `${i}`]);
-  spawnSync('/bin/bash', ['-c', `/nonexistent-${tag}`], { stdio: 'ignore' });
-  await ours.waitForLine((l) => l.includes(`/nonexistent-${tag}`));
-  await sleep(500);
+  makeExecs(tag);
+  await ours.waitForLine((l) => last(l, tag));
+  await theirs.waitForLine((l) => last(l, tag));
   const theirsDone = await theirs.stop('SIGINT');
   await ours.stop();
   const fields = (l: string): string => l.trim().split(/\s+/).slice(1).join(' ');
   const pick = (lines: string[]): string[] => lines.filter((l) => l.includes(tag)).map(fields);
   const theirLines = pick(theirsDone.stdout.split('\n'));
-  t.equal(theirLines.length, 12, 'the C tool saw every exec (10 echo, bash, its failed exec)');
+  t.equal(theirLines.length, count, `the C tool saw every exec (${what})`);
   t.same(pick(ours.lines), theirLines, 'same PID/PPID/RET/ARGS');
-});
+}
+
+t.test('same execs as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', (t) => sameAsC(t, ['-x'], (tag) => {
+  for (let i = 0; i < 10; i++) echo([`${tag}-${i}`, 'x y', `${i}`]);
+  spawnSync('/bin/bash', ['-c', `/nonexistent-${tag}`], { stdio: 'ignore' });
+}, (l, tag) => l.includes(`/nonexistent-${tag}`), 12, '10 echo, bash, its failed exec'));
 
 /** A directory of scripts: #!/bin/sh, #!/usr/bin/env sh, #!/bin/sh -e, and one whose interpreter is a script. */
 function scripts(t: { teardown(fn: () => void): void }): string {
@@ -208,8 +217,7 @@ t.test('scripts show as typed: the file name, then the caller\'s arguments (not 
 
 t.test('--json gives a script\'s interpreter and its arguments in interpreter, null for a binary', async (t) => {
   const dir = scripts(t);
-  const tool = startTool('execsnoop', ['--json']);
-  await sleep(1500); // no header in JSON mode: give it time to attach
+  const tool = await startVerboseAttached('execsnoop', ['--json']);
   const m = marker();
   const cases: Array<[string, string[], string[] | null]> = [
     ['./s.sh', [`${m}-a`], ['/bin/sh']],
@@ -227,24 +235,11 @@ t.test('--json gives a script\'s interpreter and its arguments in interpreter, n
   await tool.stop();
 });
 
-t.test('scripts: same lines as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', async (t) => {
-  const reference = referenceTool('execsnoop');
-  if (!existsSync(reference)) throw new Error(`${reference} missing: install Debian's libbpf-tools`);
+t.test('scripts: same lines as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', (t) => {
   const dir = scripts(t);
-  const theirs = new RunningTool(reference, []);
-  const ours = await trace([]);
-  await sleep(1500); // the C tool prints its header only at exit (stdio buffer): give it time to attach
-  const tag = marker();
-  for (const file of ['./s.sh', './e.sh', './x.sh', `${dir}/s.sh`, './outer', '/bin/echo']) {
-    runCommand(file, [tag, 'A B', 'C'], { cwd: dir });
-  }
-  await ours.waitForLine((l) => l.startsWith('echo') && l.includes(tag));
-  await sleep(500);
-  const theirsDone = await theirs.stop('SIGINT');
-  await ours.stop();
-  const fields = (l: string): string => l.trim().split(/\s+/).slice(1).join(' ');
-  const pick = (lines: string[]): string[] => lines.filter((l) => l.includes(tag)).map(fields);
-  const theirLines = pick(theirsDone.stdout.split('\n'));
-  t.equal(theirLines.length, 7, 'the C tool saw every exec (5 scripts, env\'s exec of sh, echo)');
-  t.same(pick(ours.lines), theirLines, 'same PID/PPID/RET/ARGS');
+  return sameAsC(t, [], (tag) => {
+    for (const file of ['./s.sh', './e.sh', './x.sh', `${dir}/s.sh`, './outer', '/bin/echo']) {
+      runCommand(file, [tag, 'A B', 'C'], { cwd: dir });
+    }
+  }, (l, tag) => l.startsWith('echo') && l.includes(tag), 7, '5 scripts, env\'s exec of sh, echo');
 });
