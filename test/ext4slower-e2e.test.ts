@@ -12,7 +12,7 @@ import { EventStream } from '../common/events.js';
 import { loadWithPlans } from '../common/plan.js';
 import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions as parseFsslower, renderLine, SYSCALLS } from '../tools/fsslower.js';
 import {
-  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, type RunningTool,
+  kernelSnapshot, leftovers, runTool, sleep, startAttached, startVerboseAttached,
 } from './helpers.js';
 import { compileOps, escapeRegExp, EXPECTED, filesystemType, pidColumn, row, startOps as startFsOps } from './fsslower-ops.js';
 
@@ -28,15 +28,6 @@ const OPS = compileOps(work);
 
 const startOps = (args: string[]) => startFsOps(OPS, args);
 
-async function attachedQuietly(args: string[]): Promise<RunningTool> {
-  // JSON has no header: -v says when the programs are attached.
-  const tool = startTool('ext4slower', ['-v', ...args]);
-  for (let waited = 0; !/^ext4slower: using plan /m.test(tool.stderr); waited += 20) {
-    if (waited > 15000 || tool.proc.exitCode !== null) throw new Error(`not attached: ${tool.stderr.slice(-2000)}`);
-    await sleep(20);
-  }
-  return tool;
-}
 
 t.test('each read, write, open and fsync on ext4 gives its exact line in every format; tmpfs gives none', async (t) => {
   // A hostile name: the lines must stay one per operation, escaped; JSON keeps the bytes.
@@ -52,7 +43,7 @@ t.test('each read, write, open and fsync on ext4 gives its exact line in every f
     startAttached('ext4slower', ['-p', String(pid), '0'], header),
     startAttached('ext4slower', ['-c', '0'], /^ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE$/),
     startAttached('ext4slower', ['-j', '0'], /^ENDTIME_us,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE$/),
-    attachedQuietly(['--json', '-p', String(pid), '0']),
+    startVerboseAttached('ext4slower', ['--json', '-p', String(pid), '0']),
   ]);
   const startNs = process.hrtime.bigint();
   await ops.go();

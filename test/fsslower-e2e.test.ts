@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachPlans, FILE_SYSTEMS, parseOptions } from '../tools/fsslower.js';
-import { sleep, startAttached, startTool, type RunningTool } from './helpers.js';
+import { sleep, startAttached, startVerboseAttached } from './helpers.js';
 import { compileOps, EXPECTED, filesystemType, pidColumn, row, startOps } from './fsslower-ops.js';
 
 function run(file: string, args: string[]): void {
@@ -49,15 +49,6 @@ const ext4Dir = join(work, 'ext4');
 mkdirSync(ext4Dir);
 if (filesystemType(ext4Dir) !== 'ext4') throw new Error(`${ext4Dir} is not on ext4: the test needs the ext4 root`);
 
-/** Started with -v: stderr says when it is attached, and with which plan. */
-async function attachedVerbose(command: string, args: string[]): Promise<RunningTool> {
-  const tool = startTool(command, ['-v', ...args]);
-  for (let waited = 0; !new RegExp(`^${command}: using plan `, 'm').test(tool.stderr); waited += 20) {
-    if (waited > 20000 || tool.proc.exitCode !== null) throw new Error(`not attached: ${tool.stderr.slice(-2000)}`);
-    await sleep(20);
-  }
-  return tool;
-}
 
 for (const fs of ['xfs', 'btrfs'] as const) {
   t.test(`${fs}: fsslower -t ${fs} and ${fs}slower give each operation its exact line, and nothing of ext4`, async (t) => {
@@ -72,7 +63,7 @@ for (const fs of ['xfs', 'btrfs'] as const) {
       startAttached('fsslower', ['-t', fs, '0'], header),
       startAttached(`${fs}slower`, ['-p', String(ops.pid), '0'], header),
       startAttached(`${fs}slower`, ['-c', '-p', String(ops.pid), '0'], /^ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE$/),
-      attachedVerbose(`${fs}slower`, ['-p', String(otherOps.pid), '0']),
+      startVerboseAttached(`${fs}slower`, ['-p', String(otherOps.pid), '0']),
     ]);
     await Promise.all([ops.go(), otherOps.go()]);
     const name = `ops-${fs}-${process.pid}.dat`;
@@ -122,7 +113,7 @@ t.test('ext4slower sees the ext4 file of the same run, and none of the xfs and b
 
 t.test('nfsslower: fentry and kprobes are refused for want of NFS here, or attach; the fallback filters on NFS', async (t) => {
   const nfs = FILE_SYSTEMS.nfs;
-  const tool = await attachedVerbose('nfsslower', ['-p', String(process.pid), '0']);
+  const tool = await startVerboseAttached('nfsslower', ['-p', String(process.pid), '0']);
   t.equal((await tool.stop()).code, 0);
   const chosen = /^nfsslower: using plan (.+)$/m.exec(tool.stderr)![1];
   if (!registered('nfs') && !registered('nfs4')) {

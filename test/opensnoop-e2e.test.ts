@@ -10,7 +10,7 @@ import { left, right } from '../common/format.js';
 import { loadWithPlans } from '../common/plan.js';
 import { kernelConfig, parseOptions, tracepointPlan } from '../tools/opensnoop.js';
 import {
-  cgroupIdOf, kernelSnapshot, leftovers, loadedProgramIds, referenceTool, RunningTool, sleep, SLOWDOWN, startAttached, startTool, withoutTapHooks,
+  cgroupIdOf, kernelSnapshot, leftovers, loadedProgramIds, referenceTool, RunningTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, withoutTapHooks,
 } from './helpers.js';
 
 const OPENER_SOURCE = String.raw`
@@ -130,14 +130,6 @@ class Held {
   }
 }
 
-/** Waits until a tool says on stderr (-v) that it is attached: for --json, which prints no header. */
-async function attached(tool: RunningTool): Promise<void> {
-  const deadline = Date.now() + 15000;
-  while (!tool.stderr.includes('using plan')) {
-    if (tool.proc.exitCode !== null || Date.now() > deadline) throw new Error(`not attached: ${tool.stderr}`);
-    await sleep(20);
-  }
-}
 
 const trace = (args: string[], header: RegExp = HEADER): Promise<RunningTool> => startAttached('opensnoop', args, header);
 /** Matches the line of process `pid` opening `shown` (the test's own opens of the same paths, to create them, are not it). */
@@ -301,8 +293,7 @@ t.test('--json: one object per open with every field', async (t) => {
   const threadPath = path(true);
   const held = new Held(['openat', missing, '1101', 'thread', threadPath], []);
   const cgroupId = cgroupIdOf(held.pid);
-  const tool = startTool('opensnoop', ['--json', '-v', '-p', String(held.pid)]);
-  await attached(tool);
+  const tool = await startVerboseAttached('opensnoop', ['--json', '-p', String(held.pid)]);
   await held.release();
   const parse = async (p: string): Promise<Record<string, unknown>> => JSON.parse(await tool.waitForLine((l) => l.includes(p)));
   const created = await parse(missing);
