@@ -134,9 +134,16 @@ export function startOps(ops: string, args: string[]): { pid: number; go(): Prom
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // A test that fails before go() must not hang on the held child: unreferenced,
+  // it cannot keep this process alive, and it ends (status 2) when its stdin closes with it.
+  const pipes = [child.stdin, child.stderr] as unknown as { ref(): void; unref(): void }[];
+  child.unref();
+  for (const pipe of pipes) pipe.unref();
   return {
     pid: child.pid!,
     async go() {
+      child.ref();
+      for (const pipe of pipes) pipe.ref();
       child.stdin.end('g');
       const code = await exited;
       if (code !== 0) throw new Error(`e4ops ${args.join(' ')} failed (${code}): ${stderr}`);
