@@ -81,6 +81,8 @@ struct event {
 	__s64 offset;
 	/* bytes read or written (or the error), the range of an fsync, 0 for an open */
 	__s64 size;
+	/* cgroup v2 id of the process (named in cgroup_paths with --print-cgroup) */
+	__u64 cgroup_id;
 	__u32 pid;
 	__u32 op;
 	char comm[TASK_COMM_LEN];
@@ -158,11 +160,12 @@ static __always_inline __u64 call_key(enum file_op op)
 	return (bpf_get_current_pid_tgid() << 32) | op;
 }
 
+/* -p, and --cgroup (the process's cgroup when the call starts) */
 static __always_inline bool traced_process(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-	return tgid != self_tgid && (!targ_tgid || tgid == targ_tgid);
+	return tgid != self_tgid && (!targ_tgid || tgid == targ_tgid) && task_selected();
 }
 
 static __always_inline void start_call(enum file_op op, struct file *file, __s64 offset, __s64 range)
@@ -214,6 +217,7 @@ static __always_inline void end_call(enum file_op op, __s64 ret, struct file *fi
 		e->size = 0;
 	else
 		e->size = ret;
+	e->cgroup_id = current_cgroup();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->file, sizeof(e->file), BPF_CORE_READ(file, f_path.dentry, d_name.name));
@@ -376,17 +380,6 @@ static __always_inline void start_fd_call(enum file_op op, __u32 fd, bool at_fil
 	start_call(op, file, offset, op == FILE_OP_FSYNC ? WHOLE_FILE_END : 0);
 }
 
-static __always_inline void end_open(long ret)
-{
-	struct file *file = ret >= 0 ? traced_file_of_fd(ret) : NULL;
-	__u64 key = call_key(FILE_OP_OPEN);
-
-	if (file)
-		end_call(FILE_OP_OPEN, 0, file);
-	else
-		bpf_map_delete_elem(&calls, &key);
-}
-
 /* The syscalls traced, by how their start is recorded. */
 enum syscall_kind {
 	NOT_TRACED,
@@ -434,28 +427,45 @@ static __always_inline void enter_syscall(enum syscall_kind kind, __u32 fd, __s6
 	}
 }
 
+/*
+ * A traced syscall ends. end_call is reached from one place only: it is
+ * inlined, and with --print-cgroup it holds the cgroup naming walk, which
+ * the verifier of older kernels should see once per program, not per case.
+ */
 static __always_inline void exit_syscall(enum syscall_kind kind, long ret)
 {
+	struct file *file = NULL;
+	enum file_op op;
+	__u64 key;
+
 	switch (kind) {
 	case READ_AT_POSITION:
 	case READ_AT_OFFSET:
 	case READ_AT_OFFSET_OR_POSITION:
-		end_call(FILE_OP_READ, ret, NULL);
+		op = FILE_OP_READ;
 		break;
 	case WRITE_AT_POSITION:
 	case WRITE_AT_OFFSET:
 	case WRITE_AT_OFFSET_OR_POSITION:
-		end_call(FILE_OP_WRITE, ret, NULL);
+		op = FILE_OP_WRITE;
 		break;
 	case FSYNC_WHOLE_FILE:
-		end_call(FILE_OP_FSYNC, ret, NULL);
+		op = FILE_OP_FSYNC;
 		break;
 	case OPEN:
-		end_open(ret);
+		/* the file, and whether it is one of the traced file system, exist only now */
+		op = FILE_OP_OPEN;
+		file = ret >= 0 ? traced_file_of_fd(ret) : NULL;
+		if (!file) {
+			key = call_key(FILE_OP_OPEN);
+			bpf_map_delete_elem(&calls, &key);
+			return;
+		}
 		break;
 	default:
-		break;
+		return;
 	}
+	end_call(op, ret, file);
 }
 
 /*

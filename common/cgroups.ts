@@ -48,6 +48,8 @@ export interface Cgroup {
   path?: string;
   /** the 12-character container id (or pod<uid>) the path names, if any */
   container?: string;
+  /** what the column shows, escaped, not padded (CSV takes it as a field) */
+  text: string;
   /** the column's text, escaped, padded, with its trailing space */
   column: string;
   /** the "cgroup_id" and "cgroup" JSON members, with a leading comma */
@@ -61,9 +63,14 @@ export function cgroupIdJson(id: number): string {
 
 const COLUMN_WIDTH: Record<CgroupMode, number> = { path: 32, container: 12 };
 
+/** The column's name: CGROUP, or CONTAINER with =container. */
+export function cgroupColumnName(mode: CgroupMode): string {
+  return mode === 'container' ? 'CONTAINER' : 'CGROUP';
+}
+
 /** The column's header, with its trailing space. */
 export function cgroupHeader(mode: CgroupMode): string {
-  return `${left(mode === 'container' ? 'CONTAINER' : 'CGROUP', COLUMN_WIDTH[mode])} `;
+  return `${left(cgroupColumnName(mode), COLUMN_WIDTH[mode])} `;
 }
 
 const SCOPE = /^(?:docker|cri-containerd|crio|libpod)-([0-9a-f]{64})\.scope$/;
@@ -114,11 +121,11 @@ export function pathOfNames(names: Uint8Array, truncated: boolean): Uint8Array {
 /** The output of one cgroup from its path's bytes (undefined: not known). */
 export function describeCgroup(id: number, path: Uint8Array | undefined, mode: CgroupMode): Cgroup {
   const width = COLUMN_WIDTH[mode];
-  if (path === undefined) return { id, column: `${left('?', width)} `, json: `,"cgroup_id":${id},"cgroup":null` };
+  if (path === undefined) return { id, text: '?', column: `${left('?', width)} `, json: `,"cgroup_id":${id},"cgroup":null` };
   const text = losslessString(path);
   const container = containerOf(text);
   const shown = mode === 'container' && container !== undefined ? container : escapeText(path);
-  return { id, path: text, container, column: `${left(shown, width)} `, json: `,"cgroup_id":${id},"cgroup":${terminalSafeJson(text)}` };
+  return { id, path: text, container, text: shown, column: `${left(shown, width)} `, json: `,"cgroup_id":${id},"cgroup":${terminalSafeJson(text)}` };
 }
 
 /** Sizes and switches on the kernel's naming of cgroups; call before load, with the --print-cgroup mode. */

@@ -121,8 +121,13 @@ export function applySelection(obj: BpfObject, options: SelectionOptions): () =>
 }
 
 /** yargs definitions of the selection options, shared by every tool. */
+/** --cgroup alone, for a tool whose -c is another option (fsslower's --csv). */
+export const cgroupOption = {
+  cgroup: { type: 'string', requiresArg: true, description: 'trace processes in this cgroup v2 directory only (or cgroup path as CGROUP shows it, or container id)' },
+} as const;
+
 export const selectionOptions = {
-  cgroup: { alias: 'c', type: 'string', requiresArg: true, description: 'trace processes in this cgroup v2 directory only (or cgroup path as CGROUP shows it, or container id)' },
+  cgroup: { alias: 'c', ...cgroupOption.cgroup },
   cgroupmap: { type: 'string', requiresArg: true, description: 'trace cgroups in this pinned BPF map only (as bcc)' },
   mntnsmap: { type: 'string', requiresArg: true, description: 'trace mount namespaces in this pinned BPF map only (as bcc)' },
 } as const;

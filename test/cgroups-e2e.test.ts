@@ -1,11 +1,14 @@
 // --print-cgroup and --cgroup against the real kernel: processes moved into
 // cgroups this test makes (nested, hostile names, a container-shaped one,
-// one that lives under 50 ms) and the exact column and JSON they get.
+// one that lives under 50 ms) and the exact column and JSON they get, in
+// execsnoop, opensnoop and ext4slower.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { left, right } from '../common/format.js';
-import { cgroup2Root, startAttached, startTool, type RunningTool } from './helpers.js';
+import { compileOps, escapeRegExp, filesystemType } from './fsslower-ops.js';
+import { cgroup2Root, sleep, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
 /**
  * How long the brief cgroup may live: 50 ms here; in a TCG guest a fork and
@@ -39,14 +42,30 @@ const marker = (): string => `/cg${process.pid}x${++counter}`;
 
 /**
  * Runs `file args` in the cgroup at `path` (relative to the cgroup2 mount):
- * a shell waits until its pid is written to cgroup.procs, then execs it.
- * Resolves with the pid once it has exited.
+ * a shell waits until its pid is written to cgroup.procs, then execs it,
+ * which reads `input` from its standard input. Resolves with the pid once
+ * it has exited.
  */
-function runIn(path: Buffer | string, file: string, args: string[]): Promise<number> {
+function runIn(path: Buffer | string, file: string, args: string[], input = ''): Promise<number> {
+  return heldCommand(file, args, input).runIn(path);
+}
+
+/**
+ * `file args` started and held in a shell, to be run in a cgroup later:
+ * runIn(path) moves it there and lets it go (so that the time it takes to
+ * start a process is not counted where a cgroup must live briefly).
+ */
+function heldCommand(file: string, args: string[], input = ''): { runIn(path: Buffer | string): Promise<number> } {
   const child = spawn('/bin/sh', ['-c', 'read go; exec "$0" "$@"', file, ...args], { stdio: ['pipe', 'ignore', 'ignore'] });
-  writeFileSync(Buffer.concat([dir(path), Buffer.from('/cgroup.procs')]), String(child.pid));
-  child.stdin!.end('go\n');
-  return new Promise((resolve) => child.on('close', () => resolve(child.pid!)));
+  const closed = new Promise<number>((resolve) => child.on('close', () => resolve(child.pid!)));
+  return {
+    runIn(path) {
+      writeFileSync(Buffer.concat([dir(path), Buffer.from('/cgroup.procs')]), String(child.pid));
+      // the shell's read takes the line only (it reads a pipe byte by byte): the rest is the command's
+      child.stdin!.end(`go\n${input}`);
+      return closed;
+    },
+  };
 }
 
 const EXEC_HEADER = /^PCOMM\s+PID\s+PPID\s+RET (CGROUP|CONTAINER)\s+ARGS$/;
@@ -112,9 +131,11 @@ t.test('a cgroup made, used for one exec and one open, and removed within 50 ms 
   const opens = await startAttached('opensnoop', ['--print-cgroup'], OPEN_HEADER);
   const brief = `${BASE}/brief-${Date.now()}`;
   const m = marker();
+  const held = heldCommand('/bin/cat', [m]);
+  await sleep(100); // the shell started, waiting
   const started = process.hrtime.bigint();
   mkdirSync(dir(brief));
-  const pid = await runIn(brief, '/bin/cat', [m]);
+  const pid = await held.runIn(brief);
   rmdirSync(dir(brief));
   const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
   t.ok(elapsedMs < BRIEF_MS, `made, used and removed in ${elapsedMs.toFixed(1)} ms`);
@@ -146,4 +167,39 @@ t.test('--print-cgroup=container: the 12-character id of a docker-<id>.scope, th
 
 t.test('a newline in a cgroup name is refused by the kernel (so never shown)', async (t) => {
   t.throws(() => mkdirSync(dir(`${BASE}/new\nline`)), { code: 'EINVAL' });
+});
+
+t.test('ext4slower: CGROUP (CONTAINER) before FILENAME, --cgroup by path or container id, cgroup in JSON', async (t) => {
+  const work = mkdtempSync('/var/tmp/cgroups-test-');
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  if (filesystemType(work) !== 'ext4') throw new Error(`${work} is not on ext4 (${filesystemType(work)}): the test needs it`);
+  const ops = compileOps(work);
+  const header = /^TIME +COMM +PID +T BYTES +OFF_KB +LAT\(ms\) (CGROUP|CONTAINER) +FILENAME$/;
+  const [all, byId, byPath, json] = await Promise.all([
+    startAttached('ext4slower', ['--print-cgroup', '0'], (l) => header.test(l)),
+    startAttached('ext4slower', ['--print-cgroup=container', '--cgroup', CONTAINER.slice(0, 12), '0'], (l) => header.test(l)),
+    startAttached('ext4slower', ['-c', '--print-cgroup', '--cgroup', NESTED, '0'], /^ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,CGROUP,FILE$/),
+    startVerboseAttached('ext4slower', ['--json', '--print-cgroup', '0']),
+  ]);
+  const nestedFile = join(work, `nested-${process.pid}.dat`);
+  const dockerFile = join(work, `docker-${process.pid}.dat`);
+  const nested = await runIn(NESTED, ops, ['slow', nestedFile, '0'], 'g');
+  const docker = await runIn(DOCKER, ops, ['slow', dockerFile, '0'], 'g');
+  // e4ops slow: open, the pwrite of one page, a pread of 100 bytes
+  const write = (pid: number, column: string, file: string): RegExp => new RegExp(
+    `^\\d\\d:\\d\\d:\\d\\d ${left('e4ops', 16)} ${left(pid, 7)} W ${left(4096, 7)} ${left(0, 8)} [ ]{0,3}\\d+\\.\\d\\d ` +
+    `${escapeRegExp(column)} ${escapeRegExp(file)}$`);
+  const base = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+  t.match(await all.waitForLine((l) => l.includes(' W ') && l.endsWith(base(nestedFile))), write(nested, left(NESTED, 32), base(nestedFile)));
+  t.match(await all.waitForLine((l) => l.includes(' W ') && l.endsWith(base(dockerFile))), write(docker, left(DOCKER, 32), base(dockerFile)));
+  t.match(await byId.waitForLine((l) => l.includes(' W ') && l.endsWith(base(dockerFile))), write(docker, CONTAINER.slice(0, 12), base(dockerFile)));
+  t.match(await byPath.waitForLine((l) => l.includes(',W,') && l.endsWith(base(nestedFile))),
+    new RegExp(`^\\d+,e4ops,${nested},W,4096,0,\\d+,${escapeRegExp(NESTED)},${escapeRegExp(base(nestedFile))}$`));
+  const object = JSON.parse(await json.waitForLine((l) => l.includes('"type":"W"') && l.includes(base(dockerFile)))) as Record<string, unknown>;
+  t.same([object.pid, object.cgroup, object.cgroup_id], [docker, DOCKER, statSync(dir(DOCKER)).ino], 'JSON: the full path and id');
+  await sleep(200);
+  t.notOk(byId.lines.some((l) => l.endsWith(base(nestedFile))), '--cgroup by container id leaves out the other cgroup');
+  t.notOk(byPath.lines.some((l) => l.endsWith(base(dockerFile))), '--cgroup by path leaves out the other cgroup');
+  for (const tool of [all, byId, byPath]) await stopped(t, tool);
+  t.equal((await json.stop()).code, 0);
 });

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
+import { describeCgroup } from '../common/cgroups.js';
 import { START_NS } from '../common/clock.js';
 import {
   attachPlans, csvField, decodeEvent, eventDecoder, FILE_SYSTEMS, fentryPrograms, header, kernelConfig, kprobePrograms,
@@ -25,6 +26,7 @@ function op(overrides: Partial<SlowOperation> = {}): SlowOperation {
     offset: 12288,
     bytes: 5000,
     wholeFile: false,
+    cgroupId: 1234,
     pid: 4242,
     type: 'W',
     comm: b('postgres'),
@@ -35,7 +37,7 @@ function op(overrides: Partial<SlowOperation> = {}): SlowOperation {
 
 t.test('options: defaults, threshold forms, formats, kernel config', async (t) => {
   const o = parseOptions([]);
-  t.same(o, { command: 'ext4slower', fs: FILE_SYSTEMS.ext4, minMs: 10, pid: undefined, duration: undefined, format: 'table', prometheus: undefined, verbose: false });
+  t.same(o, { command: 'ext4slower', fs: FILE_SYSTEMS.ext4, minMs: 10, pid: undefined, duration: undefined, format: 'table', printCgroup: undefined, prometheus: undefined, verbose: false, cgroup: undefined });
   const ext4Filter = { fs_magic: 0xef53, fs_type_name: new TextEncoder().encode('ext4') };
   t.same(kernelConfig(o, 77), { min_lat_ns: 10_000_000n, targ_tgid: 0, self_tgid: 77, targ_histograms: false, ...ext4Filter });
   t.equal(parseOptions(['0']).minMs, 0, '0 traces everything');
@@ -151,7 +153,8 @@ t.test('CSV: libbpf-tools (-c, ns) and bcc (-j, us), exact 64-bit times, quoting
 
 t.test('JSON: every documented field, exact bytes', async (t) => {
   const parsed = JSON.parse(renderJson(op({ file: Uint8Array.from([0x61, 0xff]), latencyNs: 1_500_001 })));
-  t.same(Object.keys(parsed), ['time', 'ts', 'comm', 'pid', 'type', 'bytes', 'offset', 'latency_ms', 'file']);
+  t.same(Object.keys(parsed), ['time', 'ts', 'comm', 'pid', 'type', 'bytes', 'offset', 'latency_ms', 'file', 'cgroup_id']);
+  t.equal(parsed.cgroup_id, 1234, 'cgroup_id always');
   t.match(parsed.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   t.equal(parsed.ts, 2);
   t.equal(parsed.comm, 'postgres');
@@ -163,6 +166,32 @@ t.test('JSON: every documented field, exact bytes', async (t) => {
   t.equal(parsed.file, 'a\udcff');
   t.equal(JSON.parse(renderJson(op({ type: 'S', wholeFile: true, bytes: 2 ** 63 }))).bytes, null, 'whole-file fsync');
   t.equal(render(op(), 'json'), renderJson(op()));
+});
+
+t.test('--print-cgroup: CGROUP (CONTAINER) before FILENAME and FILE, the path in JSON', async (t) => {
+  const columns = 'TIME     COMM             PID     T BYTES   OFF_KB   LAT(ms) CGROUP                           FILENAME';
+  t.same(header(parseOptions(['--print-cgroup'])), ['Tracing ext4 operations slower than 10 ms... Hit Ctrl-C to end.', columns]);
+  t.equal(header(parseOptions(['--print-cgroup=container']))[1],
+    'TIME     COMM             PID     T BYTES   OFF_KB   LAT(ms) CONTAINER    FILENAME');
+  t.same(header(parseOptions(['-c', '--print-cgroup'])), ['ENDTIME_ns,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,CGROUP,FILE']);
+  t.same(header(parseOptions(['-j', '--print-cgroup=container'])), ['ENDTIME_us,TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,CONTAINER,FILE']);
+  t.equal(parseOptions(['--print-cgroup']).printCgroup, 'path');
+  t.equal(parseOptions(['--print-cgroup=container']).printCgroup, 'container');
+  const id = 'ab12cd34ef56'.padEnd(64, '0');
+  const service = describeCgroup(1234, b('/system.slice/a,"b".service'), 'path');
+  const docker = describeCgroup(1234, b(`/system.slice/docker-${id}.scope`), 'container');
+  const time = '\\d\\d:\\d\\d:\\d\\d';
+  t.match(renderLine(op(), service),
+    new RegExp(`^${time} postgres         4242    W 5000    12         12\\.35 /system\\.slice/a,"b"\\.service {6}000000010000000000000001$`));
+  t.match(renderLine(op(), docker), new RegExp(`^${time} postgres .* 12\\.35 ab12cd34ef56 000000010000000000000001$`));
+  t.equal(renderCsv(op({ endNs: 5n }), 'csv', service), '5,postgres,4242,W,5000,12288,12345,"/system.slice/a,""b"".service",000000010000000000000001');
+  t.equal(renderCsv(op({ endNs: 5n }), 'csv', docker), '5,postgres,4242,W,5000,12288,12345,ab12cd34ef56,000000010000000000000001');
+  const hostile = describeCgroup(99, Uint8Array.from([...b('/ev\x1b[1mil'), 0xff]), 'path');
+  t.match(renderLine(op(), hostile), / \/ev\\x1b\[1mil\\xff +000000010000000000000001$/, 'escaped in the column');
+  const parsed = JSON.parse(renderJson(op(), docker));
+  t.same([parsed.cgroup_id, parsed.cgroup], [1234, `/system.slice/docker-${id}.scope`], 'JSON: the full path');
+  t.equal(JSON.parse(renderJson(op(), hostile)).cgroup, '/ev\x1b[1mil\udcff', 'JSON: exact bytes');
+  t.equal(render(op(), 'table', service), renderLine(op(), service));
 });
 
 t.test('decoding a record laid out as the shipped object says', async (t) => {
@@ -177,6 +206,7 @@ t.test('decoding a record laid out as the shipped object says', async (t) => {
   view.setBigInt64(base + o.offset, 40960n, true);
   view.setBigInt64(base + o.size, 0x7fffffffffffffffn, true);
   view.setUint32(base + o.pid, 31337, true);
+  view.setBigUint64(base + o.cgroup_id, 2n ** 40n + 7n, true);
   view.setUint32(base + o.op, 3, true);
   new Uint8Array(view.buffer, base + o.comm, 16).set(b('e4ops\0junk'));
   new Uint8Array(view.buffer, base + o.file, 8).set(b('f1.dat\0x'));
@@ -186,6 +216,7 @@ t.test('decoding a record laid out as the shipped object says', async (t) => {
   t.equal(e.offset, 40960);
   t.equal(e.wholeFile, true, 'LLONG_MAX told exactly');
   t.equal(e.pid, 31337);
+  t.equal(e.cgroupId, 2 ** 40 + 7, 'cgroup_id, 64-bit');
   t.equal(e.type, 'S');
   t.same(Buffer.from(e.comm).toString(), 'e4ops');
   t.same(Buffer.from(e.file).toString(), 'f1.dat');

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
+import { type Cgroup, cgroupColumnName, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
 import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { quoted, RuntimeError, UsageError } from '../common/errors.js';
@@ -13,6 +14,7 @@ import { escapeText, losslessString, terminalSafeJson } from '../common/escape.j
 import { EventStream } from '../common/events.js';
 import type { Exporter } from '../common/exporter.js';
 import { Counters, microsecondHistogram } from '../common/exposition.js';
+import { applySelection, cgroupOption, selectionFromArgs } from '../common/filters.js';
 import { fixedRight, left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
@@ -53,8 +55,8 @@ function usage(command: string): string {
   const fs = commandFileSystem(command);
   return `${fs ? `Trace common ${fs} file operations slower than a threshold` : 'Trace file system operations slower than a threshold'}
 
-USAGE: ${command} [-h] [-j] [-c] ${fs ? '[-t FS] ' : '-t FS '}[-p PID] [-m MIN] [-d DURATION]
-       [--prometheus [ADDR:]PORT] [--prometheus-comms N] [-v] [--json] [min_ms]`;
+USAGE: ${command} [-h] [-j] [-c] ${fs ? '[-t FS] ' : '-t FS '}[-p PID] [-m MIN] [-d DURATION] [--cgroup CG]
+       [--print-cgroup[=container]] [--prometheus [ADDR:]PORT] [--prometheus-comms N] [-v] [--json] [min_ms]`;
 }
 
 function examples(command: string): string {
@@ -66,12 +68,16 @@ function examples(command: string): string {
       ['-c -d 1 0', 'all operations for 1 s, csv output as libbpf-tools'],
       ['0', 'trace all operations (warning: verbose)'],
       ['-p 185', 'trace PID 185 only'],
+      ['--cgroup CG', 'trace processes in cgroup v2 directory CG only'],
+      ['--print-cgroup', 'include the cgroup v2 path (CGROUP)'],
+      ['--print-cgroup=container', 'include the container id (CONTAINER)'],
       ['--json 1', 'one JSON object per operation slower than 1 ms'],
       ['--prometheus 9560', 'serve latency histograms and slow counts at :9560/metrics'],
     ]
     : [
       ['-t ext4', 'trace ext4 operations slower than 10 ms (default)'],
       ['-t nfs -p 1216', 'trace nfs operations of PID 1216 only'],
+      ['-t ext4 --print-cgroup', 'include the cgroup v2 path (CGROUP)'],
       ['-t xfs -c -d 1', 'trace xfs operations for 1 s, csv output'],
       ['-t btrfs 0', 'trace all btrfs operations (warning: verbose)'],
       ['-t ext4 --json 1', 'one JSON object per ext4 operation slower than 1 ms'],
@@ -99,8 +105,11 @@ export interface Options {
   fs: FileSystem;
   minMs: number;
   pid?: number;
+  /** --cgroup: the cgroup v2 directory (checked by selectionFromArgs) */
+  cgroup?: string;
   duration?: number;
   format: OutputFormat;
+  printCgroup?: CgroupMode;
   /** --prometheus: serve metrics instead of printing */
   prometheus?: PrometheusOptions;
   verbose: boolean;
@@ -117,6 +126,8 @@ export function parseOptions(argv: string[], command = 'fsslower'): Options {
       pid: { alias: 'p', type: 'string', requiresArg: true, description: 'trace this PID only' },
       min: { alias: 'm', type: 'string', requiresArg: true, description: 'minimum I/O duration to trace, in ms (as libbpf-tools; same as min_ms)' },
       duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace, in seconds' },
+      ...cgroupOption,
+      ...printCgroupOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach mode chosen)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per operation (NDJSON)' },
       ...prometheusOption,
@@ -140,8 +151,11 @@ export function parseOptions(argv: string[], command = 'fsslower'): Options {
     pid: args.pid === undefined ? undefined : integerOption('--pid', args.pid, 1, 0x7fffffff),
     duration: args.duration === undefined ? undefined : integerOption('--duration', args.duration, 1, MAX_DURATION_S),
     format: args.json ? 'json' : args.csv ? 'csv' : args.j ? 'bcc-csv' : 'table',
+    printCgroup: cgroupModeFromArgs(args.printCgroup),
     prometheus: prometheusFromArgs(args, { '-j': args.j, '-c': args.csv, '-d': args.duration, '--json': args.json }),
     verbose: args.verbose,
+    // last: a directory looked up on this machine, after every other mistake is found
+    cgroup: selectionFromArgs({ cgroup: args.cgroup }).cgroup,
   };
 }
 
@@ -262,6 +276,8 @@ export interface SlowOperation {
   bytes: number;
   /** an fsync of the whole file (range to LLONG_MAX, printed LL_MAX as upstream) */
   wholeFile: boolean;
+  /** cgroup v2 id of the process */
+  cgroupId: number;
   pid: number;
   /** R, W, O or S */
   type: string;
@@ -271,7 +287,7 @@ export interface SlowOperation {
 
 export function eventDecoder(layout: StructLayout) {
   return structDecoder(layout, {
-    end_ns: 'u64', delta_ns: 'u64', offset: 's64', size: 's64', pid: 'u32', op: 'u32', comm: 'chars', file: 'chars',
+    end_ns: 'u64', delta_ns: 'u64', offset: 's64', size: 's64', cgroup_id: 'u64', pid: 'u32', op: 'u32', comm: 'chars', file: 'chars',
   });
 }
 
@@ -287,6 +303,7 @@ export function decodeEvent(decoder: ReturnType<typeof eventDecoder>, view: Data
     offset: e.offset,
     bytes: e.size,
     wholeFile: size === LLONG_MAX,
+    cgroupId: e.cgroup_id,
     pid: e.pid,
     type: OP_LETTERS[e.op] ?? '?',
     comm: e.comm,
@@ -294,19 +311,22 @@ export function decodeEvent(decoder: ReturnType<typeof eventDecoder>, view: Data
   };
 }
 
-const CSV_FIELDS = 'TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,FILE';
+/** The CSV fields after ENDTIME; --print-cgroup's goes before FILE, as its column before FILENAME. */
+const csvFields = (options: Options): string =>
+  `TASK,PID,TYPE,BYTES,OFFSET_b,LATENCY_us,${options.printCgroup ? `${cgroupColumnName(options.printCgroup)},` : ''}FILE`;
 
 /** The lines printed once attached. */
 export function header(options: Options): string[] {
   const fs = options.fs.name;
   if (options.format === 'json') return [];
-  if (options.format === 'csv') return [`ENDTIME_ns,${CSV_FIELDS}`];
-  if (options.format === 'bcc-csv') return [`ENDTIME_us,${CSV_FIELDS}`];
+  if (options.format === 'csv') return [`ENDTIME_ns,${csvFields(options)}`];
+  if (options.format === 'bcc-csv') return [`ENDTIME_us,${csvFields(options)}`];
   const what = options.minMs ? `Tracing ${fs} operations slower than ${options.minMs} ms` : `Tracing ${fs} operations`;
   const how = options.duration ? ` for ${options.duration} secs.` : '... Hit Ctrl-C to end.';
   return [
     `${what}${how}`,
-    `${left('TIME', 8)} ${left('COMM', 16)} ${left('PID', 7)} ${right('T', 1)} ${left('BYTES', 7)} ${left('OFF_KB', 8)} ${right('LAT(ms)', 7)} FILENAME`,
+    `${left('TIME', 8)} ${left('COMM', 16)} ${left('PID', 7)} ${right('T', 1)} ${left('BYTES', 7)} ${left('OFF_KB', 8)} ${right('LAT(ms)', 7)} ` +
+    `${options.printCgroup ? cgroupHeader(options.printCgroup) : ''}FILENAME`,
   ];
 }
 
@@ -314,25 +334,31 @@ const bytesText = (op: SlowOperation): string => (op.wholeFile ? 'LL_MAX' : Stri
 /** Whole microseconds, as upstream's delta_us. */
 const latencyUs = (op: SlowOperation): number => Math.floor(op.latencyNs / 1000);
 
-export function renderLine(op: SlowOperation): string {
+/** One line; `cgroup` (the operation's) for --print-cgroup. */
+export function renderLine(op: SlowOperation, cgroup?: Cgroup): string {
   const when = hhmmss(wallClock(Number(op.endNs)));
   return `${left(when, 8)} ${left(escapeText(op.comm), 16)} ${left(op.pid, 7)} ${op.type} ${left(bytesText(op), 7)} ` +
-    `${left(Math.trunc(op.offset / 1024), 8)} ${fixedRight(latencyUs(op) / 1000, 7, 2)} ${escapeText(op.file)}`;
+    `${left(Math.trunc(op.offset / 1024), 8)} ${fixedRight(latencyUs(op) / 1000, 7, 2)} ${cgroup?.column ?? ''}${escapeText(op.file)}`;
 }
+
+/** Text already escaped for the terminal as a CSV field: quoted (RFC 4180) when it holds a comma or a quote. */
+const csvQuoted = (text: string): string => (/[",]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
 
 /** A CSV field: escaped for the terminal, and quoted (RFC 4180) when it holds a comma or a quote. */
 export function csvField(bytes: Uint8Array): string {
-  const text = escapeText(bytes);
-  return /[",]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  return csvQuoted(escapeText(bytes));
 }
 
-export function renderCsv(op: SlowOperation, format: 'csv' | 'bcc-csv'): string {
+/** One CSV line; `cgroup` (the operation's) for --print-cgroup, its field before FILE. */
+export function renderCsv(op: SlowOperation, format: 'csv' | 'bcc-csv', cgroup?: Cgroup): string {
   const end = format === 'csv' ? op.endNs : op.endNs / 1000n;
-  return `${end},${csvField(op.comm)},${op.pid},${op.type},${bytesText(op)},${op.offset},${latencyUs(op)},${csvField(op.file)}`;
+  return `${end},${csvField(op.comm)},${op.pid},${op.type},${bytesText(op)},${op.offset},${latencyUs(op)},` +
+    `${cgroup ? `${csvQuoted(cgroup.text)},` : ''}${csvField(op.file)}`;
 }
 
-export function renderJson(op: SlowOperation): string {
-  return terminalSafeJson({
+/** One --json line: cgroup_id always, "cgroup" with --print-cgroup (its cgroup given). */
+export function renderJson(op: SlowOperation, cgroup?: Cgroup): string {
+  const object = terminalSafeJson({
     time: wallClock(Number(op.endNs)).toISOString(),
     ts: Number(secondsSinceStart(Number(op.endNs)).toFixed(6)),
     comm: losslessString(op.comm),
@@ -343,13 +369,14 @@ export function renderJson(op: SlowOperation): string {
     latency_ms: op.latencyNs / 1e6,
     file: losslessString(op.file),
   });
+  return `${object.slice(0, -1)}${cgroup?.json ?? cgroupIdJson(op.cgroupId)}}`;
 }
 
-export function render(op: SlowOperation, format: OutputFormat): string {
+export function render(op: SlowOperation, format: OutputFormat, cgroup?: Cgroup): string {
   switch (format) {
-    case 'table': return renderLine(op);
-    case 'json': return renderJson(op);
-    default: return renderCsv(op, format);
+    case 'table': return renderLine(op, cgroup);
+    case 'json': return renderJson(op, cgroup);
+    default: return renderCsv(op, format, cgroup);
   }
 }
 
@@ -421,7 +448,9 @@ export async function main(argv: string[], command = 'fsslower'): Promise<void> 
   let stream: EventStream | undefined;
   const { obj, plan } = loadWithPlans(command, attachPlans(options), (candidate) => {
     candidate.setConfig(kernelConfig(options));
+    configureCgroupNames(candidate, options.printCgroup);
     stream = new EventStream(candidate, undefined, command);
+    return applySelection(candidate, { cgroup: options.cgroup });
   }, 'fsslower');
   const events = stream!;
   lifetime.onEnd(() => obj.close());
@@ -434,8 +463,10 @@ export async function main(argv: string[], command = 'fsslower'): Promise<void> 
 
   const out = new Output();
   const decoder = eventDecoder(obj.struct('event'));
+  const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
   const onEvent = (view: DataView, offset: number): void => {
-    out.line(render(decodeEvent(decoder, view, offset), options.format));
+    const op = decodeEvent(decoder, view, offset);
+    out.line(render(op, options.format, cgroups ? cgroups.of(op.cgroupId) : undefined));
   };
   for (const line of header(options)) out.line(line);
   out.flush();
