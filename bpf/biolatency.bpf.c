@@ -10,7 +10,9 @@
  *
  * With a process filter (-c...) a request is only timed if the process
  * that created it passes; that is known at creation, never at dispatch or
- * completion, which run in whatever context the block layer is in.
+ * completion, which run in whatever context the block layer is in. So is
+ * the cgroup of --cgroups: taken where the request is created (as biosnoop
+ * takes its process), kept with the request, counted at completion.
  */
 #include "bio.bpf.h"
 
@@ -21,10 +23,13 @@ const volatile bool targ_queued = false;
 const volatile bool targ_ms = false;
 const volatile bool targ_per_disk = false;
 const volatile bool targ_per_flag = false;
+const volatile bool targ_per_cgroup = false;
 
 struct hist_key {
 	__u32 cmd_flags;
 	__u32 dev;
+	/* --cgroups: cgroup v2 id of the process that created the request (0: not seen created) */
+	__u64 cgroup_id;
 };
 
 struct hist {
@@ -38,6 +43,8 @@ struct hist {
 struct request_times {
 	__u64 created_ns;
 	__u64 issued_ns;
+	/* --cgroups: of the creating process */
+	__u64 cgroup_id;
 };
 
 struct {
@@ -91,6 +98,8 @@ static __always_inline int on_request_start(struct request *rq, bool insert)
 
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
+	if (targ_per_cgroup)
+		times.cgroup_id = current_cgroup();
 	/* a requeued request is inserted again: keep its first time */
 	update_or_count(&requests, &rq, &times, insert ? BPF_NOEXIST : BPF_ANY);
 	return 0;
@@ -110,7 +119,9 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 		return 0;
 	}
 	if (origin) {
-		struct request_times fresh = { .created_ns = origin->created_ns, .issued_ns = now };
+		struct request_times fresh = {
+			.created_ns = origin->created_ns, .issued_ns = now, .cgroup_id = origin->cgroup_id,
+		};
 
 		update_or_count(&requests, &rq, &fresh, BPF_ANY);
 	} else if (!selection_active()) {
@@ -146,6 +157,8 @@ static __always_inline int on_request_complete(struct request *rq)
 		key.dev = request_dev(rq);
 	if (targ_per_flag)
 		key.cmd_flags = BPF_CORE_READ(rq, cmd_flags);
+	if (targ_per_cgroup)
+		key.cgroup_id = times->cgroup_id;
 	hist = bpf_map_lookup_elem(&hists, &key);
 	if (!hist) {
 		bpf_map_update_elem(&hists, &key, &empty_hist, BPF_NOEXIST);

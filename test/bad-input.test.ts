@@ -35,7 +35,7 @@ const VALUE_KINDS: Record<string, Record<string, Kind>> = {
     '--path': 'prefix', '--exec': 'command', '--buffer-pages': 'count', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map',
     '--print-cgroup': 'cgroupMode',
   },
-  biolatency: { '--prometheus': 'listen', interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map' },
+  biolatency: { '--prometheus': 'listen', interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--cgroups-max': 'count' },
   biosnoop: { ...EXPORTER, ...CGROUP_LABEL, duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
   fsslower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count', '--cgroup': 'cgroup', '--print-cgroup': 'cgroupMode' },
   ext4slower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count', '--cgroup': 'cgroup', '--print-cgroup': 'cgroupMode' },
@@ -119,6 +119,7 @@ function invocation(tool: string, entry: HelpEntry, value: string, entries: Help
   // an optional value is only ever attached (getopt's "::")
   if (OPTIONAL_VALUES.has(name.slice(2))) return [...base, `${name}=${value}`];
   if (name === '--prometheus-comms' || name === '--prometheus-cgroups') return [...base, '--prometheus', GOOD.listen, name, value];
+  if (name === '--cgroups-max') return [...base, '--cgroups', name, value];
   if (!entry.positional) return [...base, name, value];
   const before = entries.filter((e) => e.positional).findIndex((e) => e === entry);
   return [...base, ...Array<string>(before).fill('1'), value];

@@ -186,7 +186,7 @@ export function removeCgroup(dir: string): void {
 }
 
 export interface ParsedHistogram {
-  /** the line naming it ("disk = vda"), if any, without trailing blanks */
+  /** the line naming it ("disk = vda", "cgroup = /a/b"), if any, without trailing blanks */
   section?: string;
   /** the header and the rows, as printed */
   lines: string[];
@@ -213,7 +213,7 @@ export function parseHistograms(text: string): ParsedHistogram[] {
       current = { section, lines: [line], counts: [], total: 0 };
       histograms.push(current);
       section = undefined;
-    } else if (/^(disk|flags) = /.test(line)) {
+    } else if (/^(cgroup|disk|flags) = /.test(line)) {
       section = line.trimEnd();
     }
   }

@@ -2,11 +2,12 @@
 // program with a known pid must be counted in the histogram of the right
 // disk, flags and cgroup; intervals must come on time and end after count.
 import t from 'tap';
+import { mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   makeCgroup, makeLoopDisk, parseHistograms, removeCgroup, removeDir, rootDisk, runWorkload, type ParsedHistogram,
 } from './bio-helpers.js';
-import { runTool, SLOWDOWN, startAttached, startTool, startVerboseAttached } from './helpers.js';
+import { cgroup2Root, runTool, SLOWDOWN, startAttached, startTool, startVerboseAttached } from './helpers.js';
 
 const HEADER = /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/;
 const BLOCKS = 16;
@@ -55,6 +56,41 @@ t.test('-d filters in the kernel; -c counts only I/O issued in the cgroup', asyn
   const cgroupTotal = parseHistograms(cgroupDone.stdout)[0]?.total ?? 0;
   // its own data I/O, plus the metadata writes and cache flushes of its fdatasync
   t.ok(cgroupTotal >= 2 * BLOCKS && cgroupTotal < 6 * BLOCKS, `-c: the workload in the cgroup only (${cgroupTotal})`);
+});
+
+t.test('--cgroups: a histogram per cgroup of the issuing process; past --cgroups-max, the others summed', async (t) => {
+  const parent = makeCgroup('ebpf-tools-biolatency-cgroups');
+  const busy = join(parent, 'busy');
+  const quiet = join(parent, 'one', 'quiet');
+  for (const dir of [busy, join(parent, 'one'), quiet]) mkdirSync(dir);
+  t.teardown(() => {
+    for (const dir of [quiet, join(parent, 'one'), busy]) rmdirSync(dir);
+    removeCgroup(parent);
+  });
+  const shown = (dir: string): string => dir.slice(cgroup2Root().length);
+  const all = await startAttached('biolatency', ['--cgroups', '-d', root.disk], HEADER);
+  const top = await startAttached('biolatency', ['--cgroups', '--cgroups-max', '1', '-c', parent], HEADER);
+  const json = await startVerboseAttached('biolatency', ['--cgroups', '-j', '-c', parent]);
+  await Promise.all([
+    runWorkload(scratch(), 3 * BLOCKS, 'wr', root, busy),
+    runWorkload(scratch(), BLOCKS, 'w', root, quiet),
+  ]);
+  const [allDone, topDone, jsonDone] = await Promise.all([all.stop(), top.stop(), json.stop()]);
+  for (const done of [allDone, topDone, jsonDone]) t.equal(done.code, 0);
+  const histograms = parseHistograms(allDone.stdout);
+  const busyTotal = section(histograms, `cgroup = ${shown(busy)}`)?.total ?? 0;
+  const quietTotal = section(histograms, `cgroup = ${shown(quiet)}`)?.total ?? 0;
+  // its own data I/O, plus the metadata writes and cache flushes of its fdatasync
+  t.ok(busyTotal >= 6 * BLOCKS && busyTotal < 12 * BLOCKS, `the busy cgroup's I/O in its histogram (${busyTotal})`);
+  t.ok(quietTotal >= BLOCKS && quietTotal < 3 * BLOCKS, `the quiet cgroup's, three deep, in its own (${quietTotal})`);
+  const bounded = parseHistograms(topDone.stdout);
+  t.same(bounded.map((h) => h.section), [`cgroup = ${shown(busy)}`, 'cgroup = (1 other cgroup)'], 'the busiest, then the rest');
+  t.equal(bounded[1].total, quietTotal, 'the rest is the quiet cgroup\'s');
+  const objects = jsonDone.stdout.trim().split('\n').map((l) => JSON.parse(l) as { cgroup: string; cgroup_id: number; data: { count: number }[] });
+  const quietObject = objects.find((o) => o.cgroup === shown(quiet));
+  t.ok(quietObject, 'JSON: the exact path');
+  t.equal(quietObject?.cgroup_id, statSync(quiet).ino, 'JSON: the cgroup id');
+  t.equal(quietObject?.data.reduce((sum, b) => sum + b.count, 0), quietTotal);
 });
 
 t.test('interval and count: histograms on time while I/O flows, then the end', async (t) => {

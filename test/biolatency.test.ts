@@ -4,7 +4,7 @@ import { BpfObject } from '../common/bpfobject.js';
 import { blockAttachPlans, RequestFlags } from '../common/bio.js';
 import { devText, DiskNames, mkdev, parseProcPartitions, resolveDisk, type BlockDevice } from '../common/disks.js';
 import {
-  histogramsSince, jsonTime, kernelConfig, needsRequestStart, parseOptions, renderHistogram, renderJson,
+  busiestCgroups, DEFAULT_CGROUPS_MAX, histogramsSince, jsonTime, kernelConfig, needsRequestStart, parseOptions, renderHistogram, renderJson,
   sectionLabel, sortHistograms, type Histogram, type Naming, type Options,
 } from '../tools/biolatency.js';
 
@@ -25,13 +25,13 @@ t.test('options: positionals, combined flags, kernel config', async (t) => {
   const o = parseOptions([]);
   t.same([o.interval, o.count, o.timestamp, o.queued, o.milliseconds, o.perDisk, o.perFlag, o.extension, o.json, o.percentiles],
     [undefined, undefined, false, false, false, false, false, false, false, false]);
-  t.same(kernelConfig(o), { targ_queued: false, targ_ms: false, targ_per_disk: false, targ_per_flag: false, filter_dev: false, targ_dev: 0 });
+  t.same(kernelConfig(o), { targ_queued: false, targ_ms: false, targ_per_disk: false, targ_per_flag: false, targ_per_cgroup: false, filter_dev: false, targ_dev: 0 });
   t.notOk(needsRequestStart(o), 'issue and completion are enough');
   const all = parseOptions(['-mT', '-Q', '-D', '-F', '-e', '-j', '-d', 'sdc', '--percentiles', '1', '10'], [{ name: 'sdc', dev: mkdev(8, 32) }]);
   t.same([all.interval, all.count, all.timestamp, all.queued, all.milliseconds, all.perDisk, all.perFlag, all.extension, all.json, all.percentiles, all.dev],
     [1, 10, true, true, true, true, true, true, true, true, mkdev(8, 32)]);
   t.same(kernelConfig(all),
-    { targ_queued: true, targ_ms: true, targ_per_disk: true, targ_per_flag: true, filter_dev: true, targ_dev: mkdev(8, 32) });
+    { targ_queued: true, targ_ms: true, targ_per_disk: true, targ_per_flag: true, targ_per_cgroup: false, filter_dev: true, targ_dev: mkdev(8, 32) });
   t.ok(needsRequestStart(all), '-Q needs request creation');
   t.ok(needsRequestStart(parseOptions(['-c', cgroup2Root()])), 'so does a process filter: creation is where the process is known');
   t.equal(parseOptions(['5']).interval, 5);
@@ -217,4 +217,48 @@ t.test('attach plans: best first, and every program they name is in both objects
     t.same([...named].filter((p) => !programs.has(p)), [], `${tool}.bpf.o has every program`);
     t.same([...programs].filter((p) => !named.has(p)), [], `${tool}.bpf.o has no program no plan loads`);
   }
+});
+
+t.test('--cgroups: per cgroup of the issuing process, the busiest --cgroups-max, the others summed', async (t) => {
+  t.equal(parseOptions([]).perCgroup, undefined);
+  const o = parseOptions(['--cgroups']);
+  t.equal(o.perCgroup, DEFAULT_CGROUPS_MAX);
+  t.equal(kernelConfig(o).targ_per_cgroup, true);
+  t.ok(needsRequestStart(o), 'the cgroup is known where the request is created');
+  t.equal(parseOptions(['--cgroups', '--cgroups-max', '3']).perCgroup, 3);
+  t.match(usageError(() => parseOptions(['--cgroups-max', '3'])), /^option --cgroups-max needs --cgroups$/);
+  t.match(usageError(() => parseOptions(['--cgroups', '--cgroups-max', '0'])), /^invalid --cgroups-max '0'/);
+  t.match(usageError(() => parseOptions(['--cgroups', '--prometheus', '9560'])), /--cgroups.* not with --prometheus/);
+
+  const paths: Record<number, string> = { 0: '?', 11: '/a', 12: '/b', 13: '/c\\x1b', 14: '/d' };
+  const naming: Naming = { cgroup: (id) => ({ text: paths[id], path: id === 0 ? null : paths[id] }), disk: (d) => (d === mkdev(8, 0) ? 'sda' : 'vda') };
+  const list = [
+    histogram({ 1: 1 }, { cgroupId: 11 }),
+    histogram({ 2: 5 }, { cgroupId: 12 }), histogram({ 2: 1 }, { cgroupId: 12, dev: mkdev(8, 0) }),
+    histogram({ 3: 2 }, { cgroupId: 13, totalNs: 10 }), histogram({ 4: 1 }, { cgroupId: 14, totalNs: 5 }),
+    histogram({ 5: 1 }, { cgroupId: 14, dev: mkdev(8, 0) }), histogram({ 1: 3 }, { cgroupId: 0 }),
+  ];
+  const shown = busiestCgroups(list, 2, naming);
+  t.same(shown.map((h) => sectionLabel(h, naming)), [
+    'cgroup = /b\tdisk = sda', 'cgroup = /b\tdisk = vda', 'cgroup = ?\tdisk = vda',
+    'cgroup = (3 other cgroups)\tdisk = sda', 'cgroup = (3 other cgroups)\tdisk = vda',
+  ], 'the busiest first (6, 3 requests), then the rest summed per disk');
+  const rest = shown.at(-1)!;
+  t.same([rest.count, rest.totalNs, rest.slots.slice(0, 5)], [4, 15, [0, 1, 0, 2, 1]], 'the sum of /a, /c and /d on vda');
+  t.same(list.length, 7, 'the histograms given are not changed');
+  t.same(busiestCgroups(list, 10, naming).length, 7, 'all shown when they fit');
+  const now = new Date(2026, 0, 2, 3, 4, 5);
+  t.match(JSON.parse(renderJson(shown[0], options({ perDisk: true }), naming, now)), { cgroup: '/b', cgroup_id: 12, disk: 'sda' });
+  t.match(JSON.parse(renderJson(rest, options({ perDisk: true }), naming, now)), { cgroup: null, cgroup_id: null, other_cgroups: 3 });
+  t.same(renderHistogram(shown[0], options(), { cgroup: naming.cgroup }).slice(0, 2), ['', 'cgroup = /b']);
+  const again = histogramsSince([histogram({ 1: 2 }, { cgroupId: 11 }), histogram({ 1: 1 }, { cgroupId: 12 })],
+    [histogram({ 1: 1 }, { cgroupId: 11 }), histogram({ 1: 1 }, { cgroupId: 12 })]);
+  t.same(again.map((h) => [h.cgroupId, h.count]), [[11, 1]], 'intervals told apart by cgroup too');
+});
+
+t.test('--cgroups: the kernel keys histograms by the cgroup id', async (t) => {
+  const obj = BpfObject.openUnchecked('biolatency');
+  t.teardown(() => obj.close());
+  const key = obj.struct('hist_key');
+  t.equal(key.fields.get('cgroup_id')?.type.size, 8);
 });

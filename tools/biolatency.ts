@@ -5,7 +5,9 @@ import type { BpfObject } from '../common/bpfobject.js';
 import type { Exporter } from '../common/exporter.js';
 import { microsecondHistogram, type Family, type HistogramSeries } from '../common/exposition.js';
 import { BIO_LATENCY_METRIC, bioLatencyHelp, blockAttachPlans, configureBlockPlan, RequestFlags, UntrackedRequests } from '../common/bio.js';
+import { CgroupNames, configureCgroupNames } from '../common/cgroups.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine } from '../common/cli.js';
+import { UsageError } from '../common/errors.js';
 import { hhmmss } from '../common/clock.js';
 import { DiskNames, resolveDisk, type BlockDevice } from '../common/disks.js';
 import { terminalSafeJson } from '../common/escape.js';
@@ -22,8 +24,8 @@ import { PAGE_SIZE } from '../common/ringbuf.js';
 const USAGE = `Summarize block device I/O latency as a histogram
 
 USAGE: biolatency [-h] [-T] [-Q] [-m] [-D] [-F] [-e] [-j] [-d DISK] [-c CG] [--cgroupmap PATH]
-                  [--mntnsmap PATH] [--percentiles] [--prometheus [ADDR:]PORT] [-v]
-                  [interval [count]]`;
+                  [--mntnsmap PATH] [--cgroups] [--cgroups-max N] [--percentiles]
+                  [--prometheus [ADDR:]PORT] [-v] [interval [count]]`;
 
 const EXAMPLES = `    biolatency                    # summarize block I/O latency as a histogram
     biolatency 1 10               # print 1 second summaries, 10 times
@@ -35,12 +37,17 @@ const EXAMPLES = `    biolatency                    # summarize block I/O latenc
     biolatency -e                 # show extension summary (total, average)
     biolatency -d sdc             # trace sdc only
     biolatency -c CG              # trace I/O issued by processes in cgroup v2 directory CG
+    biolatency --cgroups 5        # 5s summaries, a histogram per cgroup of the issuing process
+    biolatency --cgroups --cgroups-max 3  # the 3 busiest cgroups, the others in one histogram
     biolatency --percentiles 5    # 5s summaries with count, average, p50, p90 and p99
     biolatency --prometheus 9560  # serve histograms per disk and operation at :9560/metrics`;
 
 /** setTimeout's limit (2^31 - 1 ms), so that an interval never fires early. */
 export const MAX_INTERVAL_S = Math.floor(0x7fffffff / 1000);
 const MAX_COUNT = 0x7fffffff;
+/** --cgroups: the busiest cgroups shown by default, each with its histograms; the others are summed in one. */
+export const DEFAULT_CGROUPS_MAX = 10;
+const MAX_CGROUPS_MAX = 1000;
 
 export interface Options extends SelectionOptions {
   /** seconds between histograms; undefined: one histogram, at the end */
@@ -52,6 +59,8 @@ export interface Options extends SelectionOptions {
   milliseconds: boolean;
   perDisk: boolean;
   perFlag: boolean;
+  /** --cgroups: the histograms of this many busiest cgroups (of the issuing processes), the others summed; undefined without */
+  perCgroup?: number;
   /** the -d disk, as the kernel numbers it (dev_t) */
   dev?: number;
   extension: boolean;
@@ -99,12 +108,15 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       json: { alias: 'j', type: 'boolean', default: false, description: 'print one JSON object per histogram (bcc\'s shape, NDJSON)' },
       disk: { alias: 'd', type: 'string', requiresArg: true, description: 'trace this disk only (--disk DISK as bcc, where DISK is not a number)' },
       ...selectionOptions,
+      cgroups: { type: 'boolean', default: false, description: 'print a histogram per cgroup v2 cgroup of the issuing process (the busiest --cgroups-max, the others summed)' },
+      'cgroups-max': { type: 'string', requiresArg: true, description: `with --cgroups: how many of the busiest cgroups get their own histograms (default ${DEFAULT_CGROUPS_MAX})` },
       percentiles: { type: 'boolean', default: false, description: 'print count, average, p50, p90 and p99 (estimated from the buckets) under each histogram' },
       ...prometheusOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
     }), resolveDiskSpelling(argv));
   const interval = args.interval as string | undefined;
   const count = args.count as string | undefined;
+  if (args.cgroupsMax !== undefined && !args.cgroups) throw new UsageError('option --cgroups-max needs --cgroups');
   return {
     interval: interval === undefined ? undefined : integerOption('interval', interval, 1, MAX_INTERVAL_S),
     count: count === undefined ? undefined : integerOption('count', count, 1, MAX_COUNT),
@@ -113,13 +125,15 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
     milliseconds: args.milliseconds,
     perDisk: args.disks,
     perFlag: args.flags,
+    perCgroup: !args.cgroups ? undefined
+      : args.cgroupsMax === undefined ? DEFAULT_CGROUPS_MAX : integerOption('--cgroups-max', args.cgroupsMax, 1, MAX_CGROUPS_MAX),
     dev: args.disk === undefined ? undefined : resolveDisk('--disk', args.disk, devices),
     extension: args.extension,
     json: args.json,
     percentiles: args.percentiles,
     prometheus: prometheusFromArgs(args, {
       '-T': args.timestamp, '-m': args.milliseconds, '-D': args.disks, '-F': args.flags, '-e': args.extension,
-      '-j': args.json, '--percentiles': args.percentiles, interval, count,
+      '-j': args.json, '--percentiles': args.percentiles, '--cgroups': args.cgroups, interval, count,
     }),
     ...selectionFromArgs(args),
     verbose: args.verbose,
@@ -128,7 +142,8 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
 
 /** Whether requests must be seen when created: for queued time, and to know whose they are. */
 export function needsRequestStart(options: Options): boolean {
-  return options.queued || options.cgroup !== undefined || options.cgroupmap !== undefined || options.mntnsmap !== undefined;
+  return options.queued || options.perCgroup !== undefined ||
+    options.cgroup !== undefined || options.cgroupmap !== undefined || options.mntnsmap !== undefined;
 }
 
 /** The kernel-side configuration. */
@@ -139,6 +154,7 @@ export function kernelConfig(options: Options): Record<string, number | boolean>
     // the exporter labels every histogram with its disk and operation
     targ_per_disk: options.perDisk || options.prometheus !== undefined,
     targ_per_flag: options.perFlag || options.prometheus !== undefined,
+    targ_per_cgroup: options.perCgroup !== undefined,
     filter_dev: options.dev !== undefined,
     targ_dev: options.dev ?? 0,
   };
@@ -148,6 +164,10 @@ export function kernelConfig(options: Options): Record<string, number | boolean>
 export interface Histogram {
   dev: number;
   cmdFlags: number;
+  /** --cgroups: the cgroup of the issuing process (0: not seen); undefined for the sum of the other cgroups' */
+  cgroupId?: number;
+  /** the sum of the histograms of this many cgroups, past the --cgroups-max busiest */
+  otherCgroups?: number;
   slots: number[];
   totalNs: number;
   count: number;
@@ -155,15 +175,17 @@ export interface Histogram {
 
 /** The histograms counted since `previous` (the kernel's are cumulative); empty ones are left out. */
 export function histogramsSince(current: Histogram[], previous: Histogram[]): Histogram[] {
-  const before = new Map(previous.map((h) => [`${h.dev}/${h.cmdFlags}`, h]));
+  const keyOf = (h: Histogram): string => `${h.dev}/${h.cmdFlags}/${h.cgroupId ?? 0}`;
+  const before = new Map(previous.map((h) => [keyOf(h), h]));
   const result: Histogram[] = [];
   for (const h of current) {
-    const old = before.get(`${h.dev}/${h.cmdFlags}`);
+    const old = before.get(keyOf(h));
     const count = h.count - (old?.count ?? 0);
     if (count <= 0) continue;
     result.push({
       dev: h.dev,
       cmdFlags: h.cmdFlags,
+      cgroupId: h.cgroupId,
       slots: h.slots.map((n, slot) => n - (old?.slots[slot] ?? 0)),
       totalNs: h.totalNs - (old?.totalNs ?? 0),
       count,
@@ -172,10 +194,44 @@ export function histogramsSince(current: Histogram[], previous: Histogram[]): Hi
   return result;
 }
 
-/** How a histogram is named: its disk (-D) and flags (-F). */
+/** How a histogram is named: its cgroup (--cgroups), disk (-D) and flags (-F). */
 export interface Naming {
+  /** the cgroup's path as printed (escaped) and as JSON has it (exact; null if not known) */
+  cgroup?: (id: number) => { text: string; path: string | null };
   disk?: (dev: number) => string;
   flags?: (cmdFlags: number) => string;
+}
+
+/**
+ * --cgroups: the histograms of the `max` busiest cgroups over the period
+ * (most I/O first, each cgroup's together), then those of every other
+ * cgroup summed, per disk and flags, marked with how many cgroups they sum.
+ */
+export function busiestCgroups(histograms: Histogram[], max: number, naming: Naming): Histogram[] {
+  const byCgroup = new Map<number, Histogram[]>();
+  for (const h of histograms) {
+    const id = h.cgroupId ?? 0;
+    byCgroup.set(id, [...(byCgroup.get(id) ?? []), h]);
+  }
+  const total = (list: Histogram[]): number => list.reduce((sum, h) => sum + h.count, 0);
+  const ranked = [...byCgroup.entries()].sort(([a, x], [b, y]) => total(y) - total(x) || a - b);
+  const shown = ranked.slice(0, max).flatMap(([, list]) => sortHistograms(list, naming));
+  const rest = ranked.slice(max);
+  const merged = new Map<string, Histogram>();
+  for (const [, list] of rest) {
+    for (const h of list) {
+      const key = `${h.dev}/${h.cmdFlags}`;
+      const sum = merged.get(key);
+      if (!sum) {
+        merged.set(key, { ...h, cgroupId: undefined, otherCgroups: rest.length, slots: [...h.slots] });
+        continue;
+      }
+      h.slots.forEach((n, slot) => (sum.slots[slot] += n));
+      sum.totalNs += h.totalNs;
+      sum.count += h.count;
+    }
+  }
+  return [...shown, ...sortHistograms([...merged.values()], naming)];
 }
 
 export function unitLabel(options: Options): string {
@@ -186,9 +242,13 @@ function unitNs(options: Options): number {
   return options.milliseconds ? 1e6 : 1e3;
 }
 
-/** "disk = vda", "flags = Sync-Write", or both separated by a tab, as libbpf-tools names a histogram. */
+/** The other cgroups' sum as a cgroup label: a name no cgroup path can have (every path starts with /). */
+const otherCgroupsLabel = (n: number): string => `(${n} other cgroup${n === 1 ? '' : 's'})`;
+
+/** "disk = vda", "flags = Sync-Write", or both separated by a tab, as libbpf-tools names a histogram; "cgroup = /a/b" first with --cgroups. */
 export function sectionLabel(h: Histogram, naming: Naming): string | undefined {
   const parts: string[] = [];
+  if (naming.cgroup) parts.push(`cgroup = ${h.otherCgroups !== undefined ? otherCgroupsLabel(h.otherCgroups) : naming.cgroup(h.cgroupId ?? 0).text}`);
   if (naming.disk) parts.push(`disk = ${naming.disk(h.dev)}`);
   if (naming.flags) parts.push(`flags = ${naming.flags(h.cmdFlags)}`);
   return parts.length ? parts.join('\t') : undefined;
@@ -228,6 +288,8 @@ export function jsonTime(date: Date): string {
 export function renderJson(h: Histogram, options: Options, naming: Naming, now: Date): string {
   const label = unitLabel(options);
   const object: Record<string, unknown> = { ts: jsonTime(now), val_type: label, data: jsonBuckets(h.slots) };
+  if (naming.cgroup && h.otherCgroups !== undefined) Object.assign(object, { cgroup: null, cgroup_id: null, other_cgroups: h.otherCgroups });
+  else if (naming.cgroup) Object.assign(object, { cgroup: naming.cgroup(h.cgroupId ?? 0).path, cgroup_id: h.cgroupId ?? 0 });
   if (naming.disk) object.disk = naming.disk(h.dev);
   if (naming.flags) object.flags = naming.flags(h.cmdFlags);
   if (options.extension || options.percentiles) {
@@ -245,7 +307,7 @@ export function renderJson(h: Histogram, options: Options, naming: Naming, now: 
 function histogramReader(obj: BpfObject): () => Histogram[] {
   const keyLayout = obj.struct('hist_key');
   const valueLayout = obj.struct('hist');
-  const keys = structDecoder(keyLayout, { cmd_flags: 'u32', dev: 'u32' });
+  const keys = structDecoder(keyLayout, { cmd_flags: 'u32', dev: 'u32', cgroup_id: 'u64' });
   const values = structDecoder(valueLayout, { total_ns: 'u64', count: 'u64' });
   const slotsField = valueLayout.fields.get('slots');
   if (slotsField?.type.kind !== 'array' || slotsField.type.element.size !== 8) {
@@ -258,7 +320,7 @@ function histogramReader(obj: BpfObject): () => Histogram[] {
     const view = new DataView(value.buffer, value.byteOffset, value.length);
     const v = values.decode(view, 0);
     const slots = Array.from({ length: type.length }, (_, i) => Number(view.getBigUint64(offset + 8 * i, true)));
-    return { dev: k.dev, cmdFlags: k.cmd_flags, slots, totalNs: v.total_ns, count: v.count };
+    return { dev: k.dev, cmdFlags: k.cmd_flags, cgroupId: k.cgroup_id, slots, totalNs: v.total_ns, count: v.count };
   });
 }
 
@@ -304,6 +366,7 @@ export async function main(argv: string[]): Promise<void> {
   const { obj, plan } = loadWithPlans('biolatency', blockAttachPlans(needsRequestStart(options)), (o, plan) => {
     o.setConfig(kernelConfig(options));
     configureBlockPlan(o, plan);
+    configureCgroupNames(o, options.perCgroup === undefined ? undefined : 'path');
     // histograms stay in the kernel: the shared event ring buffer goes unused
     o.setMaxEntries('events', PAGE_SIZE);
     return applySelection(o, options);
@@ -317,6 +380,13 @@ export async function main(argv: string[]): Promise<void> {
   }
   // after loading, which checked that the kernel's BTF is there
   const naming: Naming = {};
+  if (options.perCgroup !== undefined) {
+    const cgroups = new CgroupNames(obj, 'path');
+    naming.cgroup = (id) => {
+      const cgroup = cgroups.of(id);
+      return { text: cgroup.text, path: cgroup.path ?? null };
+    };
+  }
   if (options.perDisk) {
     const disks = new DiskNames();
     naming.disk = (d) => disks.name(d);
@@ -333,7 +403,8 @@ export async function main(argv: string[]): Promise<void> {
   const report = (): void => {
     const now = new Date();
     const current = read();
-    const histograms = sortHistograms(histogramsSince(current, previous), naming);
+    const since = histogramsSince(current, previous);
+    const histograms = options.perCgroup === undefined ? sortHistograms(since, naming) : busiestCgroups(since, options.perCgroup, naming);
     previous = current;
     printed++;
     if (options.json) {
