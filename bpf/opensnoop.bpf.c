@@ -22,6 +22,7 @@
 #define MAX_DIR_DEPTH 64	/* directory levels (and mount crossings) walked for -F */
 #define MAX_PATH_PREFIXES 8	/* --path prefixes */
 #define PATH_PREFIX_BYTES 256	/* room for one prefix and its NUL */
+#define CALLERS 2		/* -c: return addresses shown */
 /* room for the path and the directory names, with a whole name past any offset that is allowed to start one */
 #define STRINGS_BYTES (PATH_BYTES + PATH_BYTES + NAME_BYTES)
 
@@ -55,6 +56,8 @@ const volatile bool full_path = false;
 /* --path: how many prefixes, each NUL-terminated in its PATH_PREFIX_BYTES slot */
 const volatile __u32 targ_path_count = 0;
 const volatile char targ_paths[MAX_PATH_PREFIXES * PATH_PREFIX_BYTES] = {};
+/* -c: the caller's return addresses, as libbpf-tools' --callers */
+const volatile bool targ_callers = false;
 
 struct event {
 	__u64 ts_ns;
@@ -74,6 +77,8 @@ struct event {
 	__u8 dir_status;
 	__u8 pad[3];
 	char comm[TASK_COMM_LEN];
+	/* -c: two return addresses up the user stack from the syscall (0: none) */
+	__u64 callers[CALLERS];
 };
 
 /* Anchors struct event in the object's BTF, where user space reads its layout. */
@@ -271,7 +276,21 @@ static __always_inline void append_directories(struct record *r, __s32 dirfd)
 	}
 }
 
-static __always_inline void report(long ret)
+/*
+ * -c: the user stack as the kernel walks it (frame pointers), past its first
+ * address, the syscall instruction in the C library's wrapper.
+ */
+static __always_inline void user_callers(void *ctx, __u64 *callers)
+{
+	__u64 stack[CALLERS + 1] = {};
+	int i;
+
+	bpf_get_stack(ctx, stack, sizeof(stack), BPF_F_USER_STACK);
+	for (i = 0; i < CALLERS; i++)
+		callers[i] = stack[i + 1];
+}
+
+static __always_inline void report(void *ctx, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -312,6 +331,8 @@ static __always_inline void report(long ret)
 		goto done;
 	if (full_path && relative)
 		append_directories(r, call->dirfd);
+	if (targ_callers)
+		user_callers(ctx, r->event.callers);
 	end = r->end;
 	r->event.path_size = path_size;
 	r->event.dir_size = end - path_size;
@@ -350,21 +371,21 @@ int enter_openat2(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_open")
 int exit_open(struct trace_event_raw_sys_exit *ctx)
 {
-	report(ctx->ret);
+	report(ctx, ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
 int exit_openat(struct trace_event_raw_sys_exit *ctx)
 {
-	report(ctx->ret);
+	report(ctx, ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int exit_openat2(struct trace_event_raw_sys_exit *ctx)
 {
-	report(ctx->ret);
+	report(ctx, ctx->ret);
 	return 0;
 }
 

@@ -131,3 +131,9 @@ export const selectionOptions = {
   cgroupmap: { type: 'string', requiresArg: true, description: 'trace cgroups in this pinned BPF map only (as bcc)' },
   mntnsmap: { type: 'string', requiresArg: true, description: 'trace mount namespaces in this pinned BPF map only (as bcc)' },
 } as const;
+
+/** selectionOptions with --cgroup but no -c: for opensnoop, where libbpf-tools gives -c to --callers. */
+export const selectionOptionsWithoutShortCgroup = {
+  ...selectionOptions,
+  cgroup: { type: 'string', requiresArg: true, description: selectionOptions.cgroup.description },
+} as const;

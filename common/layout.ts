@@ -4,10 +4,11 @@
 // declared kind is refused when the decoder is built, not misread later.
 import type { Field, StructLayout } from './btf.js';
 
-export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 's32' | 's64' | 'bool' | 'chars';
+/** 'u64s': an array of u64 (user-space addresses, which stay below 2^53) */
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 's32' | 's64' | 'bool' | 'chars' | 'u64s';
 export type FieldSpec = Record<string, FieldKind>;
 
-type ValueOf<K extends FieldKind> = K extends 'chars' ? Uint8Array : K extends 'bool' ? boolean : number;
+type ValueOf<K extends FieldKind> = K extends 'chars' ? Uint8Array : K extends 'bool' ? boolean : K extends 'u64s' ? number[] : number;
 export type Decoded<S extends FieldSpec> = { -readonly [F in keyof S]: ValueOf<S[F]> };
 
 export interface StructDecoder<S extends FieldSpec> {
@@ -21,7 +22,7 @@ export interface StructDecoder<S extends FieldSpec> {
   decode(view: DataView, base: number): Decoded<S>;
 }
 
-const INT_KINDS: Record<Exclude<FieldKind, 'chars' | 'bool'>, { size: number; signed: boolean }> = {
+const INT_KINDS: Record<Exclude<FieldKind, 'chars' | 'bool' | 'u64s'>, { size: number; signed: boolean }> = {
   u8: { size: 1, signed: false },
   u16: { size: 2, signed: false },
   u32: { size: 4, signed: false },
@@ -38,6 +39,8 @@ function checkField(layout: StructLayout, name: string, kind: FieldKind): Field 
     new Error(`struct ${layout.name}.${name} is not ${kind} in BTF (${JSON.stringify(t)})`);
   if (kind === 'chars') {
     if (t.kind !== 'array' || t.element.kind !== 'int' || t.element.size !== 1) throw mismatch();
+  } else if (kind === 'u64s') {
+    if (t.kind !== 'array' || t.element.kind !== 'int' || t.element.size !== 8 || t.element.signed) throw mismatch();
   } else if (kind === 'bool') {
     if (t.kind !== 'int' || t.size !== 1) throw mismatch();
   } else {
@@ -49,7 +52,7 @@ function checkField(layout: StructLayout, name: string, kind: FieldKind): Field 
   return field;
 }
 
-type Reader = (view: DataView, base: number) => number | boolean | Uint8Array;
+type Reader = (view: DataView, base: number) => number | boolean | Uint8Array | number[];
 
 function readerFor(kind: FieldKind, offset: number, size: number): Reader {
   switch (kind) {
@@ -61,6 +64,7 @@ function readerFor(kind: FieldKind, offset: number, size: number): Reader {
     case 's64': return (v, b) => v.getUint32(b + offset, true) + v.getInt32(b + offset + 4, true) * 2 ** 32;
     case 'bool': return (v, b) => v.getUint8(b + offset) !== 0;
     case 'chars': return (v, b) => cString(v, b + offset, size);
+    case 'u64s': return (v, b) => Array.from({ length: size / 8 }, (_, i) => v.getUint32(b + offset + 8 * i, true) + v.getUint32(b + offset + 8 * i + 4, true) * 2 ** 32);
   }
 }
 

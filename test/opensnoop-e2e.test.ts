@@ -370,7 +370,7 @@ t.test('-c and --cgroupmap trace only processes in the cgroup', async (t) => {
   const cgroup = testCgroup();
   const outside = path(true);
   const inside = path(false);
-  const byPath = await trace(['-c', cgroup]);
+  const byPath = await trace(['--cgroup', cgroup]);
   const byMap = await trace(['--cgroupmap', pinnedIdMap(BigInt(statSync(cgroup).ino), 8)]);
   open(['openat', outside, '0']);
   await openInCgroup(cgroup, ['openat', inside, '0']);
@@ -499,4 +499,44 @@ t.test('--exec runs the command and traces only it, from its first open to its e
   const failed = await failing.finished();
   t.equal(failed.code, 0);
   t.equal(failed.stderr, 'opensnoop: /bin/sh -c exit 7 exited with status 7\n', 'its exit status in the summary');
+});
+
+/**
+ * -c's helper: an open made by the syscall instruction itself, in a function
+ * built with frame pointers, so the kernel's walk of the user stack is known:
+ * past the syscall's own address, main, then main's caller in the C library.
+ * A process that has exited by the time its event is read shows addresses.
+ */
+const CALLERS_SOURCE = String.raw`
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+__attribute__((noinline)) static long open_here(const char *path) {
+  long ret;
+  __asm__ volatile ("syscall" : "=a"(ret) : "0"((long)SYS_openat), "D"((long)AT_FDCWD), "S"(path), "d"((long)O_RDONLY) : "rcx", "r11", "memory");
+  return ret;
+}
+/* it stays a second: its names are read from its maps while it runs */
+int main(int argc, char **argv) { long fd = open_here(argv[1]); sleep(1); return fd < 0; }
+`;
+
+t.test('-c shows the calling functions under the line, named from the process\'s own symbol tables', async (t) => {
+  const helper = join(dir, 'callers-helper');
+  const built = spawnSync('cc', ['-O0', '-fno-omit-frame-pointer', '-o', helper, '-x', 'c', '-'], { input: CALLERS_SOURCE, encoding: 'utf8' });
+  t.equal(built.status, 0, `the helper builds (x86-64 assembly): ${built.stderr}`);
+  const here = path(true);
+  const done = await startTool('opensnoop', ['-c', '--path', here, '--exec', helper, here]).finished();
+  t.equal(done.code, 0, done.stderr);
+  const lines = done.stdout.split('\n').filter(Boolean);
+  t.equal(lines[0], 'PID    COMM              FD ERR PATH/CALLER');
+  const pid = Number(/^(\d+) /.exec(lines[1] ?? '')?.[1]);
+  t.equal(lines[1], line(pid, 3, 0, here, 'callers-helper'));
+  const indent = ' '.repeat('PID    COMM              FD ERR '.length);
+  t.equal(lines[2], `${indent}main`, 'the first caller: main, by the helper\'s .symtab');
+  t.match(lines[3], new RegExp(`^${indent}(__libc_start_call_main|__libc_start_main\\S*|/\\S*libc\\.so\\.6\\+0x[0-9a-f]+)$`), 'then main\'s caller, in the C library');
+  t.equal(lines.length, 4, 'nothing else');
+  const json = await startTool('opensnoop', ['-c', '--json', '--path', here, '--exec', helper, here]).finished();
+  const event = JSON.parse(json.stdout.split('\n')[0]) as { callers: string[] };
+  t.equal(event.callers[0], 'main', '--json: callers');
+  t.equal(event.callers.length, 2);
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { usageError } from './helpers.js';
+import { cgroup2Root, usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { START_NS } from '../common/clock.js';
 import { errnoName } from '../common/errno.js';
@@ -33,7 +33,7 @@ t.test('options: defaults and the kernel config they ask for', async (t) => {
   t.same({ ...config, targ_comm: undefined, targ_paths: undefined }, {
     targ_tgid: 0, targ_tid: 0, targ_uid: 0xffffffff, targ_failed: false, filter_flags: false,
     targ_flag_bits: 0, targ_access_modes: 0, targ_comm: undefined, targ_comm_len: 0, full_path: false,
-    targ_path_count: 0, targ_paths: undefined,
+    targ_path_count: 0, targ_paths: undefined, targ_callers: false,
   });
   const all = parseOptions(['-T', '-U', '-x', '-p', '12', '-t', '13', '-u', 'root', '-d', '5', '-n', 'main', '-e', '-E',
     '-f', 'O_WRONLY', '-f', 'o_creat,O_RDONLY', '-F', '-b', '64', '--json']);
@@ -132,7 +132,8 @@ t.test('the object: event layout, programs, and config written at the BTF offset
   const decoder = eventDecoder(obj.struct('event'));
   t.equal(decoder.offsets.ts_ns, 0);
   t.equal(decoder.sizes.comm, 16);
-  t.ok(decoder.size <= 64, `the fixed part of a record is small (${decoder.size} bytes)`);
+  t.ok(decoder.size <= 80, `the fixed part of a record is small (${decoder.size} bytes, -c's two addresses included)`);
+  t.equal(decoder.sizes.callers, 16, '-c: two return addresses');
   t.same(obj.programs().map((p) => p.name).sort(),
     ['enter_open', 'enter_openat', 'enter_openat2', 'exit_open', 'exit_openat', 'exit_openat2']);
   obj.setConfig(kernelConfig(parseOptions(['-n', 'bash', '-p', '77', '-f', 'O_CREAT'])));
@@ -167,6 +168,9 @@ t.test('decodeInto reads a variable-length record: header, path, directory names
   record.setUint16(base + at.path_size, path.length, true);
   record.setUint16(base + at.dir_size, dirs.length, true);
   record.setUint8(base + at.dir_status, DirStatus.Complete);
+  record.setUint32(base + at.callers, 0x401136, true);
+  record.setUint32(base + at.callers + 8, 0x52e3_24aa, true);
+  record.setUint32(base + at.callers + 12, 0x7fdb, true);
   const bytes = new Uint8Array(record.buffer);
   bytes.set(b('touch\0'), base + at.comm);
   bytes.set(path, base + decoder.size);
@@ -181,6 +185,7 @@ t.test('decodeInto reads a variable-length record: header, path, directory names
   t.equal(terminalText(e.bytes, e.pathStart, e.pathEnd), 'f.txt');
   t.equal(new FullPaths(terminalText).of(e), '/d1/d2/f.txt');
   t.equal(e.bytes.buffer, record.buffer, 'the strings are read in place, not copied');
+  t.same(e.callers, [0x401136, 0x7fdb * 2 ** 32 + 0x52e324aa], '-c: the return addresses');
 
   record.setUint16(base + at.dir_size, 60000, true);
   decodeInto(e, decoder, record, base, length);
@@ -292,4 +297,29 @@ t.test('JSON: every field, exact bytes', async (t) => {
   t.equal(renderJson({ ret: -4000 }).errno, null, 'an errno without a name');
   const full = renderJson({ path: b('x'), dirs: b('tmp\0'), dirStatus: DirStatus.Complete }, ['--json', '-F']);
   t.same([full.path, full.full_path], ['x', '/tmp/x']);
+});
+
+t.test('-c: libbpf-tools\' --callers, each caller on a line under PATH; the cgroup filter is --cgroup only', async (t) => {
+  const o = parseOptions(['-c']);
+  t.equal(o.callers, true);
+  t.equal(parseOptions(['--callers']).callers, true);
+  t.equal(kernelConfig(o).targ_callers, true);
+  t.equal(parseOptions(['--cgroup', cgroup2Root()]).cgroup, cgroup2Root());
+  t.not(usageError(() => parseOptions(['-c', cgroup2Root()])), 'no error', '-c takes no value');
+  t.equal(header(o), 'PID    COMM              FD ERR PATH/CALLER');
+  const asked: [number, number[]][] = [];
+  const names = { names: (pid: number, addresses: number[]) => (asked.push([pid, addresses]), ['main', 'libc.so.6+0x2724a', '\x1b[31mred']) };
+  const e = event({ callers: [0x1136, 0x7f00] });
+  const indent = ' '.repeat(32);
+  t.equal(new LineRenderer(o, undefined, undefined, names).line(e),
+    `4242   cat                3   0 /etc/passwd\n${indent}main\n${indent}libc.so.6+0x2724a\n${indent}\\x1b[31mred`);
+  t.same(asked, [[4242, [0x1136, 0x7f00]]], 'named for the process that opened');
+  const wide = parseOptions(['-c', '-T', '-U', '-e']);
+  const lines = new LineRenderer(wide, undefined, undefined, names).line(e).split('\n');
+  t.equal(lines[1], `${' '.repeat(header(wide).length - 'PATH/CALLER'.length)}main`, 'aligned with PATH whatever the columns');
+  const json = JSON.parse(new JsonRenderer(parseOptions(['-c', '--json']), undefined, names).line(e)) as { callers: string[] };
+  t.same(json.callers, ['main', 'libc.so.6+0x2724a', '\x1b[31mred']);
+  t.notOk('callers' in renderJson({}), 'no callers field without -c');
+  t.equal(new LineRenderer(parseOptions([]), undefined, undefined, names).line(e).includes('\n'), false, 'no caller lines without -c');
+  t.match(usageError(() => parseOptions(['-c', '--prometheus', '9560'])), /-c/, 'terminal only');
 });

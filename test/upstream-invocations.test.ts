@@ -3,7 +3,7 @@
 // event is asked for, a workload makes it and the tool shows it.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootDisk } from './bio-helpers.js';
 import { RunningTool, sleep, startTool, toolPath, withoutTapHooks, type Finished } from './helpers.js';
@@ -85,11 +85,32 @@ function runAsync(tool: string, argv: string[]): Promise<Finished> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
-/** Waits for the first line (a header, a "Tracing..." line: printed once attached); a silent entry prints none: then a while. */
+/** Whether the process holds a BPF link: its programs are attached. */
+function attached(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:bpf_link';
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits for the first line (a header, a "Tracing..." line: printed once
+ * attached); a silent entry prints none: then for its first BPF link (a fixed
+ * wait was too short on a loaded machine, where SIGINT came before the tool
+ * had its handler).
+ */
 async function ready(tool: RunningTool, silent: boolean): Promise<void> {
-  if (silent) return sleep(5000);
-  const deadline = Date.now() + 30000;
-  while (tool.lines.length === 0 && Date.now() < deadline && tool.proc.exitCode === null) await sleep(20);
+  const deadline = Date.now() + 60000;
+  const done = silent ? () => attached(tool.proc.pid!) : () => tool.lines.length > 0;
+  while (!done() && Date.now() < deadline && tool.proc.exitCode === null) await sleep(20);
+  if (silent) await sleep(500); // past the attach, to the signal handlers set up after it
 }
 
 /** Runs one entry; returns what went wrong, or nothing. */

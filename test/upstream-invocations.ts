@@ -117,6 +117,8 @@ export const INVOCATIONS: Invocation[] = [
   { tool: 'opensnoop', argv: ['--cgroupmap', '/sys/fs/bpf/test01'], from: bcc('man, example'), expect: { refused: NO_MAP } },
   { tool: 'opensnoop', argv: ['--mntnsmap', 'mappath'], from: bcc('opensnoop.py'), expect: { refused: NO_MAP } },
   { tool: 'opensnoop', argv: ['-v'], from: libbpf('opensnoop.c argp'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['-c'], from: libbpf('opensnoop.c usage (with blazesym: show calling functions)'), expect: { traces: 'open' } },
+  { tool: 'opensnoop', argv: ['--callers'], from: libbpf('opensnoop.c argp'), expect: { traces: 'open' } },
   { tool: 'opensnoop', argv: ['-h'], from: bcc('opensnoop_example.txt; libbpf-tools'), expect: { help: true } },
 
   // biolatency

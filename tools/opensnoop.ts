@@ -13,7 +13,7 @@ import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupName
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
 import type { Exporter } from '../common/exporter.js';
 import { Counters } from '../common/exposition.js';
-import { applySelection, selectionFromArgs, selectionOptions, type SelectionOptions } from '../common/filters.js';
+import { applySelection, selectionFromArgs, selectionOptionsWithoutShortCgroup, type SelectionOptions } from '../common/filters.js';
 import { left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
@@ -24,15 +24,17 @@ import {
   cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
 } from '../common/prometheus.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
+import { Symbolizer } from '../common/symbols.js';
 import { parseUser } from '../common/users.js';
 
 const USAGE = `Trace open family syscalls: open(), openat(), openat2()
 
 USAGE: opensnoop [-h] [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION] [-n NAME]
-                 [-e] [-E] [-f FLAG] [-F] [--path PREFIX] [-b BUFFER_PAGES] [-c CG]
-                 [--cgroupmap PATH] [--mntnsmap PATH] [--print-cgroup[=container]]
-                 [--prometheus [ADDR:]PORT] [--prometheus-comms N] [--prometheus-cgroups N]
-                 [-v] [--json] [--exec CMD [ARGS...]]`;
+                 [-e] [-E] [-f FLAG] [-F] [--path PREFIX] [-c] [-b BUFFER_PAGES]
+                 [--cgroup CG] [--cgroupmap PATH] [--mntnsmap PATH]
+                 [--print-cgroup[=container]] [--prometheus [ADDR:]PORT]
+                 [--prometheus-comms N] [--prometheus-cgroups N] [-v] [--json]
+                 [--exec CMD [ARGS...]]`;
 
 const EXAMPLES = `    opensnoop                        # trace all open() syscalls
     opensnoop -T                     # include timestamps
@@ -50,7 +52,8 @@ const EXAMPLES = `    opensnoop                        # trace all open() syscal
     opensnoop --path /etc/           # only opens of paths under /etc/ (repeatable)
     opensnoop --exec ls -l /tmp      # run ls -l /tmp and trace only it, until it exits
     opensnoop -b 16384               # a 64 MiB ring buffer (16384 pages of 4 KiB)
-    opensnoop -c CG                  # only trace processes in cgroup v2 directory CG
+    opensnoop -c                     # show calling functions
+    opensnoop --cgroup CG            # only trace processes in cgroup v2 directory CG
     opensnoop --cgroupmap mappath    # only trace cgroups in this BPF map
     opensnoop --mntnsmap mappath     # only trace mount namespaces in the map
     opensnoop --print-cgroup         # include the cgroup v2 path (CGROUP)
@@ -81,6 +84,8 @@ export interface Options extends SelectionOptions {
   fullPath: boolean;
   /** --path: only paths (full paths with -F) starting with one of these */
   paths?: Buffer[];
+  /** -c: the calling functions of each open, as libbpf-tools' --callers */
+  callers: boolean;
   /** --exec: the command to run and trace (the rest of the command line) */
   exec?: string[];
   /** -b: ring buffer pages; the runtime's default size (16 MiB) when not given */
@@ -197,8 +202,9 @@ export function parseOptions(argv: string[]): Options {
       flag: { alias: ['f', 'flag_filter'], type: 'string', array: true, requiresArg: true, description: 'filter on flags argument (e.g., O_WRONLY); repeatable' },
       'full-path': { alias: 'F', type: 'boolean', default: false, description: 'show full path for an open file with relative path' },
       path: { type: 'string', array: true, requiresArg: true, description: `only opens whose path (with -F the full path) starts with this prefix; repeatable (up to ${MAX_PATH_PREFIXES})` },
+      callers: { alias: 'c', type: 'boolean', default: false, description: 'show calling functions (libbpf-tools\' -c; the cgroup filter is --cgroup here)' },
       'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: ${DEFAULT_RING_BYTES >> 20} MiB)` },
-      ...selectionOptions,
+      ...selectionOptionsWithoutShortCgroup,
       ...printCgroupOption,
       verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
       json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
@@ -231,6 +237,7 @@ export function parseOptions(argv: string[]): Options {
     errnoNames: args.errnoNames,
     flags: flagValues.length ? parseFlagFilter(flagValues) : undefined,
     fullPath: args.fullPath,
+    callers: args.callers,
     paths: args.path === undefined ? undefined : parsePathPrefixes(args.path.map(String)),
     exec,
     bufferPages: args.bufferPages === undefined
@@ -242,7 +249,7 @@ export function parseOptions(argv: string[]): Options {
     json: args.json,
     prometheus: prometheusFromArgs(args, {
       '-T': args.timestamp, '-U': args.printUid, '-d': args.duration, '-e': args.extendedFields, '-E': args.errnoNames,
-      '-F': args.fullPath, '--json': args.json,
+      '-F': args.fullPath, '-c': args.callers, '--json': args.json,
     }),
   };
 }
@@ -260,6 +267,7 @@ export function kernelConfig(options: Options): Record<string, number | boolean 
     targ_comm: options.name ?? new Uint8Array(0),
     targ_comm_len: options.name?.length ?? 0,
     full_path: options.fullPath,
+    targ_callers: options.callers,
     targ_path_count: options.paths?.length ?? 0,
     targ_paths: pathSlots(options.paths ?? []),
   };
@@ -348,12 +356,14 @@ export interface OpenEvent {
   /** with -F: the names of the directories above a relative path, innermost first, each NUL-terminated */
   dirsStart: number;
   dirsEnd: number;
+  /** -c: return addresses up the user stack (0: none) */
+  callers: number[];
 }
 
 export function eventDecoder(layout: StructLayout) {
   return structDecoder(layout, {
     ts_ns: 'u64', cgroup_id: 'u64', pid: 'u32', tid: 'u32', uid: 'u32', ret: 's32', flags: 'u32', mode: 'u32',
-    path_size: 'u16', dir_size: 'u16', dir_status: 'u8', comm: 'chars',
+    path_size: 'u16', dir_size: 'u16', dir_status: 'u8', comm: 'chars', callers: 'u64s',
   });
 }
 
@@ -368,18 +378,18 @@ function stringEnd(bytes: Uint8Array, start: number, limit: number): number {
 export function emptyEvent(): OpenEvent {
   return {
     tsNs: 0, cgroupId: 0, pid: 0, tid: 0, uid: 0, ret: 0, flags: 0, mode: 0, dirStatus: DirStatus.None,
-    bytes: Buffer.alloc(0), commStart: 0, commEnd: 0, pathStart: 0, pathEnd: 0, dirsStart: 0, dirsEnd: 0,
+    bytes: Buffer.alloc(0), commStart: 0, commEnd: 0, pathStart: 0, pathEnd: 0, dirsStart: 0, dirsEnd: 0, callers: [],
   };
 }
 
 /** An event whose strings are in bytes of their own (tests; anything not read from a ring buffer). */
-export function eventOf(fields: Omit<OpenEvent, 'bytes' | 'commStart' | 'commEnd' | 'pathStart' | 'pathEnd' | 'dirsStart' | 'dirsEnd'> & {
-  comm: Uint8Array; path: Uint8Array; dirs?: Uint8Array;
+export function eventOf(fields: Omit<OpenEvent, 'bytes' | 'commStart' | 'commEnd' | 'pathStart' | 'pathEnd' | 'dirsStart' | 'dirsEnd' | 'callers'> & {
+  comm: Uint8Array; path: Uint8Array; dirs?: Uint8Array; callers?: number[];
 }): OpenEvent {
-  const { comm, path, dirs = new Uint8Array(0), ...numbers } = fields;
+  const { comm, path, dirs = new Uint8Array(0), callers = [], ...numbers } = fields;
   const bytes = Buffer.concat([comm, path, dirs]);
   return {
-    ...numbers, bytes,
+    ...numbers, bytes, callers,
     commStart: 0, commEnd: comm.length,
     pathStart: comm.length, pathEnd: comm.length + path.length,
     dirsStart: comm.length + path.length, dirsEnd: bytes.length,
@@ -406,6 +416,11 @@ export function decodeInto(
   event.flags = view.getUint32(offset + at.flags, true);
   event.mode = view.getUint32(offset + at.mode, true);
   event.dirStatus = view.getUint8(offset + at.dir_status);
+  event.callers.length = decoder.sizes.callers / 8;
+  for (let i = 0; i < event.callers.length; i++) {
+    const address = offset + at.callers + 8 * i;
+    event.callers[i] = view.getUint32(address, true) + view.getUint32(address + 4, true) * 2 ** 32;
+  }
   event.commStart = offset + at.comm;
   event.commEnd = stringEnd(event.bytes, event.commStart, event.commStart + decoder.sizes.comm);
   // Sizes come from the kernel; bound them by the record so a bad one cannot read past it.
@@ -482,6 +497,11 @@ export class FullPaths {
   }
 }
 
+/** What names -c's return addresses (common/symbols.ts's Symbolizer; tests give their own). */
+export interface CallerNames {
+  names(pid: number, addresses: number[]): string[];
+}
+
 /** The ERR column width with -E: the common names fit; longer ones push the line, as %-7s would. */
 const ERRNO_NAME_WIDTH = 7;
 
@@ -493,7 +513,7 @@ export function header(options: Options): string {
   text += options.errnoNames ? `${left('ERR', ERRNO_NAME_WIDTH)} ` : `${right('ERR', 3)} `;
   if (options.extended) text += `${left('FLAGS', 8)} ${left('MODE', 5)} `;
   if (options.printCgroup) text += cgroupHeader(options.printCgroup);
-  return `${text}PATH`;
+  return `${text}${options.callers ? 'PATH/CALLER' : 'PATH'}`;
 }
 
 const octal = (value: number, width: number): string => value.toString(8).padStart(width, '0');
@@ -528,11 +548,17 @@ export class LineRenderer {
   private readonly flagTexts = new Map<number, string>();
   private readonly fullPaths = new FullPaths(terminalText);
 
-  /** A failed open's ERR is painted as an error; `cgroups` names them for --print-cgroup. */
+  /** -c: each caller on a line of its own, under the PATH column (as libbpf-tools) */
+  private readonly callerIndent: string;
+
+  /** A failed open's ERR is painted as an error; `cgroups` names them for --print-cgroup; `callers` names -c's addresses. */
   constructor(
     private readonly options: Options, private readonly paint: Paint = plain,
     private readonly cgroups?: { of(id: number): Cgroup },
-  ) {}
+    private readonly callers: CallerNames = new Symbolizer(),
+  ) {
+    this.callerIndent = ' '.repeat(header({ ...options, callers: false }).length - 'PATH'.length);
+  }
 
   private time(tsNs: number): string {
     const ms = Math.floor(tsNs / 1e6);
@@ -595,7 +621,9 @@ export class LineRenderer {
     text += this.resultColumns(e.ret);
     if (o.extended) text += this.flagColumns(e.flags, e.mode);
     if (this.cgroups) text += this.cgroups.of(e.cgroupId).column;
-    return text + (o.fullPath ? this.fullPaths.of(e) : terminalText(e.bytes, e.pathStart, e.pathEnd));
+    text += o.fullPath ? this.fullPaths.of(e) : terminalText(e.bytes, e.pathStart, e.pathEnd);
+    if (o.callers) for (const name of this.callers.names(e.pid, e.callers)) text += `\n${this.callerIndent}${escapeText(Buffer.from(name, 'latin1'))}`;
+    return text;
   }
 }
 
@@ -609,8 +637,11 @@ export class JsonRenderer {
   private timeText = '';
   private readonly fullPaths = new FullPaths(losslessText);
 
-  /** `cgroups` names them for --print-cgroup. */
-  constructor(private readonly options: Options, private readonly cgroups?: { of(id: number): Cgroup }) {}
+  /** `cgroups` names them for --print-cgroup; `callers` names -c's addresses. */
+  constructor(
+    private readonly options: Options, private readonly cgroups?: { of(id: number): Cgroup },
+    private readonly callers: CallerNames = new Symbolizer(),
+  ) {}
 
   line(e: OpenEvent): string {
     const ms = Math.floor(e.tsNs / 1e6);
@@ -623,10 +654,13 @@ export class JsonRenderer {
     const mode = modeText(e.flags, e.mode) === 'n/a' ? null : e.mode;
     const full = this.options.fullPath ? `,"full_path":${terminalSafeJson(this.fullPaths.of(e))}` : '';
     const cgroup = this.cgroups ? this.cgroups.of(e.cgroupId).json : cgroupIdJson(e.cgroupId);
+    const callers = this.options.callers
+      ? `,"callers":[${this.callers.names(e.pid, e.callers).map((n) => terminalSafeJson(losslessString(Buffer.from(n, 'latin1')))).join(',')}]`
+      : '';
     return `{"time":"${this.timeText}","ts":${Math.round(secondsSinceStart(e.tsNs) * 1e6) / 1e6},` +
       `"pid":${e.pid},"tid":${e.tid},"uid":${e.uid},"comm":${jsonText(e.bytes, e.commStart, e.commEnd)},` +
       `"fd":${e.ret >= 0 ? e.ret : -1},"err":${err},"errno":${name === undefined ? null : `"${name}"`},` +
-      `"flags":${e.flags},"mode":${mode},"path":${jsonText(e.bytes, e.pathStart, e.pathEnd)}${full}${cgroup}}`;
+      `"flags":${e.flags},"mode":${mode},"path":${jsonText(e.bytes, e.pathStart, e.pathEnd)}${full}${cgroup}${callers}}`;
   }
 }
 
