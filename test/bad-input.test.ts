@@ -37,8 +37,8 @@ const VALUE_KINDS: Record<string, Record<string, Kind>> = {
   },
   biolatency: { '--prometheus': 'listen', interval: 'count', count: 'count', '--disk': 'disk', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--cgroups-max': 'count' },
   biosnoop: { ...EXPORTER, ...CGROUP_LABEL, duration: 'count', '--disk': 'disk', '--min': 'milliseconds', '--cgroup': 'cgroup', '--cgroupmap': 'map', '--mntnsmap': 'map', '--print-cgroup': 'cgroupMode' },
-  fsslower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count', '--cgroup': 'cgroup', '--print-cgroup': 'cgroupMode' },
-  ext4slower: { ...EXPORTER, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count', '--cgroup': 'cgroup', '--print-cgroup': 'cgroupMode' },
+  fsslower: { ...EXPORTER, ...CGROUP_LABEL, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count', '--cgroup': 'cgroup', '--print-cgroup': 'cgroupMode' },
+  ext4slower: { ...EXPORTER, ...CGROUP_LABEL, min_ms: 'threshold', '--type': 'fstype', '--pid': 'count', '--min': 'threshold', '--duration': 'count', '--cgroup': 'cgroup', '--print-cgroup': 'cgroupMode' },
 };
 
 const HUGE = 100_000;

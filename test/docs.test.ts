@@ -100,7 +100,7 @@ const EXPORTERS: { page: string; command: string; args: string[]; fs?: string }[
   { page: 'opensnoop', command: 'opensnoop', args: ['--prometheus-cgroups', '10'] },
   { page: 'biolatency', command: 'biolatency', args: [] },
   { page: 'biosnoop', command: 'biosnoop', args: ['--prometheus-cgroups', '10'] },
-  { page: 'fsslower', command: 'ext4slower', args: ['0'], fs: 'ext4' },
+  { page: 'fsslower', command: 'ext4slower', args: ['--prometheus-cgroups', '10', '0'], fs: 'ext4' },
 ];
 
 t.test('each man page\'s METRICS lists exactly the metrics and labels its tool serves', async (t) => {

@@ -141,7 +141,7 @@ t.test('a port already in use: one line, exit 1, nothing loaded; a malformed add
       t.match(malformed.stderr, new RegExp(`^${tool}: invalid --prometheus .*\\n$`), `${tool}: one line naming the option`);
     }
   }
-  for (const tool of ['execsnoop', 'opensnoop', 'biosnoop']) {
+  for (const tool of ['execsnoop', 'opensnoop', 'biosnoop', 'ext4slower']) {
     const both = runTool(tool, ['--print-cgroup', '--prometheus', '127.0.0.1:0']);
     t.equal(both.code, 2, `${tool}: --print-cgroup with --prometheus is a usage error`);
     t.match(both.stderr, new RegExp(`^${tool}: --print-cgroup only shapes printed output: not with --prometheus \\(--prometheus-cgroups N labels the counters by cgroup\\) \\(see '${tool} --help'\\)\\n$`));

@@ -376,8 +376,11 @@ t.test('--prometheus-cgroups: counters by the cgroup path, three deep; a cgroup 
   const execs = await exporting('execsnoop', ['--prometheus-cgroups', '5']);
   const opens = await exporting('opensnoop', ['--prometheus-cgroups', '5']);
   const plain = await exporting('execsnoop', []);
+  const slow = await exporting('ext4slower', ['--prometheus-cgroups', '5', '0']);
   for (let i = 0; i < N; i++) runIn(`${cgroup2Root()}${nested}`, execer.path, ['exit']);
   runIn(`${cgroup2Root()}${nested}`, opener.path, ['openfail', String(N), join(work, `missing-${tag}`)]);
+  // one write on ext4 (work is on /var/tmp's ext4) by a shell in the cgroup (its opens include the loader's)
+  runIn(`${cgroup2Root()}${nested}`, '/bin/sh', ['-c', `echo x > ${join(work, 'in-cgroup.txt')}`]);
   // made, used for one exec and its opens, and gone before anything is scraped
   mkdirSync(`${cgroup2Root()}${brief}`);
   runIn(`${cgroup2Root()}${brief}`, opener.path, ['openfail', '1', join(work, `missing-${tag}`)]);
@@ -389,6 +392,7 @@ t.test('--prometheus-cgroups: counters by the cgroup path, three deep; a cgroup 
     [opens.target, `ebpf_tools_open_failures_total{comm="${opener.comm}",cgroup="${brief}",errno="ENOENT"} 1`],
     [execs.target, `ebpf_tools_execs_total{comm="${opener.comm}",cgroup="${brief}"} 1`],
     [plain.target, `ebpf_tools_execs_total{comm="${execer.comm}"} ${N}`],
+    [slow.target, `ebpf_tools_ext4_slow_operations_total{op="write",comm="sh",cgroup="${nested}"} 1`],
   ];
   for (const [target, line] of want) {
     let text = '';
@@ -399,5 +403,5 @@ t.test('--prometheus-cgroups: counters by the cgroup path, three deep; a cgroup 
     t.ok(text.split('\n').includes(line), `${line}${text.split('\n').includes(line) ? '' : `; served:\n${text}`}`);
   }
   t.notMatch(await scrapeText(plain.target), /cgroup=/, 'no cgroup label by default');
-  for (const { tool } of [execs, opens, plain]) t.equal((await tool.stop('SIGTERM')).code, 0);
+  for (const { tool } of [execs, opens, plain, slow]) t.equal((await tool.stop('SIGTERM')).code, 0);
 });

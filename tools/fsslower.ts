@@ -22,7 +22,9 @@ import { readArrayElement } from '../common/maps.js';
 import { Output } from '../common/output.js';
 import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { ensureTracefs } from '../common/preflight.js';
-import { openExporter, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions } from '../common/prometheus.js';
+import {
+  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+} from '../common/prometheus.js';
 
 /** What each file system is traced by: its file operations (those libbpf-tools' fsslower traces) and superblock. */
 export interface FileSystem {
@@ -56,7 +58,8 @@ function usage(command: string): string {
   return `${fs ? `Trace common ${fs} file operations slower than a threshold` : 'Trace file system operations slower than a threshold'}
 
 USAGE: ${command} [-h] [-j] [-c] ${fs ? '[-t FS] ' : '-t FS '}[-p PID] [-m MIN] [-d DURATION] [--cgroup CG]
-       [--print-cgroup[=container]] [--prometheus [ADDR:]PORT] [--prometheus-comms N] [-v] [--json] [min_ms]`;
+       [--print-cgroup[=container]] [--prometheus [ADDR:]PORT] [--prometheus-comms N]
+       [--prometheus-cgroups N] [-v] [--json] [min_ms]`;
 }
 
 function examples(command: string): string {
@@ -132,6 +135,7 @@ export function parseOptions(argv: string[], command = 'fsslower'): Options {
       json: { type: 'boolean', default: false, description: 'print one JSON object per operation (NDJSON)' },
       ...prometheusOption,
       ...prometheusCommsOption,
+      ...prometheusCgroupsOption,
     }), argv);
   const positional = args.min_ms as string | undefined;
   if (positional !== undefined && args.min !== undefined) {
@@ -418,9 +422,10 @@ function serveMetrics(exporter: Exporter, obj: BpfObject, stream: EventStream, p
   const fd = obj.mapFd('op_hists');
   const decoder = eventDecoder(obj.struct('event'));
   const slow = new Counters();
+  const labelsOf = exporter.processLabels(obj);
   stream.start((view, offset) => {
     const op = decodeEvent(decoder, view, offset);
-    slow.add({ op: OP_LABELS[OP_LETTERS.indexOf(op.type)] ?? 'unknown', ...exporter.comms.of(op.comm) });
+    slow.add({ op: OP_LABELS[OP_LETTERS.indexOf(op.type)] ?? 'unknown', ...labelsOf(op.comm, op.cgroupId) });
   }, () => {});
   exporter.serve(obj, plan, () => [
     {
@@ -448,7 +453,7 @@ export async function main(argv: string[], command = 'fsslower'): Promise<void> 
   let stream: EventStream | undefined;
   const { obj, plan } = loadWithPlans(command, attachPlans(options), (candidate) => {
     candidate.setConfig(kernelConfig(options));
-    configureCgroupNames(candidate, options.printCgroup);
+    configureCgroupNames(candidate, cgroupNaming(options.printCgroup, options.prometheus));
     stream = new EventStream(candidate, undefined, command);
     return applySelection(candidate, { cgroup: options.cgroup });
   }, 'fsslower');
