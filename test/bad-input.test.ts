@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { OPTIONAL_VALUES } from '../common/cli.js';
 import { blockDevices } from '../common/disks.js';
 import { toolOf } from '../common/commands.js';
-import { baseArgs, cgroup2Root, runTool, startTool, TOOLS, usageError, type Finished } from './helpers.js';
+import { baseArgs, cgroup2Root, helpEntries, runTool, type HelpEntry, startTool, TOOLS, usageError, type Finished } from './helpers.js';
 
 const tools = TOOLS;
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
@@ -65,24 +65,6 @@ const BAD: Record<Kind, string[]> = {
   listen: ['abc', '-1', '65536', '99999999999999999999', ':', ':80', '127.0.0.1:', '[::1]', '::1:80', '[127.0.0.1]:80', 'a b:80', '1.2.3.4:0x10', 'x'.repeat(HUGE)],
   comms: ['-1', '1.5', '1e3', '0x10', 'NaN', 'abc', '100001', '9'.repeat(HUGE)],
 };
-
-interface HelpEntry {
-  /** as --help shows them: ['-p', '--pid'], ['--json'], ['-j'], ['interval'] */
-  names: string[];
-  kind: 'boolean' | 'string' | 'array';
-  positional: boolean;
-}
-
-function helpEntries(help: string): HelpEntry[] {
-  const entries: HelpEntry[] = [];
-  let positional = false;
-  for (const line of help.split('\n')) {
-    if (/^\w+:$/.test(line)) positional = line === 'Positionals:';
-    const m = /^ +(\S.*?) {2,}.*\[(boolean|string|array)\]/.exec(line);
-    if (m) entries.push({ names: m[1].trim().split(', '), kind: m[2] as HelpEntry['kind'], positional });
-  }
-  return entries;
-}
 
 /** A pinned map of the given type: bcc's hash of 8-byte ids, or something else. */
 function pinnedMap(dir: string, name: string, spec: string[]): string {

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { toolOf } from '../common/commands.js';
-import { baseArgs, ROOT, runTool, TOOLS, usageError } from './helpers.js';
+import { baseArgs, helpEntries, ROOT, type HelpEntry, runTool, TOOLS, usageError } from './helpers.js';
 
 // ~170 runs of the tools one after another: minutes on a loaded machine
 t.setTimeout(600_000);
@@ -20,23 +20,6 @@ const UPDATE = process.env.UPDATE_CLI_FIXTURES === '1';
 const NO_LIBBPF = { EBPF_TOOLS_LIBBPF: '/nonexistent/libbpf.so.1' };
 /** Options whose values are looked up on this machine (disks, cgroups, pinned maps): only their missing-value forms are recorded. */
 const MACHINE_VALUES = new Set(['--disk', '--cgroup', '--cgroupmap', '--mntnsmap']);
-
-interface HelpEntry {
-  names: string[];
-  kind: 'boolean' | 'string' | 'array';
-  positional: boolean;
-}
-
-function helpEntries(help: string): HelpEntry[] {
-  const entries: HelpEntry[] = [];
-  let positional = false;
-  for (const line of help.split('\n')) {
-    if (/^\w+:$/.test(line)) positional = line === 'Positionals:';
-    const m = /^ +(\S.*?) {2,}.*\[(boolean|string|array)\]/.exec(line);
-    if (m) entries.push({ names: m[1].trim().split(', '), kind: m[2] as HelpEntry['kind'], positional });
-  }
-  return entries;
-}
 
 const camel = (long: string): string => `--${long.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())}`;
 

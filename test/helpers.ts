@@ -283,3 +283,23 @@ export function cgroupIdOf(pid: number): number {
   const path = /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1];
   return statSync(`${cgroup2Root()}${path}`).ino;
 }
+
+/** One option or positional as --help lists it. */
+export interface HelpEntry {
+  /** as --help shows them: ['-p', '--pid'], ['--json'], ['-j'], ['interval'] */
+  names: string[];
+  kind: 'boolean' | 'string' | 'array';
+  positional: boolean;
+}
+
+/** The options and positionals a --help text lists, in its order. */
+export function helpEntries(help: string): HelpEntry[] {
+  const entries: HelpEntry[] = [];
+  let positional = false;
+  for (const line of help.split('\n')) {
+    if (/^\w+:$/.test(line)) positional = line === 'Positionals:';
+    const m = /^ +(\S.*?) {2,}.*\[(boolean|string|array)\]/.exec(line);
+    if (m) entries.push({ names: m[1].trim().split(', '), kind: m[2] as HelpEntry['kind'], positional });
+  }
+  return entries;
+}
