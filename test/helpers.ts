@@ -144,7 +144,7 @@ export async function startVerboseAttached(tool: string, args: string[]): Promis
 /** Runs a tool to completion synchronously (for usage errors and --help). */
 export function runTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): Finished {
   const r = spawnSync(...withoutTapHooks(process.execPath, [toolPath(tool), ...args]), {
-    env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000,
+    env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000 * SLOWDOWN,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
