@@ -159,6 +159,8 @@ export class BpfObject {
       this.links.push(link);
       libbpfLog.note(`attached ${p.name} (${p.section})`);
     }
+    // the line that says tracing has begun (the tests wait for it)
+    libbpfLog.note(`all ${chosen.length} programs attached`);
   }
 
   /** Detaches and unloads everything; safe to call twice. */

@@ -131,13 +131,13 @@ export async function startAttached(tool: string, args: string[], header: RegExp
 
 /**
  * Starts a tool with -v in a mode that prints no header (--json) and waits
- * until it says it is attached: a sleep long enough on this machine is too
- * short in a TCG guest. (execsnoop has no plans: it names each program it
- * attached; without -x, one.)
+ * until it says every program is attached: a sleep long enough on this
+ * machine is too short in a TCG guest, and the first "attached" line comes
+ * before the others are.
  */
 export async function startVerboseAttached(tool: string, args: string[]): Promise<RunningTool> {
   const running = startTool(tool, ['-v', ...args]);
-  await running.waitForStderr(new RegExp(`^(${tool}: using plan |attached )`, 'm'));
+  await running.waitForStderr(/^all \d+ programs attached$/m);
   return running;
 }
 

@@ -142,7 +142,7 @@ export function planFromLog(command: string, stderr: string): ToolPlan {
   return result;
 }
 
-/** Runs `command -v` until it has attached (its first line of output, or its exit), then ends it by SIGINT. */
+/** Runs `command -v` until it has attached (or exited), then ends it by SIGINT. */
 function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN(command), '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -156,20 +156,10 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
     };
     // a tool attaches in well under a second; a TCG guest or a loaded machine can take minutes
     const timer = setTimeout(stop, 300_000);
-    // a tool with plans has attached when it names the one it uses; one without (execsnoop), at its first line
-    // (stdout and stderr arrive apart: its attach lines say stderr has been read as far as the attach)
-    let printed = false;
-    const stopOnceAttached = (): void => {
-      if (new RegExp(`^${command}: using plan `, 'm').test(stderr)
-        || (printed && /^attached /m.test(stderr) && !stderr.includes(`${command}: plan `))) stop();
-    };
-    child.stdout.on('data', () => {
-      printed = true;
-      stopOnceAttached();
-    });
+    // "all N programs attached" ends attaching, whatever the plan (a tool with plans names the one used just before it returns to its loop)
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
-      stopOnceAttached();
+      if (/^all \d+ programs attached$/m.test(stderr)) stop();
     });
     child.on('close', (code) => {
       clearTimeout(timer);
