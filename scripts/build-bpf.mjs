@@ -8,8 +8,9 @@
 // Tool names as arguments build only those objects.
 // clang-19 orders some BTF types (forward declarations) differently with
 // another environment or source path, so it runs with one fixed environment
-// on a copy of the sources at one fixed path, wherever the checkout is.
-import { execFileSync } from 'node:child_process';
+// on a copy of the sources at one fixed path, wherever the checkout is; two
+// builds at once (two checkouts on one machine) take turns through a lock.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,13 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const clang = process.env.CLANG ?? 'clang-19';
 const strip = process.env.LLVM_STRIP ?? 'llvm-strip-19';
 const check = process.argv.includes('--check');
+const buildRoot = '/tmp/ebpf-tools-bpf-src';
+
+if (!process.env.EBPF_TOOLS_BPF_BUILD_LOCKED) {
+  const r = spawnSync('flock', [`${buildRoot}.lock`, process.execPath, ...process.argv.slice(1)],
+    { stdio: 'inherit', env: { ...process.env, EBPF_TOOLS_BPF_BUILD_LOCKED: '1' } });
+  process.exit(r.status ?? 1);
+}
 
 process.chdir(root);
 const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
@@ -26,7 +34,6 @@ const sources = readdirSync('bpf')
   .filter((f) => f.endsWith('.bpf.c') && (only.length === 0 || only.includes(f.replace(/\.bpf\.c$/, ''))))
   .sort();
 const outDir = check ? mkdtempSync(join(tmpdir(), 'ebpf-tools-bpf-')) : join(root, 'bpf');
-const buildRoot = '/tmp/ebpf-tools-bpf-src';
 const CLANG_ENV = { PATH: '/usr/bin:/bin' };
 rmSync(buildRoot, { recursive: true, force: true });
 mkdirSync(join(buildRoot, 'bpf'), { recursive: true });
