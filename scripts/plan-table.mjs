@@ -51,7 +51,7 @@ function readmeTable() {
     `| --- |${kernels.map(() => ' --- |').join('')}`,
     ...variants.map((v) => `| \`${v}\` | ${kernels.map((k) => chosen(v, k.series)).join(' | ')} |`),
     '',
-    'Every plan forced in turn (the better ones skipped), kernels where it printed an event:',
+    'Every plan forced in turn (all the others skipped), kernels where it printed an event:',
     '',
     ...variants.map((v) => `- \`${v}\`: ${plansRun(v).map((p) => `${p.plan} (${p.series.join(', ') || 'none'})`).join('; ')}`),
   ];
@@ -67,7 +67,7 @@ function manSection(tool, page) {
   for (const k of kernels) {
     lines.push('.TP', roff(kernelName(k)), roff(mine.map((v) => (mine.length > 1 ? `${v}: ` : '') + chosen(v, k.series)).join('; ')));
   }
-  lines.push('.PP', 'Each plan, forced (the better ones skipped), printed an event on:');
+  lines.push('.PP', 'Each plan, forced (all the others skipped), printed an event on:');
   for (const v of mine) {
     for (const p of plansRun(v)) lines.push('.br', roff(`${mine.length > 1 ? `${v}: ` : ''}${p.plan}: ${p.series.join(', ') || 'no kernel of the matrix'}`));
   }
