@@ -69,9 +69,12 @@ t.test('each tool: the plan check names is the one the tool then uses, and each 
 
 t.test('fentry and kprobes: check says what the file system tools meet', async (t) => {
   const ext4 = answer.tools.find((a) => a.command === 'ext4slower')!;
-  t.equal(ext4.plan === 'fentry', feature('fentry').works, `ext4slower uses fentry (${ext4.plan}) exactly when check's fentry works`);
-  if (!feature('fentry').works) {
-    t.equal(ext4.not_used[0].plan, 'fentry');
+  if (ext4.plan === 'fentry') {
+    t.ok(feature('fentry').works, 'ext4slower uses fentry only where check says fentry works');
+  } else {
+    t.equal(ext4.not_used[0]?.plan, 'fentry', `ext4slower (${ext4.plan}) passed fentry over first`);
+    // fentry works, but not on ext4's functions: a module without BTF (5.10)
+    if (feature('fentry').works) t.match(ext4.not_used[0]?.reason, /^kernel BTF has no ext4_/, 'why, where fentry works');
     t.equal(ext4.plan === 'kprobe', feature('kprobes').works, 'then kprobes exactly when they work');
   }
 });
