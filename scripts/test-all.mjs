@@ -10,9 +10,9 @@
 // Environment:
 //   EBPF_TOOLS_TEST_KERNELS  kernels for the guests (default "5.10 6.1 6.12 7"; "" for none)
 //   EBPF_TOOLS_TEST_NODES    Node majors to run again under (default "22 24"; "" for none)
-//   EBPF_TOOLS_TEST_GUESTS   guests at a time (default: the number of CPUs; each guest uses one)
-//   EBPF_TOOLS_TEST_GUEST_FILES  test files run in each guest (default: those proved there so far, GUEST_PROVED;
-//                            "e2e" for every *-e2e file)
+//   EBPF_TOOLS_TEST_GUESTS   guests at a time (default: all of them; each uses one CPU at most)
+//   EBPF_TOOLS_TEST_GUEST_FILES  test files run in each guest (default: every *-e2e file but GUEST_NOT_YET;
+//                            "e2e" for all of them)
 //   EBPF_TOOLS_TEST_NODE_FILES   test files run under the other Node versions (default: the unit tests;
 //                            "e2e" adds every *-e2e file)
 //   EBPF_TOOLS_TEST_LOCK     a file to flock around each run that loads BPF on this
@@ -21,7 +21,6 @@
 //                            (default test-results/plans.jsonl; scripts/plan-table.mjs reads it)
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,7 +30,7 @@ const kernels = words(process.env.EBPF_TOOLS_TEST_KERNELS, '5.10 6.1 6.12 7');
 const nodes = words(process.env.EBPF_TOOLS_TEST_NODES, '22 24');
 const lock = process.env.EBPF_TOOLS_TEST_LOCK;
 const nodeCache = '/var/cache/ebpf-tools/node';
-const guestsAtATime = Number(process.env.EBPF_TOOLS_TEST_GUESTS ?? availableParallelism());
+const guestsAtATime = Number(process.env.EBPF_TOOLS_TEST_GUESTS ?? kernels.length);
 const planResults = resolve(process.env.EBPF_TOOLS_PLAN_RESULTS ?? 'test-results/plans.jsonl');
 const resultsDir = dirname(planResults);
 mkdirSync(resultsDir, { recursive: true });
@@ -43,12 +42,13 @@ const e2eFiles = testFiles.filter((f) => f.endsWith('-e2e.test.js'));
 // tests, which load BPF and assert the attach plan taken there. The rest
 // (bad input, docs, package, reliability, storms under signals) depends on
 // Node and this machine, not on the kernel, and runs once, here.
-// Every e2e file has run in the guests, but not yet all passed there at TCG
-// speed (timing bounds, header waits): until they do, the default is what
-// has passed on every kernel of the matrix, and the rest runs on request.
-const GUEST_PROVED = ['dist/test/biolatency-e2e.test.js'];
+// Until each has passed in every guest with the code as it is, these run
+// there only on request (EBPF_TOOLS_TEST_GUEST_FILES=e2e): each failed in
+// a guest on a test's own wait or assumption (fixed since, proved on some
+// kernels of the matrix but not yet all).
+const GUEST_NOT_YET = ['check-e2e', 'ext4slower-e2e', 'opensnoop-e2e', 'plans-e2e'].map((f) => `dist/test/${f}.test.js`);
 const guestFiles = process.env.EBPF_TOOLS_TEST_GUEST_FILES === 'e2e' ? e2eFiles
-  : words(process.env.EBPF_TOOLS_TEST_GUEST_FILES, GUEST_PROVED.join(' '));
+  : words(process.env.EBPF_TOOLS_TEST_GUEST_FILES, e2eFiles.filter((f) => !GUEST_NOT_YET.includes(f)).join(' '));
 // Under the other Node versions: the unit tests (decoding, rendering,
 // parsing: what a V8 or Node change can break) and the e2e tests.
 const unitFiles = testFiles.filter((f) => /\/[a-z0-9]+\.test\.js$/.test(f) && !/\/(docs|package|runtime|reliability|signals|pipes|bad-input)\./.test(f));
@@ -129,10 +129,14 @@ function nodeBinary(version) {
 
 await run(`host (Node ${process.version})`, ...onHost(process.execPath, tap));
 
-// Guests side by side, one per CPU. TCG runs a Node program 10 to 100 times
-// slower than this machine: a file gets 15 minutes, not 2, and a guest an
-// hour. The plans the guest's tests take come back in a directory shared
-// read-write (the rest of its / is read-only).
+// Guests side by side, all at once: a guest's one CPU waits for much of its
+// run (the tests wait for lines, the tools for events), so on 2 CPUs four
+// at once end sooner than two pairs (measured beside other engineers' test
+// runs: two guests at once took ~40 minutes each for all their e2e files,
+// and so did four at once). TCG runs a Node program 10 to 100 times slower
+// than this machine: a file gets 15 minutes, not 2, and a guest an hour. The
+// plans the guest's tests take come back in a directory shared read-write
+// (the rest of its / is read-only).
 const queue = [...kernels];
 await Promise.all(Array.from({ length: Math.max(1, guestsAtATime) }, async () => {
   for (let kernel; (kernel = queue.shift()) !== undefined;) {
