@@ -16,6 +16,16 @@ type Pointer = unknown;
 const PROT_READ = 1;
 const MAP_SHARED = 1;
 
+/**
+ * The kernel refused to load or attach: `reason` says what, without the
+ * libbpf hint the message adds; `errno` is the kernel's answer.
+ */
+export class KernelRefusal extends RuntimeError {
+  constructor(readonly stage: 'load' | 'attach', readonly reason: string, readonly errno: number, hint: string) {
+    super(reason + hint);
+  }
+}
+
 export interface Program {
   name: string;
   section: string;
@@ -35,6 +45,11 @@ export class BpfObject {
     this.btf = new Btf(new Uint8Array(koffi.view(raw, size[0])).slice());
   }
 
+  /** The file of the object named `tool`. */
+  static path(tool: string): string {
+    return `${BPF_DIR}${tool}.bpf.o`;
+  }
+
   /** Opens bpf/<tool>.bpf.o after checking privileges and kernel BTF. */
   static open(tool: string): BpfObject {
     checkPrivileges();
@@ -45,7 +60,7 @@ export class BpfObject {
   /** Opens without the privilege checks: parsing an object needs none (tests, layout checks). */
   static openUnchecked(tool: string): BpfObject {
     libbpfLog.install();
-    const path = `${BPF_DIR}${tool}.bpf.o`;
+    const path = BpfObject.path(tool);
     const obj = bpf.object_open_file(path, null);
     if (!obj) throw new RuntimeError(`cannot open ${path}: ${errnoText(lastErrno())}${libbpfLog.hint()}`);
     return new BpfObject(tool, obj);
@@ -142,7 +157,7 @@ export class BpfObject {
   load(): void {
     const err = bpf.object_load(this.obj) as number;
     if (err) {
-      throw new RuntimeError(`failed to load BPF programs: ${errnoText(err)}${libbpfLog.hint()}`);
+      throw new KernelRefusal('load', `failed to load BPF programs: ${errnoText(err)}`, Math.abs(err), libbpfLog.hint());
     }
     this.loaded = true;
   }
@@ -154,7 +169,8 @@ export class BpfObject {
     for (const p of chosen) {
       const link = bpf.program_attach(this.program(p.name));
       if (!link) {
-        throw new RuntimeError(`failed to attach ${p.section}: ${errnoText(lastErrno())}${libbpfLog.hint()}`);
+        const errno = lastErrno();
+        throw new KernelRefusal('attach', `failed to attach ${p.section}: ${errnoText(errno)}`, errno, libbpfLog.hint());
       }
       this.links.push(link);
       libbpfLog.note(`attached ${p.name} (${p.section})`);

@@ -4,13 +4,16 @@
 // offers. The first plan that passes its check, loads and attaches wins;
 // a plan refused by the kernel (fentry refused with EPERM, a missing
 // function) is closed and the next one tried. -v says what was chosen and why.
+// A refusal that holds until the next boot is remembered (refusedplans.ts),
+// so that the next start passes over that plan without loading it.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
-import { BpfObject } from './bpfobject.js';
+import { BpfObject, KernelRefusal } from './bpfobject.js';
 import { Btf } from './btf.js';
 import { quoted, RuntimeError, UsageError } from './errors.js';
 import { libbpfLog } from './log.js';
 import { koffi, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, VMLINUX_BTF } from './preflight.js';
+import { planKey, RefusedPlans, stableRefusal } from './refusedplans.js';
 
 export interface AttachPlan {
   /** shown with -v, and available to the tool (e.g. for a header note) */
@@ -40,9 +43,13 @@ export function loadWithPlans(
   checkPrivileges();
   checkKernelBtf();
   const skipped = skippedPlans(tool, plans);
+  const refused = RefusedPlans.here();
   const failures: string[] = [];
   for (const plan of plans) {
-    const reason = skipped.has(plan.name) ? `${SKIP_PLANS_VARIABLE} names it` : plan.unavailable?.() ?? null;
+    const key = planKey(tool, plan.name, plan.programs, BpfObject.path(object));
+    const earlier = refused.reason(key);
+    const reason = skipped.has(plan.name) ? `${SKIP_PLANS_VARIABLE} names it`
+      : earlier !== undefined ? `refused earlier this boot (${earlier})` : plan.unavailable?.() ?? null;
     if (reason) {
       libbpfLog.note(`${tool}: plan ${plan.name} skipped: ${reason}`);
       failures.push(`${plan.name}: ${reason}`);
@@ -64,6 +71,7 @@ export function loadWithPlans(
     } catch (err) {
       obj.close();
       if (err instanceof UsageError || !(err instanceof RuntimeError)) throw err;
+      if (err instanceof KernelRefusal && stableRefusal(err.stage, err.errno)) refused.remember(key, err.reason);
       libbpfLog.note(`${tool}: plan ${plan.name} failed: ${err.message}`);
       failures.push(`${plan.name}: ${err.message}`);
     }

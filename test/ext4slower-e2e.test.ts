@@ -10,10 +10,12 @@ import { basename, join } from 'node:path';
 import { escapeText } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { loadWithPlans } from '../common/plan.js';
+import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
 import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions as parseFsslower, renderLine, SYSCALLS } from '../tools/fsslower.js';
 import {
-  kernelSnapshot, leftovers, runTool, sleep, startAttached, startVerboseAttached,
+  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, startVerboseAttached,
 } from './helpers.js';
+import { refusal } from './plans.js';
 import { compileOps, escapeRegExp, EXPECTED, filesystemType, pidColumn, row, startOps as startFsOps } from './fsslower-ops.js';
 
 /** As ext4slower parses them (fsslower -t ext4). */
@@ -160,6 +162,30 @@ t.test('the syscall tracepoints (the mode off x86-64) see the same operations, e
   lines.forEach((line, i) => {
     const [type, bytes, offset] = EXPECTED[i];
     t.match(line, row(ops.pid, type, bytes, Math.floor(offset / 1024), 'tracepoints.dat'), `${type} ${bytes} at ${offset}`);
+  });
+});
+
+t.test('a plan the kernel refused is passed over by the next start of this boot, with why; tried again on request', async (t) => {
+  const plans = attachPlans(parseOptions([])).map((p) => p.name);
+  /** ext4slower -v --json 0 until attached: its plan, and what -v said about each better one */
+  const run = async (env: NodeJS.ProcessEnv) => {
+    const tool = startTool('ext4slower', ['-v', '--json', '0'], env);
+    await tool.waitForStderr(/^all \d+ programs attached$/m);
+    const done = await tool.stop('SIGINT');
+    const chosen = /^ext4slower: using plan (.+)$/m.exec(done.stderr)![1];
+    return { chosen, passedOver: plans.slice(0, plans.indexOf(chosen)).map((p) => refusal('ext4slower', p, done.stderr)) };
+  };
+  const first = await run({ [RETRY_PLANS_VARIABLE]: '1' });
+  const next = await run({});
+  const again = await run({ [RETRY_PLANS_VARIABLE]: '1' });
+  t.equal(next.chosen, first.chosen, `the same plan (${first.chosen})`);
+  t.equal(again.chosen, first.chosen, 'tried again: the same plan');
+  t.same(again.passedOver, first.passedOver, 'tried again: refused (or skipped) as the first time');
+  // refused at load with EPERM or EOPNOTSUPP/ENOTSUPP, or at attach with those or EINVAL: the kernel's answer until the next boot
+  const stable = /^failed: (failed to load BPF programs: (Operation not permitted|Operation not supported|Unknown error 524)|failed to attach .+: (Operation not permitted|Invalid argument|Operation not supported|Unknown error 524))$/;
+  first.passedOver.forEach((why, i) => {
+    const expected = why && stable.test(why) ? `skipped: refused earlier this boot (${why.slice('failed: '.length)})` : why;
+    t.equal(next.passedOver[i], expected, `${plans[i]}: ${expected}`);
   });
 });
 

@@ -9,6 +9,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { AttachPlan } from '../common/plan.js';
+import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
 import { blockAttachPlans } from '../common/bio.js';
 import { attachPlans as fsslowerPlans, parseOptions as parseFsslower } from '../tools/fsslower.js';
 import { tracepointPlan } from '../tools/opensnoop.js';
@@ -80,9 +81,11 @@ const trials: Record<Variant, Trial> = {
   },
 };
 
-/** Starts the trial's tool with -v, skipping `skip`, and waits until it has attached or given up. */
+/** Starts the trial's tool with -v, skipping `skip`, every plan tried afresh, and waits until it has attached or given up. */
 async function start(trial: Trial, skip: string[]): Promise<RunningTool> {
-  const env = skip.length ? { EBPF_TOOLS_SKIP_PLANS: skip.map((p) => `${trial.tool}:${p}`).join(',') } : {};
+  // what the kernel says now, not what it said to an earlier run this boot
+  const env: NodeJS.ProcessEnv = { [RETRY_PLANS_VARIABLE]: '1' };
+  if (skip.length) env.EBPF_TOOLS_SKIP_PLANS = skip.map((p) => `${trial.tool}:${p}`).join(',');
   const tool = startTool(trial.tool, ['-v', ...trial.args], env);
   await until(60000 * SLOWDOWN, () => chosenPlan(trial.tool, tool.stderr) !== undefined || tool.proc.exitCode !== null);
   return tool;

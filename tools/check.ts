@@ -17,6 +17,7 @@ import { libbpfLog } from '../common/log.js';
 import { libbpfVersion } from '../common/native.js';
 import { kprobesAvailable } from '../common/plan.js';
 import { checkKernelBtf, checkPrivileges, VMLINUX_BTF } from '../common/preflight.js';
+import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
 
 const USAGE = `List the tools, or check what works on this machine
 
@@ -145,7 +146,9 @@ export function planFromLog(command: string, stderr: string): ToolPlan {
 /** Runs `command -v` until it has attached (or exited), then ends it by SIGINT. */
 function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN(command), '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // every plan tried again: check says what the kernel answers now, not what it answered earlier this boot
+    const env = { ...process.env, [RETRY_PLANS_VARIABLE]: '1' };
+    const child = spawn(process.execPath, [BIN(command), '-v'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let attached = false;
     const stop = (): void => {
