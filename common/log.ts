@@ -19,6 +19,7 @@ class LibbpfLog {
     this.installed = true;
     const setPrint = bpf.set_print; // loads libbpf, which declares libbpf_print_fn
     const callback = koffi.register((level: number, format: string, args: unknown): number => {
+      if (level >= LIBBPF_DEBUG && !this.verbose) return 0;
       const n = libcCalls.vsnprintf(this.buffer, this.buffer.length, format, args) as number;
       const text = this.buffer.subarray(0, Math.max(0, Math.min(n, this.buffer.length - 1))).toString();
       if (this.verbose) process.stderr.write(text);
