@@ -94,11 +94,14 @@ t.test('--cgroups: a histogram per cgroup of the issuing process; past --cgroups
 });
 
 t.test('interval and count: histograms on time while I/O flows, then the end', async (t) => {
-  const started = Date.now();
   const tool = startTool('biolatency', ['-T', '1', '3']);
+  let attached = 0;
   const arrivals: number[] = [];
   tool.proc.stdout!.on('data', (chunk: string) => {
-    for (const line of chunk.split('\n')) if (/^\d\d:\d\d:\d\d$/.test(line)) arrivals.push(Date.now());
+    for (const line of chunk.split('\n')) {
+      if (/^\d\d:\d\d:\d\d$/.test(line)) arrivals.push(Date.now());
+      else if (line.startsWith('Tracing ')) attached = Date.now();
+    }
   });
   let busy = true;
   const load = (async () => {
@@ -113,7 +116,8 @@ t.test('interval and count: histograms on time while I/O flows, then the end', a
     const gap = arrivals[i] - arrivals[i - 1];
     t.ok(Math.abs(gap - 1000) < 300 * SLOWDOWN, `interval ${i} after ${gap} ms`);
   }
-  t.ok(Date.now() - started < 5000 * SLOWDOWN + 3000, 'no longer than start-up and three seconds');
+  // from the header, printed once attached (start-up itself takes a minute in a loaded TCG guest)
+  t.ok(attached > 0 && Date.now() - attached < 3000 + 1000 * SLOWDOWN, `three seconds from the header to the end (${Date.now() - attached} ms)`);
   const histograms = parseHistograms(done.stdout);
   t.ok(histograms.length >= 2 && histograms.every((h) => h.total > 0), 'the intervals with I/O have histograms');
 });

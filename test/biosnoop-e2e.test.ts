@@ -128,7 +128,7 @@ t.test('--json: one object per I/O with the documented fields', async (t) => {
   const tool = await startVerboseAttached('biosnoop', ['--json']);
   t.equal(tool.proc.exitCode, null, 'running');
   const run = await runWorkload(scratch(), BLOCKS, 'wr', root);
-  const deadline = Date.now() + 10000;
+  const deadline = Date.now() + 10000 * SLOWDOWN;
   const mine = (): Record<string, unknown>[] =>
     tool.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.pid === run.pid && e.bytes === BLOCK_BYTES);
   while (mine().length < 2 * BLOCKS && Date.now() < deadline) await sleep(50);

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { PROBED_COMMANDS } from '../tools/check.js';
-import { kernelSnapshot, leftovers, runTool, sleep, startTool } from './helpers.js';
+import { kernelSnapshot, leftovers, runTool, startTool } from './helpers.js';
 
 interface Answer {
   features: { feature: string; works: boolean; detail: string }[];
@@ -44,10 +44,8 @@ t.test('features: as this machine has them', async (t) => {
 /** How `command` attaches when run now: its -v lines, until it has attached. */
 async function usedPlan(command: string): Promise<{ plan: string | null; stderr: string }> {
   const tool = startTool(command, ['-v']);
-  for (let waited = 0; !/^all \d+ programs attached$/m.test(tool.stderr); waited += 20) {
-    if (waited > 300_000 || tool.proc.exitCode !== null) break;
-    await sleep(20);
-  }
+  // a tool that attaches nothing ends on its own: what it said is the answer
+  await tool.waitForStderr(/^all \d+ programs attached$/m, 300_000).catch(() => undefined);
   const done = await tool.stop('SIGINT');
   const plan = new RegExp(`^${command}: using plan (.+)$`, 'm').exec(done.stderr)?.[1]
     ?? ([...done.stderr.matchAll(/^attached \S+ \((.+)\)$/gm)].map((m) => m[1]).filter((s, i, all) => all.indexOf(s) === i).join(', ') || null);

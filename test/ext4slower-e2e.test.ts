@@ -13,7 +13,7 @@ import { loadWithPlans } from '../common/plan.js';
 import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
 import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions as parseFsslower, renderLine, SYSCALLS } from '../tools/fsslower.js';
 import {
-  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, startVerboseAttached,
+  kernelSnapshot, leftovers, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached,
 } from './helpers.js';
 import { refusal } from './plans.js';
 import { compileOps, escapeRegExp, EXPECTED, filesystemType, pidColumn, row, startOps as startFsOps } from './fsslower-ops.js';
@@ -155,7 +155,7 @@ t.test('the syscall tracepoints (the mode off x86-64) see the same operations, e
   };
   stream!.start(onEvent, () => {});
   await ops.go();
-  for (let waited = 0; lines.length < EXPECTED.length && waited < 5000; waited += 20) await sleep(20);
+  for (let waited = 0; lines.length < EXPECTED.length && waited < 5000 * SLOWDOWN; waited += 20) await sleep(20);
   stream!.stop(onEvent);
   obj.close();
   t.equal(lines.length, EXPECTED.length, `one line per operation on the ext4 file, none for tmpfs:\n${lines.join('\n')}`);

@@ -12,11 +12,12 @@ import { UsageError } from '../common/errors.js';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
- * How much slower than this machine things may take: 6 in a TCG guest of
+ * How much slower than this machine things may take: 10 in a TCG guest of
  * scripts/vm-run (which sets VM_RUN_KERNEL there), where a Node program
- * starts 10 to 100 times slower. Waits and time bounds are multiplied by it.
+ * starts 10 to 100 times slower (a tool took 40 s to attach with four guests
+ * on two CPUs). Waits and time bounds are multiplied by it.
  */
-export const SLOWDOWN = process.env.VM_RUN_KERNEL ? 6 : 1;
+export const SLOWDOWN = process.env.VM_RUN_KERNEL ? 10 : 1;
 
 export function toolPath(tool: string): string {
   return `${ROOT}bin/${tool}.js`;
@@ -64,46 +65,100 @@ export class RunningTool {
   stdout = '';
   stderr = '';
   private readonly exited: Promise<Finished>;
+  /** stdout's complete non-empty lines so far, and the line being written */
+  private readonly completeLines: string[] = [];
+  private partialLine = '';
+  /** all its output read: the process exited and its pipes are closed */
+  private closed = false;
+  /** Called after each chunk of output and at exit: the waits, which test only what is new. */
+  private readonly onOutput = new Set<() => void>();
 
   constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
     beforeTools ??= kernelSnapshot();
     started.add(this);
     this.proc = spawn(...withoutTapHooks(command, args), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
-    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stdout += chunk;
+      const lines = (this.partialLine + chunk).split('\n');
+      this.partialLine = lines.pop()!;
+      for (const line of lines) if (line !== '') this.completeLines.push(line);
+      this.notify();
+    });
+    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stderr += chunk;
+      this.notify();
+    });
     this.exited = new Promise((resolve) =>
-      this.proc.on('close', (code, signal) =>
-        resolve({ code, signal, stdout: this.stdout, stderr: this.stderr })),
+      this.proc.on('close', (code, signal) => {
+        if (this.partialLine !== '') this.completeLines.push(this.partialLine);
+        this.partialLine = '';
+        this.closed = true;
+        this.notify();
+        resolve({ code, signal, stdout: this.stdout, stderr: this.stderr });
+      }),
     );
   }
 
+  /** stdout's non-empty lines (the last one possibly still being written). */
   get lines(): string[] {
-    return this.stdout.split('\n').filter((l) => l !== '');
+    return this.partialLine === '' ? [...this.completeLines] : [...this.completeLines, this.partialLine];
   }
 
-  /** Resolves with the first stdout line matching, or rejects after `ms` (with what was printed). */
-  async waitForLine(match: RegExp | ((line: string) => boolean), ms = 15000 * SLOWDOWN): Promise<string> {
+  private notify(): void {
+    for (const check of [...this.onOutput]) check();
+  }
+
+  /**
+   * Resolves when `found` (called after each chunk of output, and once more
+   * when the tool has exited) returns a value; rejects after `ms`, or once
+   * the tool has exited (all its output read) without it. Waiting costs nothing between chunks: a
+   * TCG guest's CPU is the scarcest thing in the kernel matrix.
+   */
+  private waitFor<T>(found: () => T | undefined, ms: number, what: () => string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.onOutput.delete(check);
+      };
+      const fail = (): void => {
+        finish();
+        reject(new Error(`${what()} after ${ms} ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`));
+      };
+      const check = (): void => {
+        const value = found();
+        if (value !== undefined) {
+          finish();
+          resolve(value);
+        } else if (this.closed) {
+          fail();
+        }
+      };
+      const timer = setTimeout(fail, ms);
+      this.onOutput.add(check);
+      check();
+    });
+  }
+
+  /** Resolves with the first complete stdout line matching, or rejects after `ms` (with what was printed). */
+  waitForLine(match: RegExp | ((line: string) => boolean), ms = 15000 * SLOWDOWN): Promise<string> {
     const test = typeof match === 'function' ? match : (l: string) => match.test(l);
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = this.lines.find(test);
-      if (found !== undefined) return found;
-      if (this.proc.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`no line matching ${String(match)} after ${ms} ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+    let next = 0;
+    return this.waitFor(() => {
+      for (; next < this.completeLines.length; next++) {
+        if (test(this.completeLines[next])) return this.completeLines[next];
       }
-      await sleep(20);
-    }
+      return undefined;
+    }, ms, () => `no line matching ${String(match)}`);
   }
 
-  /** Resolves once stderr has a line matching, or rejects after `ms` (with what was printed). */
-  async waitForStderr(match: RegExp, ms = 15000 * SLOWDOWN): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!match.test(this.stderr)) {
-      if (this.proc.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`no stderr matching ${String(match)} after ${ms} ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      }
-      await sleep(20);
-    }
+  /** Resolves once stderr has a match (tested from the line the last chunk ended in), or rejects after `ms` (with what was printed). */
+  waitForStderr(match: RegExp, ms = 15000 * SLOWDOWN): Promise<void> {
+    let from = 0;
+    return this.waitFor(() => {
+      if (match.test(this.stderr.slice(from))) return true;
+      from = this.stderr.lastIndexOf('\n') + 1;
+      return undefined;
+    }, ms, () => `no stderr matching ${String(match)}`).then(() => undefined);
   }
 
   /** Sends `signal` (default SIGINT, as Ctrl-C) and waits for exit. */

@@ -33,8 +33,9 @@ interface Trial {
 let serial = 0;
 const marker = (): string => `plans-e2e-${process.pid}-${++serial}`;
 
+/** Whether `done` comes true within `ms`, asked four times a second (each time reads all the tool printed). */
 async function until(ms: number, done: () => boolean): Promise<boolean> {
-  for (const deadline = Date.now() + ms; !done() && Date.now() < deadline;) await sleep(20);
+  for (const deadline = Date.now() + ms; !done() && Date.now() < deadline;) await sleep(250);
   return done();
 }
 
