@@ -106,6 +106,9 @@ const WRITE_BYTES = 100;
 // On the ext4 root filesystem: the bio and ext4 tools see its I/O; opens and
 // execs do not care where they happen.
 const root = rootDisk();
+// Fifteen storms, each with a tool started and stopped: about 30 s here, 65 s with the machine busy;
+// tap's default of 120 s for a file is too close.
+t.setTimeout(600_000);
 t.teardown(() => removeDir(root.dir));
 const STORM = join(root.dir, COMM);
 writeFileSync(`${STORM}.c`, STORM_SOURCE);
