@@ -10,7 +10,7 @@ import { left } from '../common/format.js';
 import {
   BLOCK_BYTES, makeCgroup, makeLoopDisk, removeCgroup, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
 } from './bio-helpers.js';
-import { runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
+import { QUIET_LIBBPF, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
 const HEADER = /^TIME\(s\) +COMM +PID +DISK +T +SECTOR +BYTES +LAT\(ms\)$/;
 const BLOCKS = 8;
@@ -84,8 +84,8 @@ for (const forced of [false, true]) {
       writeFileSync(queueScheduler, scheduler);
       t.teardown(() => writeFileSync(queueScheduler, current));
       const env = forced ? { EBPF_TOOLS_SKIP_PLANS: BEFORE_GETRQ.map((p) => `biosnoop:${p}`).join(',') } : {};
-      const tool = startTool('biosnoop', ['-v', '-d', root.disk], env);
-      await tool.waitForLine(HEADER, 60000);
+      const tool = startTool('biosnoop', ['-v', '-d', root.disk], { ...env, ...QUIET_LIBBPF });
+      await tool.waitForLine(HEADER);
       const file = scratch();
       const dd = spawn('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', 'count=16', 'oflag=direct'], { stdio: 'ignore' });
       const code = await new Promise((resolve) => dd.on('close', resolve));

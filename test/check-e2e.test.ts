@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { PROBED_COMMANDS } from '../tools/check.js';
-import { kernelSnapshot, leftovers, runTool, startTool } from './helpers.js';
+import { kernelSnapshot, leftovers, QUIET_LIBBPF, runTool, startTool } from './helpers.js';
 
 interface Answer {
   features: { feature: string; works: boolean; detail: string }[];
@@ -43,7 +43,7 @@ t.test('features: as this machine has them', async (t) => {
 
 /** How `command` attaches when run now: its -v lines, until it has attached. */
 async function usedPlan(command: string): Promise<{ plan: string | null; stderr: string }> {
-  const tool = startTool(command, ['-v']);
+  const tool = startTool(command, ['-v'], QUIET_LIBBPF);
   // a tool that attaches nothing ends on its own: what it said is the answer
   await tool.waitForStderr(/^all \d+ programs attached$/m, 300_000).catch(() => undefined);
   const done = await tool.stop('SIGINT');

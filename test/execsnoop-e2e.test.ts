@@ -6,8 +6,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { left, right } from '../common/format.js';
+import { LIBBPF_LOG_LEVEL } from '../common/log.js';
 import {
-  referenceTool, runCommand, RunningTool, sleep, startAttached, startVerboseAttached,
+  referenceTool, runCommand, RunningTool, sleep, startAttached, startTool, startVerboseAttached,
 } from './helpers.js';
 
 const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
@@ -109,6 +110,23 @@ t.test('--json gives one object per exec with the exact argument bytes', async (
   t.same(e.args, ['/bin/echo', m, 'tab\there', 'nl\nhere']);
   t.equal(e.args_truncated, false);
   await tool.stop();
+});
+
+t.test('-v: libbpf\'s log down to its debug messages, less as LIBBPF_LOG_LEVEL says; the attach lines always', async (t) => {
+  const verbose = async (env: NodeJS.ProcessEnv): Promise<string> => {
+    const tool = startTool('execsnoop', ['-v', '--json'], env);
+    await tool.waitForStderr(/^all \d+ programs attached$/m);
+    return (await tool.stop()).stderr;
+  };
+  const all = await verbose({});
+  t.match(all, /^libbpf: loading object from .*\/execsnoop\.bpf\.o$/m, 'libbpf\'s debug messages');
+  t.match(all, /^attached exec_done \(.+\)$/m, 'ours');
+  for (const level of ['info', 'warn']) {
+    const fewer = await verbose({ [LIBBPF_LOG_LEVEL]: level });
+    t.notMatch(fewer, /^libbpf: loading object/m, `LIBBPF_LOG_LEVEL=${level}: no debug messages`);
+    t.match(fewer, /^attached exec_done \(.+\)$/m, `LIBBPF_LOG_LEVEL=${level}: ours`);
+    t.match(fewer, /^all \d+ programs attached$/m);
+  }
 });
 
 t.test('-c traces only processes in that cgroup v2 directory', async (t) => {

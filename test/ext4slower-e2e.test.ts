@@ -13,7 +13,7 @@ import { loadWithPlans } from '../common/plan.js';
 import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
 import { attachPlans, decodeEvent, eventDecoder, kernelConfig, parseOptions as parseFsslower, renderLine, SYSCALLS } from '../tools/fsslower.js';
 import {
-  kernelSnapshot, leftovers, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached,
+  kernelSnapshot, leftovers, QUIET_LIBBPF, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached,
 } from './helpers.js';
 import { refusal } from './plans.js';
 import { compileOps, escapeRegExp, EXPECTED, filesystemType, pidColumn, row, startOps as startFsOps } from './fsslower-ops.js';
@@ -169,7 +169,7 @@ t.test('a plan the kernel refused is passed over by the next start of this boot,
   const plans = attachPlans(parseOptions([])).map((p) => p.name);
   /** ext4slower -v --json 0 until attached: its plan, and what -v said about each better one */
   const run = async (env: NodeJS.ProcessEnv) => {
-    const tool = startTool('ext4slower', ['-v', '--json', '0'], env);
+    const tool = startTool('ext4slower', ['-v', '--json', '0'], { ...env, ...QUIET_LIBBPF });
     await tool.waitForStderr(/^all \d+ programs attached$/m);
     const done = await tool.stop('SIGINT');
     const chosen = /^ext4slower: using plan (.+)$/m.exec(done.stderr)![1];

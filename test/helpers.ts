@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../common/bpfobject.js';
 import { toolOf } from '../common/commands.js';
 import { UsageError } from '../common/errors.js';
+import { LIBBPF_LOG_LEVEL } from '../common/log.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -185,13 +186,20 @@ export async function startAttached(tool: string, args: string[], header: RegExp
 }
 
 /**
+ * -v without libbpf's debug messages (thousands of lines for a large
+ * object, which a TCG guest takes many seconds to format and pass on): the
+ * tests read only the tool's own lines about attaching.
+ */
+export const QUIET_LIBBPF: NodeJS.ProcessEnv = { [LIBBPF_LOG_LEVEL]: 'info' };
+
+/**
  * Starts a tool with -v in a mode that prints no header (--json) and waits
  * until it says every program is attached: a sleep long enough on this
  * machine is too short in a TCG guest, and the first "attached" line comes
  * before the others are.
  */
 export async function startVerboseAttached(tool: string, args: string[]): Promise<RunningTool> {
-  const running = startTool(tool, ['-v', ...args]);
+  const running = startTool(tool, ['-v', ...args], QUIET_LIBBPF);
   await running.waitForStderr(/^all \d+ programs attached$/m);
   return running;
 }

@@ -14,7 +14,7 @@ import { blockAttachPlans } from '../common/bio.js';
 import { attachPlans as fsslowerPlans, parseOptions as parseFsslower } from '../tools/fsslower.js';
 import { tracepointPlan } from '../tools/opensnoop.js';
 import { BLOCK_BYTES, parseHistograms, removeDir, rootDisk, runWorkload, WORKLOAD_COMM } from './bio-helpers.js';
-import { sleep, SLOWDOWN, startTool, type RunningTool } from './helpers.js';
+import { QUIET_LIBBPF, sleep, SLOWDOWN, startTool, type RunningTool } from './helpers.js';
 import { chosenPlan, EXPECTED_PLANS, kernelSeries, recordPlan, refusal, VARIANTS, type Variant } from './plans.js';
 
 const series = kernelSeries();
@@ -85,7 +85,7 @@ const trials: Record<Variant, Trial> = {
 /** Starts the trial's tool with -v, skipping `skip`, every plan tried afresh, and waits until it has attached or given up. */
 async function start(trial: Trial, skip: string[]): Promise<RunningTool> {
   // what the kernel says now, not what it said to an earlier run this boot
-  const env: NodeJS.ProcessEnv = { [RETRY_PLANS_VARIABLE]: '1' };
+  const env: NodeJS.ProcessEnv = { [RETRY_PLANS_VARIABLE]: '1', ...QUIET_LIBBPF };
   if (skip.length) env.EBPF_TOOLS_SKIP_PLANS = skip.map((p) => `${trial.tool}:${p}`).join(',');
   const tool = startTool(trial.tool, ['-v', ...trial.args], env);
   await until(60000 * SLOWDOWN, () => chosenPlan(trial.tool, tool.stderr) !== undefined || tool.proc.exitCode !== null);

@@ -13,7 +13,7 @@ import { commandLine, parseCommandLine } from '../common/cli.js';
 import { COMMANDS } from '../common/commands.js';
 import { quoted, RuntimeError, UsageError } from '../common/errors.js';
 import { terminalSafeJson } from '../common/escape.js';
-import { libbpfLog } from '../common/log.js';
+import { LIBBPF_LOG_LEVEL, libbpfLog } from '../common/log.js';
 import { libbpfVersion } from '../common/native.js';
 import { kprobesAvailable } from '../common/plan.js';
 import { checkKernelBtf, checkPrivileges, VMLINUX_BTF } from '../common/preflight.js';
@@ -147,7 +147,8 @@ export function planFromLog(command: string, stderr: string): ToolPlan {
 function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string }> {
   return new Promise((resolve) => {
     // every plan tried again: check says what the kernel answers now, not what it answered earlier this boot
-    const env = { ...process.env, [RETRY_PLANS_VARIABLE]: '1' };
+    // and only its own lines and libbpf's warnings: check reads the plan lines (libbpf's debug log runs to thousands of lines)
+    const env = { ...process.env, [RETRY_PLANS_VARIABLE]: '1', [LIBBPF_LOG_LEVEL]: 'info' };
     const child = spawn(process.execPath, [BIN(command), '-v'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let attached = false;
