@@ -11,6 +11,20 @@ import type { Exporter } from './exporter.js';
 export const DEFAULT_PROMETHEUS_COMMS = 200;
 const MAX_PROMETHEUS_COMMS = 100000;
 
+/**
+ * The options a tool of events ends with: -v, --json (one object per
+ * `event`, as its help says) and the exporter's, in that order.
+ */
+export function eventToolOptions(event: string) {
+  return {
+    verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
+    json: { type: 'boolean', default: false, description: `print one JSON object per ${event} (NDJSON)` },
+    ...prometheusOption,
+    ...prometheusCommsOption,
+    ...prometheusCgroupsOption,
+  } as const;
+}
+
 /** yargs definition of --prometheus, which every tool has. */
 export const prometheusOption = {
   prometheus: {
@@ -20,7 +34,7 @@ export const prometheusOption = {
 } as const;
 
 /** yargs definition of --prometheus-comms, for the tools whose metrics have a comm label. */
-export const prometheusCommsOption = {
+const prometheusCommsOption = {
   'prometheus-comms': {
     type: 'string', requiresArg: true,
     description: `with --prometheus: at most this many comm label values (default ${DEFAULT_PROMETHEUS_COMMS}; 0 drops the comm label)`,
@@ -28,7 +42,7 @@ export const prometheusCommsOption = {
 } as const;
 
 /** yargs definition of --prometheus-cgroups, for the tools whose counters have a comm label. */
-export const prometheusCgroupsOption = {
+const prometheusCgroupsOption = {
   'prometheus-cgroups': {
     type: 'string', requiresArg: true,
     description: 'with --prometheus: a cgroup label (the cgroup v2 path) on the counters, at most this many values (default 0: no cgroup label)',

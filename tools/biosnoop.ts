@@ -20,7 +20,7 @@ import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
 import { loadWithPlans } from '../common/plan.js';
 import {
-  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+  cgroupNaming, eventToolOptions, openExporter, prometheusFromArgs, type PrometheusOptions,
 } from '../common/prometheus.js';
 
 const USAGE = `Trace block I/O
@@ -87,11 +87,7 @@ export function parseOptions(argv: string[], devices?: BlockDevice[]): Options {
       min: { alias: 'm', type: 'string', requiresArg: true, description: 'minimum latency to trace, in ms (fractions allowed)' },
       timestamp: { alias: 't', type: 'boolean', default: false, description: 'include wall-clock timestamp (TIMESTAMP column) instead of TIME(s)' },
       pattern: { alias: 'P', type: 'boolean', default: false, description: 'display block I/O pattern (sequential or random)' },
-      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
-      json: { type: 'boolean', default: false, description: 'print one JSON object per I/O (NDJSON)' },
-      ...prometheusOption,
-      ...prometheusCommsOption,
-      ...prometheusCgroupsOption,
+      ...eventToolOptions('I/O'),
     }), argv);
   const duration = args.duration as string | undefined;
   return {

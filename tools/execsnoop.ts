@@ -16,7 +16,7 @@ import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { Output } from '../common/output.js';
 import {
-  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+  cgroupNaming, eventToolOptions, openExporter, prometheusFromArgs, type PrometheusOptions,
 } from '../common/prometheus.js';
 import { parseUser } from '../common/users.js';
 
@@ -87,11 +87,7 @@ export function parseOptions(argv: string[]): Options {
       'max-args': { type: 'string', default: '20', requiresArg: true, description: 'maximum number of arguments parsed and displayed' },
       ...selectionOptions,
       ...printCgroupOption,
-      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
-      json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
-      ...prometheusOption,
-      ...prometheusCommsOption,
-      ...prometheusCgroupsOption,
+      ...eventToolOptions('event'),
     }), argv);
   return {
     time: args.time,

@@ -23,7 +23,7 @@ import { Output } from '../common/output.js';
 import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { ensureTracefs } from '../common/preflight.js';
 import {
-  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+  cgroupNaming, eventToolOptions, openExporter, prometheusFromArgs, type PrometheusOptions,
 } from '../common/prometheus.js';
 
 /** What each file system is traced by: its file operations (those libbpf-tools' fsslower traces) and superblock. */
@@ -131,11 +131,7 @@ export function parseOptions(argv: string[], command = 'fsslower'): Options {
       duration: { alias: 'd', type: 'string', requiresArg: true, description: 'total duration of trace, in seconds' },
       ...cgroupOption,
       ...printCgroupOption,
-      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach mode chosen)' },
-      json: { type: 'boolean', default: false, description: 'print one JSON object per operation (NDJSON)' },
-      ...prometheusOption,
-      ...prometheusCommsOption,
-      ...prometheusCgroupsOption,
+      ...eventToolOptions('operation'),
     }), argv);
   const positional = args.min_ms as string | undefined;
   if (positional !== undefined && args.min !== undefined) {

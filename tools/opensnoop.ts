@@ -21,7 +21,7 @@ import { Output } from '../common/output.js';
 import { loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { checkPrivileges, ensureTracefs } from '../common/preflight.js';
 import {
-  cgroupNaming, openExporter, prometheusCgroupsOption, prometheusCommsOption, prometheusFromArgs, prometheusOption, type PrometheusOptions,
+  cgroupNaming, eventToolOptions, openExporter, prometheusFromArgs, type PrometheusOptions,
 } from '../common/prometheus.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 import { Symbolizer } from '../common/symbols.js';
@@ -206,11 +206,7 @@ export function parseOptions(argv: string[]): Options {
       'buffer-pages': { alias: 'b', type: 'string', requiresArg: true, description: `ring buffer size in pages, rounded up to a power of two (default ${DEFAULT_RING_BYTES / PAGE_SIZE}: ${DEFAULT_RING_BYTES >> 20} MiB)` },
       ...selectionOptionsWithoutShortCgroup,
       ...printCgroupOption,
-      verbose: { alias: 'v', type: 'boolean', default: false, description: 'verbose debug output (libbpf log, attach decisions)' },
-      json: { type: 'boolean', default: false, description: 'print one JSON object per event (NDJSON)' },
-      ...prometheusOption,
-      ...prometheusCommsOption,
-      ...prometheusCgroupsOption,
+      ...eventToolOptions('event'),
       exec: { type: 'string', description: 'run CMD [ARGS...] (the rest of the line) and trace only it and its threads, from its first instruction; ends when it exits' },
     }), optionWords), ['flag', 'path']);
   if (exec && (args.pid !== undefined || args.tid !== undefined)) throw new UsageError(`option --exec cannot be combined with ${args.pid !== undefined ? '-p' : '-t'}`);
