@@ -2,7 +2,7 @@
 // machine (uname, sysctl, dpkg), fentry and kprobes against the plans the
 // tools then really use, and each tool's answer against a run of the tool
 // itself with -v. Runs on this host and in each kernel-matrix guest.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
@@ -41,12 +41,16 @@ t.test('features: as this machine has them', async (t) => {
   }
 });
 
-/** How `command` attaches when run now: its -v lines, until it has attached. */
-async function usedPlan(command: string): Promise<{ plan: string | null; stderr: string }> {
+/** How `command` attaches when run now: its -v lines, until it has attached (and, in `test`, that a SIGINT then ends it with status 0). */
+async function usedPlan(test: Test, command: string): Promise<{ plan: string | null; stderr: string }> {
   const tool = startTool(command, ['-v'], QUIET_LIBBPF);
   // a tool that attaches nothing ends on its own: what it said is the answer
   await tool.waitForStderr(/^all \d+ programs attached$/m, 300_000).catch(() => undefined);
   const done = await tool.stop('SIGINT');
+  // a Ctrl-C the moment it has attached still ends the run as any other
+  if (/^all \d+ programs attached$/m.test(done.stderr)) {
+    test.equal(done.code, 0, `${command}: SIGINT right after attaching: status 0 (${done.signal ?? 'no signal'})`);
+  }
   const plan = new RegExp(`^${command}: using plan (.+)$`, 'm').exec(done.stderr)?.[1]
     ?? ([...done.stderr.matchAll(/^attached \S+ \((.+)\)$/gm)].map((m) => m[1]).filter((s, i, all) => all.indexOf(s) === i).join(', ') || null);
   return { plan, stderr: done.stderr };
@@ -55,7 +59,7 @@ async function usedPlan(command: string): Promise<{ plan: string | null; stderr:
 t.test('each tool: the plan check names is the one the tool then uses, and each better plan is why-not', async (t) => {
   t.same(answer.tools.map((a) => a.command), PROBED_COMMANDS, 'every command that traces, fsslower through its names');
   for (const a of answer.tools) {
-    const used = await usedPlan(a.command);
+    const used = await usedPlan(t, a.command);
     t.equal(a.plan, used.plan, `${a.command}: ${a.plan}`);
     t.ok(a.plan !== null || a.error, `${a.command}: a plan, or why none`);
     for (const n of a.not_used) {

@@ -734,6 +734,9 @@ export async function main(argv: string[]): Promise<void> {
   // The tracepoints of the syscalls this kernel has are listed in tracefs.
   libbpfLog.note(ensureTracefs());
   const command = options.exec ? new TracedCommand(options.exec) : undefined;
+  // before the load, so that a Ctrl-C during it (or right after attaching) still ends with status 0
+  const lifetime = new Lifetime();
+  if (command) lifetime.onEnd(() => command.abandon());
   let stream!: EventStream; // set by the configure step of the plan that loaded
   let obj: BpfObject;
   let plan: AttachPlan;
@@ -749,9 +752,7 @@ export async function main(argv: string[]): Promise<void> {
     throw err;
   }
   const events = stream;
-  const lifetime = new Lifetime();
   lifetime.onEnd(() => obj.close());
-  if (command) lifetime.onEnd(() => command.abandon());
   if (exporter) {
     serveMetrics(exporter, obj, events, plan.name);
     lifetime.onEnd(() => events.stop(() => {}));
