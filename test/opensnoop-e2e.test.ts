@@ -418,7 +418,11 @@ t.test('same lines as Debian\'s C opensnoop on the same workload (header, PID, C
   await theirs.waitForLine(/^PID/);
   await held.release();
   // the header and 7 opens each, in whatever order they come (below)
-  for (const tool of [ours, theirs]) await tool.waitForLine(() => tool.lines.length >= 8);
+  for (const [name, tool] of [['ours', ours], ['the C tool', theirs]] as const) {
+    await tool.waitForLine(() => tool.lines.length >= 8).catch((err: Error) => {
+      throw new Error(`${name}: ${err.message}`);
+    });
+  }
   const theirsDone = await theirs.stop('SIGINT');
   const oursDone = await ours.stop();
   const theirLines = theirsDone.stdout.split('\n').filter((l) => l !== '');
