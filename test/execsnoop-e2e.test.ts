@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { left, right } from '../common/format.js';
 import { LIBBPF_LOG_LEVEL } from '../common/log.js';
 import {
-  referenceTool, runCommand, RunningTool, sleep, startAttached, startTool, startVerboseAttached,
+  perfBufferOpen, referenceTool, runCommand, RunningTool, sleep, startAttached, startTool, startVerboseAttached,
 } from './helpers.js';
 
 const HEADER = /^PCOMM\s+PID\s+PPID\s+RET ARGS$/;
@@ -178,6 +178,7 @@ async function sameAsC(t: Test, args: string[], makeExecs: (tag: string) => void
   const theirs = new RunningTool('/usr/bin/stdbuf', ['-oL', reference, ...args]);
   const ours = await trace(args);
   await theirs.waitForLine(/^PCOMM/);
+  await perfBufferOpen(theirs);
   const tag = marker();
   makeExecs(tag);
   await ours.waitForLine((l) => last(l, tag));

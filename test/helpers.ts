@@ -4,6 +4,7 @@
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../common/bpfobject.js';
 import { toolOf } from '../common/commands.js';
@@ -202,6 +203,21 @@ export async function startVerboseAttached(tool: string, args: string[]): Promis
   const running = startTool(tool, ['-v', ...args], QUIET_LIBBPF);
   await running.waitForStderr(/^all \d+ programs attached$/m);
   return running;
+}
+
+/**
+ * Debian's C tools (libbpf-tools 0.26) print their header before they open
+ * their perf buffer (strace: the header's write, then one perf_event_open per
+ * CPU), and the events in between are lost to them: once a C tool's header is
+ * in, waits until it has mapped a buffer for each CPU.
+ */
+export async function perfBufferOpen(tool: RunningTool): Promise<void> {
+  const maps = `/proc/${tool.proc.pid}/maps`;
+  const deadline = Date.now() + 15000 * SLOWDOWN;
+  while ((readFileSync(maps, 'utf8').match(/ anon_inode:\[perf_event\]$/gm)?.length ?? 0) < availableParallelism()) {
+    if (Date.now() > deadline) throw new Error(`${tool.proc.spawnargs.join(' ')}: no perf buffer for each of the ${availableParallelism()} CPUs after ${15 * SLOWDOWN} s`);
+    await sleep(20);
+  }
 }
 
 /** Runs a tool to completion synchronously (for usage errors and --help). */

@@ -4,14 +4,13 @@
 // option by option, then compared with Debian's C opensnoop.
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { left, right } from '../common/format.js';
 import { loadWithPlans } from '../common/plan.js';
 import { kernelConfig, parseOptions, tracepointPlan } from '../tools/opensnoop.js';
 import {
-  cgroupIdOf, kernelSnapshot, leftovers, referenceTool, RunningTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, withoutTapHooks,
+  cgroupIdOf, kernelSnapshot, leftovers, perfBufferOpen, referenceTool, RunningTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, withoutTapHooks,
 } from './helpers.js';
 
 const OPENER_SOURCE = String.raw`
@@ -402,19 +401,6 @@ t.test('--mntnsmap traces only the mount namespaces in the map', async (t) => {
   await tool.stop();
 });
 
-/**
- * Debian's C opensnoop prints its header before it opens its perf buffer
- * (strace: the header's write, then one perf_event_open per CPU), and what
- * it would see in between is lost to it: waits until it has mapped one per CPU.
- */
-async function perfBufferMapped(pid: number): Promise<void> {
-  const deadline = Date.now() + 15000 * SLOWDOWN;
-  while ((readFileSync(`/proc/${pid}/maps`, 'utf8').match(/ anon_inode:\[perf_event\]$/gm)?.length ?? 0) < availableParallelism()) {
-    if (Date.now() > deadline) throw new Error(`the C tool has no perf buffer for each of the ${availableParallelism()} CPUs after ${15 * SLOWDOWN} s`);
-    await sleep(20);
-  }
-}
-
 t.test('same lines as Debian\'s C opensnoop on the same workload (header, PID, COMM, FD, ERR, PATH)', async (t) => {
   const reference = referenceTool('opensnoop');
   if (!existsSync(reference)) throw new Error(`${reference} missing: install Debian's libbpf-tools`);
@@ -430,7 +416,7 @@ t.test('same lines as Debian\'s C opensnoop on the same workload (header, PID, C
   // Line-buffered, the C tool prints its header once attached, as ours does.
   const theirs = new RunningTool(...withoutTapHooks('/usr/bin/stdbuf', ['-oL', reference, '-p', String(held.pid)]));
   await theirs.waitForLine(/^PID/);
-  await perfBufferMapped(theirs.proc.pid!);
+  await perfBufferOpen(theirs);
   await held.release();
   // the header and 7 opens each, in whatever order they come (below)
   for (const [name, tool] of [['ours', ours], ['the C tool', theirs]] as const) {
