@@ -46,11 +46,10 @@ const e2eFiles = testFiles.filter((f) => f.endsWith('-e2e.test.js'));
 // for time: a guest runs a tool 50 to 100 times slower than this machine,
 // and the default set (plans-e2e among it, which forces every plan of
 // every tool) already takes a guest about half an hour of CI's hour. On
-// 2026-12-01 plans-e2e, fsslower and check passed in guests of all four
-// kernels (check on 5.10 once opensnoop's Ctrl-C bug it found was fixed);
-// opensnoop on 6.1, 6.12 and 7.2 (on 5.10 Debian's C opensnoop, which its
-// differential runs beside ours, lost the opens made between its header and
-// its perf buffer: the test now waits for the buffer).
+// 2026-12-01 plans-e2e and all three passed in guests of all four kernels:
+// check on 5.10 once opensnoop's Ctrl-C bug it found there was fixed, and
+// opensnoop on 5.10 once its differential waited for Debian's C opensnoop's
+// perf buffer (that tool lost the opens made between its header and it).
 const GUEST_ON_REQUEST = ['check-e2e', 'fsslower-e2e', 'opensnoop-e2e'].map((f) => `dist/test/${f}.test.js`);
 const guestFiles = process.env.EBPF_TOOLS_TEST_GUEST_FILES === 'e2e' ? e2eFiles
   : words(process.env.EBPF_TOOLS_TEST_GUEST_FILES, e2eFiles.filter((f) => !GUEST_ON_REQUEST.includes(f)).join(' '));
