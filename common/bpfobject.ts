@@ -13,6 +13,9 @@ export const BPF_DIR = fileURLToPath(new URL('../../bpf/', import.meta.url));
 
 type Pointer = unknown;
 
+/** The -v line that ends attaching (every program attached), as scripts and ebpf-tools check wait for it. */
+export const ALL_ATTACHED = /^all \d+ programs attached$/m;
+
 const PROT_READ = 1;
 const MAP_SHARED = 1;
 

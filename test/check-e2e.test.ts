@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
+import { ALL_ATTACHED } from '../common/bpfobject.js';
 import { PROBED_COMMANDS } from '../tools/check.js';
 import { kernelSnapshot, leftovers, QUIET_LIBBPF, runTool, startTool } from './helpers.js';
 
@@ -45,10 +46,10 @@ t.test('features: as this machine has them', async (t) => {
 async function usedPlan(test: Test, command: string): Promise<{ plan: string | null; stderr: string }> {
   const tool = startTool(command, ['-v'], QUIET_LIBBPF);
   // a tool that attaches nothing ends on its own: what it said is the answer
-  await tool.waitForStderr(/^all \d+ programs attached$/m, 300_000).catch(() => undefined);
+  await tool.waitForStderr(ALL_ATTACHED, 300_000).catch(() => undefined);
   const done = await tool.stop('SIGINT');
   // a Ctrl-C the moment it has attached still ends the run as any other
-  if (/^all \d+ programs attached$/m.test(done.stderr)) {
+  if (ALL_ATTACHED.test(done.stderr)) {
     test.equal(done.code, 0, `${command}: SIGINT right after attaching: status 0 (${done.signal ?? 'no signal'})`);
   }
   const plan = new RegExp(`^${command}: using plan (.+)$`, 'm').exec(done.stderr)?.[1]

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ALL_ATTACHED } from '../common/bpfobject.js';
 import { left, right } from '../common/format.js';
 import { LIBBPF_LOG_LEVEL } from '../common/log.js';
 import {
@@ -115,7 +116,7 @@ t.test('--json gives one object per exec with the exact argument bytes', async (
 t.test('-v: libbpf\'s log down to its debug messages, less as LIBBPF_LOG_LEVEL says; the attach lines always', async (t) => {
   const verbose = async (env: NodeJS.ProcessEnv): Promise<string> => {
     const tool = startTool('execsnoop', ['-v', '--json'], env);
-    await tool.waitForStderr(/^all \d+ programs attached$/m);
+    await tool.waitForStderr(ALL_ATTACHED);
     return (await tool.stop()).stderr;
   };
   const all = await verbose({});
@@ -125,7 +126,7 @@ t.test('-v: libbpf\'s log down to its debug messages, less as LIBBPF_LOG_LEVEL s
     const fewer = await verbose({ [LIBBPF_LOG_LEVEL]: level });
     t.notMatch(fewer, /^libbpf: loading object/m, `LIBBPF_LOG_LEVEL=${level}: no debug messages`);
     t.match(fewer, /^attached exec_done \(.+\)$/m, `LIBBPF_LOG_LEVEL=${level}: ours`);
-    t.match(fewer, /^all \d+ programs attached$/m);
+    t.match(fewer, ALL_ATTACHED);
   }
 });
 

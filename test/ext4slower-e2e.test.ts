@@ -7,6 +7,7 @@
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { ALL_ATTACHED } from '../common/bpfobject.js';
 import { escapeText } from '../common/escape.js';
 import { EventStream } from '../common/events.js';
 import { loadWithPlans } from '../common/plan.js';
@@ -170,7 +171,7 @@ t.test('a plan the kernel refused is passed over by the next start of this boot,
   /** ext4slower -v --json 0 until attached: its plan, and what -v said about each better one */
   const run = async (env: NodeJS.ProcessEnv) => {
     const tool = startTool('ext4slower', ['-v', '--json', '0'], { ...env, ...QUIET_LIBBPF });
-    await tool.waitForStderr(/^all \d+ programs attached$/m);
+    await tool.waitForStderr(ALL_ATTACHED);
     const done = await tool.stop('SIGINT');
     const chosen = /^ext4slower: using plan (.+)$/m.exec(done.stderr)![1];
     return { chosen, passedOver: plans.slice(0, plans.indexOf(chosen)).map((p) => refusal('ext4slower', p, done.stderr)) };

@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { BpfObject } from '../common/bpfobject.js';
+import { ALL_ATTACHED, BpfObject } from '../common/bpfobject.js';
 import { toolOf } from '../common/commands.js';
 import { UsageError } from '../common/errors.js';
 import { LIBBPF_LOG_LEVEL } from '../common/log.js';
@@ -113,8 +113,9 @@ export class RunningTool {
   /**
    * Resolves when `found` (called after each chunk of output, and once more
    * when the tool has exited) returns a value; rejects after `ms`, or once
-   * the tool has exited (all its output read) without it. Waiting costs nothing between chunks: a
-   * TCG guest's CPU is the scarcest thing in the kernel matrix.
+   * the tool has exited (all its output read) without it. Waiting costs
+   * nothing between chunks: a TCG guest's CPU is the scarcest thing in the
+   * kernel matrix.
    */
   private waitFor<T>(found: () => T | undefined, ms: number, what: () => string): Promise<T> {
     return new Promise((resolve, reject) => {
@@ -201,7 +202,7 @@ export const QUIET_LIBBPF: NodeJS.ProcessEnv = { [LIBBPF_LOG_LEVEL]: 'info' };
  */
 export async function startVerboseAttached(tool: string, args: string[]): Promise<RunningTool> {
   const running = startTool(tool, ['-v', ...args], QUIET_LIBBPF);
-  await running.waitForStderr(/^all \d+ programs attached$/m);
+  await running.waitForStderr(ALL_ATTACHED);
   return running;
 }
 

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { BpfObject } from '../common/bpfobject.js';
+import { ALL_ATTACHED, BpfObject } from '../common/bpfobject.js';
 import { commandLine, parseCommandLine } from '../common/cli.js';
 import { COMMANDS } from '../common/commands.js';
 import { quoted, RuntimeError, UsageError } from '../common/errors.js';
@@ -163,7 +163,7 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
     // "all N programs attached" ends attaching, whatever the plan (a tool with plans names the one used just before it returns to its loop)
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
-      if (/^all \d+ programs attached$/m.test(stderr)) stop();
+      if (ALL_ATTACHED.test(stderr)) stop();
     });
     child.on('close', (code) => {
       clearTimeout(timer);
