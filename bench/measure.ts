@@ -20,11 +20,11 @@ export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** A command line: the program and its arguments. */
 export type Command = [string, ...string[]];
 
-/** Whether our tool can run: its front end and its BPF object are in the tree, and tsc has emitted it. */
+/** Whether our tool can run: its front end and its BPF object are in the tree, and npm run build has bundled it. */
 export function oursAvailable(command: string): boolean {
   const tool = toolOf(command);
   return existsSync(`${ROOT}tools/${tool}.ts`) && existsSync(`${ROOT}bpf/${tool}.bpf.o`)
-    && existsSync(`${ROOT}dist/tools/${tool}.js`);
+    && existsSync(`${ROOT}dist/bundle/${tool}.js`);
 }
 
 /** Our tool, started as its bin/ launcher starts it. */

@@ -3,5 +3,5 @@
 import { enableCompileCache } from '../dist/common/compilecache.js';
 
 enableCompileCache();
-const { launch } = await import('../dist/common/launch.js');
-launch('ebpf-tools');
+const { run } = await import('../dist/bundle/check.js');
+run('ebpf-tools');

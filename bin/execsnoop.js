@@ -3,5 +3,5 @@
 import { enableCompileCache } from '../dist/common/compilecache.js';
 
 enableCompileCache();
-const { launch } = await import('../dist/common/launch.js');
-launch('execsnoop');
+const { run } = await import('../dist/bundle/execsnoop.js');
+run('execsnoop');

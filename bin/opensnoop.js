@@ -3,5 +3,5 @@
 import { enableCompileCache } from '../dist/common/compilecache.js';
 
 enableCompileCache();
-const { launch } = await import('../dist/common/launch.js');
-launch('opensnoop');
+const { run } = await import('../dist/bundle/opensnoop.js');
+run('opensnoop');

@@ -5,7 +5,7 @@
 // synchronous collection of pre-aggregated values (a few hundred
 // microseconds): it never holds the reading up for long, and a scraper
 // that goes away only closes its own socket.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BpfObject } from './bpfobject.js';
 import { CgroupNames } from './cgroups.js';
@@ -57,6 +57,10 @@ export class Exporter {
 
   /** Binds the address (before anything is loaded, so that a failure leaves nothing behind). */
   static async listen(tool: string, options: PrometheusOptions): Promise<Exporter> {
+    // imported here, not at the top: in a tool's bundle (scripts/bundle.mjs)
+    // a top-level import of node:http would run at every start, and it costs
+    // Node 24 some 20 ms (it loads undici)
+    const { createServer } = await import('node:http');
     const server = createServer();
     const exporter = new Exporter(tool, server, options);
     server.on('request', (request, response) => exporter.answer(request, response));

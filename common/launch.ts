@@ -1,13 +1,17 @@
-// The entry point behind every bin/ launcher. The tool's module (and with it
-// libbpf) is imported inside runMain, so that a missing libbpf is reported
-// as one line with what to install, like any other runtime failure. A tool
-// serving several commands (fsslower as ext4slower...) is told which ran.
+// The entry point behind every bin/ launcher (through its tool's bundle,
+// scripts/bundle.mjs). The tool's module (and with it libbpf) is loaded
+// inside runMain, so that a missing libbpf is reported as one line with what
+// to install, like any other runtime failure. A tool serving several
+// commands (fsslower as ext4slower...) is told which ran.
 import { runMain } from './cli.js';
-import { toolOf } from './commands.js';
 
-export function launch(command: string): void {
+export interface ToolModule {
+  main(argv: string[], command: string): void | Promise<void>;
+}
+
+export function launch(command: string, load: () => Promise<ToolModule>): void {
   runMain(command, async () => {
-    const module = (await import(`../tools/${toolOf(command)}.js`)) as { main(argv: string[], command: string): void | Promise<void> };
+    const module = await load();
     await module.main(process.argv.slice(2), command);
   });
 }

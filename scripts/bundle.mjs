@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// One file per tool module, run by the bin/ launchers: dist/bundle/<tool>.js
+// holds the tool and every module of ours and of its dependencies it
+// imports, built from what tsc wrote to dist/. A start then reads and
+// compiles one file instead of resolving, reading and linking some forty
+// (half of a start's time in a kernel-matrix guest went to that).
+//
+// Left outside, loaded from node_modules as before: koffi (a native addon
+// found by its own loader), and yargs and cli-table3, which only --help,
+// a mistake or `ebpf-tools check` load, through require.
+//
+// The tool module is imported dynamically, so that it is evaluated (and
+// libbpf opened) inside runMain, which reports a missing libbpf as one line.
+// Node's own modules are imported at the top of a bundle whoever imports
+// them: one that only some runs need and that costs (node:http) is imported
+// where it is used (common/exporter.ts).
+// The bundles live two levels below the package, as dist/tools/ does, so the
+// paths our modules take from import.meta.url (bpf/, package.json, bin/)
+// are the same from either.
+import { build } from 'esbuild';
+import { rmSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { COMMANDS } = await import(`${root}/dist/common/commands.js`);
+const outdir = `${root}/dist/bundle`;
+rmSync(outdir, { recursive: true, force: true });
+
+for (const tool of new Set(COMMANDS.map((c) => c.tool))) {
+  await build({
+    stdin: {
+      contents: `import { launch } from './dist/common/launch.js';
+export const run = (command) => launch(command, () => import('./dist/tools/${tool}.js'));
+`,
+      resolveDir: root,
+      sourcefile: `bundle-${tool}.js`,
+    },
+    outfile: `${outdir}/${tool}.js`,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    external: ['koffi', 'yargs', 'cli-table3'],
+    logLevel: 'warning',
+  });
+}
