@@ -13,8 +13,15 @@ const LOST_CHECK_INTERVAL_MS = 1000;
  */
 const EXIT_DRAIN_MS = 2000;
 
-/** Default ring buffer size: room for a few tens of milliseconds of a storm (4 MiB lost events in the signal tests' storms on a busy 2-core machine; -b grows it). */
-export const DEFAULT_RING_BYTES = 16 << 20;
+/**
+ * Default ring buffer size: room for some tens of milliseconds of a storm
+ * (about 40,000 opensnoop records of a short path). Every page of it is
+ * resident from the start (the kernel maps them all at mmap), so it is most
+ * of a tool's memory beyond Node's own: 4 MiB lost nothing in the
+ * benchmark's storms (bench/RESULTS.md), where 16 MiB held 12 MiB more for
+ * all of every run. -b grows it.
+ */
+export const DEFAULT_RING_BYTES = 4 << 20;
 
 /** Rounds a requested ring buffer size up to what the kernel accepts: a power of two of at least a page. */
 export function ringBufferBytes(requested: number): number {

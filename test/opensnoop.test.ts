@@ -28,7 +28,7 @@ const renderJson = (fields: Partial<Fields>, argv: string[] = ['--json']): Recor
 t.test('options: defaults and the kernel config they ask for', async (t) => {
   const o = parseOptions([]);
   t.same([o.timestamp, o.printUid, o.failed, o.extended, o.errnoNames, o.fullPath, o.json], [false, false, false, false, false, false, false]);
-  t.equal(ringBytes(o), 16 << 20, '16 MiB ring buffer by default');
+  t.equal(ringBytes(o), 4 << 20, '4 MiB ring buffer by default');
   const config = kernelConfig(o);
   t.same({ ...config, targ_comm: undefined, targ_paths: undefined }, {
     targ_tgid: 0, targ_tid: 0, targ_uid: 0xffffffff, targ_failed: false, filter_flags: false,

@@ -88,7 +88,7 @@ export interface Options extends SelectionOptions {
   callers: boolean;
   /** --exec: the command to run and trace (the rest of the command line) */
   exec?: string[];
-  /** -b: ring buffer pages; the runtime's default size (16 MiB) when not given */
+  /** -b: ring buffer pages; the runtime's default size (4 MiB) when not given */
   bufferPages?: number;
   printCgroup?: CgroupMode;
   verbose: boolean;
