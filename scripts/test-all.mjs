@@ -13,8 +13,8 @@
 //   EBPF_TOOLS_TEST_GUESTS   guests at a time (default: all of them; each uses one CPU at most)
 //   EBPF_TOOLS_TEST_GUEST_FILES  test files run in each guest (default: every *-e2e file but GUEST_ON_REQUEST;
 //                            "e2e" for all of them)
-//   EBPF_TOOLS_TEST_NODE_FILES   test files run under the other Node versions (default: the unit tests;
-//                            "e2e" adds every *-e2e file)
+//   EBPF_TOOLS_TEST_NODE_FILES   test files run under the other Node versions (default: the unit tests
+//                            and every *-e2e file; "unit" for the unit tests alone)
 //   EBPF_TOOLS_TEST_LOCK     a file to flock around each run that loads BPF on this
 //                            machine (for a machine shared by several checkouts)
 //   EBPF_TOOLS_PLAN_RESULTS  where the tests record the attach plans each tool took
@@ -54,7 +54,8 @@ const GUEST_ON_REQUEST = ['check-e2e', 'fsslower-e2e', 'opensnoop-e2e'].map((f) 
 const guestFiles = process.env.EBPF_TOOLS_TEST_GUEST_FILES === 'e2e' ? e2eFiles
   : words(process.env.EBPF_TOOLS_TEST_GUEST_FILES, e2eFiles.filter((f) => !GUEST_ON_REQUEST.includes(f)).join(' '));
 // Under the other Node versions: the unit tests (decoding, rendering,
-// parsing: what a V8 or Node change can break) and the e2e tests.
+// parsing: what a V8 or Node change can break) and the e2e tests (the tools
+// as users of that Node run them; all of them take about 1.5 minutes here).
 const unitFiles = testFiles.filter((f) => /\/[a-z0-9]+\.test\.js$/.test(f) && !/\/(docs|package|runtime|reliability|signals|pipes|bad-input)\./.test(f));
 const tap = ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap'];
 
@@ -160,7 +161,7 @@ for (const version of nodes) {
     continue;
   }
   const version_ = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.trim();
-  const nodeFiles = process.env.EBPF_TOOLS_TEST_NODE_FILES === 'e2e' ? [...unitFiles, ...e2eFiles] : unitFiles;
+  const nodeFiles = process.env.EBPF_TOOLS_TEST_NODE_FILES === 'unit' ? unitFiles : [...unitFiles, ...e2eFiles];
   await run(`host (Node ${version_})`, ...onHost(binary, [...tap, ...nodeFiles]),
     { env: { PATH: `${dirname(binary)}:${process.env.PATH}` } });
 }
