@@ -140,13 +140,15 @@ await run(`host (Node ${process.version})`, ...onHost(process.execPath, tap));
 // runs: two guests at once took ~40 minutes each for all their e2e files,
 // and so did four at once). TCG runs a Node program 10 to 100 times slower
 // than this machine: a file gets 30 minutes, not 2 (biosnoop-e2e took 11
-// with eight guests on two CPUs), and a guest an hour. The plans the
+// with eight guests on two CPUs), and a guest an hour. The files run one by
+// one without tap's runner (scripts/run-tap-files.mjs), which would cost
+// each about a minute more there. The plans the
 // guest's tests take come back in a directory shared read-write (the rest
 // of its / is read-only).
 const queue = [...kernels];
 await Promise.all(Array.from({ length: Math.max(1, guestsAtATime) }, async () => {
   for (let kernel; (kernel = queue.shift()) !== undefined;) {
-    await run(`Linux ${kernel} guest`, 'scripts/vm-run', [kernel, '--', process.execPath, ...tap, '-t', '1800', ...guestFiles], {
+    await run(`Linux ${kernel} guest`, 'scripts/vm-run', [kernel, '--', process.execPath, 'scripts/run-tap-files.mjs', ...guestFiles], {
       buffered: true,
       plans: join(resultsDir, `plans-${kernel}.jsonl`),
       env: { VM_RUN_WRITABLE: resultsDir, VM_RUN_TIMEOUT: '3600' },

@@ -2,7 +2,7 @@
 // arguments and assert the exact line the tool prints for them.
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ALL_ATTACHED } from '../common/bpfobject.js';
@@ -67,7 +67,9 @@ t.test('--max-args, -q, -T, -t, -U, -C, -M columns', async (t) => {
   const m = marker();
   const pid = echo([m, 'b c', 'd', 'e']);
   const got = await tool.waitForLine((l) => l.includes(m));
-  const tail = `${left('echo', 16)} ${left(pid, 6)} ${left('node', 16)} ${left(process.pid, 6)} \\d+ +0 "/bin/echo" "${m}" "b c" \\.\\.\\.`;
+  // the parent is this process: "node", or "MainThread" under Node 24, which names its main thread so
+  const parentComm = readFileSync('/proc/self/comm', 'utf8').trim();
+  const tail = `${left('echo', 16)} ${left(pid, 6)} ${left(parentComm, 16)} ${left(process.pid, 6)} \\d+ +0 "/bin/echo" "${m}" "b c" \\.\\.\\.`;
   t.match(got, new RegExp(`^\\d\\d:\\d\\d:\\d\\d \\d+\\.\\d{3} +0 {6}${tail}$`));
   await tool.stop();
 });
