@@ -27,8 +27,13 @@
 #define MAX_FAILED_ARGS 64
 /* longest single argument copied for a failed exec (bounds each read for the verifier) */
 #define FAILED_ARG_BYTES 4096
-/* caller's arguments counted at entry; beyond this the count is unknown */
-#define MAX_COUNTED_ARGS 4096
+/*
+ * Caller's arguments counted at entry; beyond this the count is unknown, and
+ * user space finds a script's path among the arguments by its file name. The
+ * verifier walks every turn of the loop when it loads the program: 4096 took
+ * about 90 ms of each of the two entry programs' load, which 64 makes ~1 ms.
+ */
+#define MAX_COUNTED_ARGS 64
 #define ARGC_UNKNOWN ((__u32)-1)
 
 const volatile __u32 targ_uid = (__u32)-1;

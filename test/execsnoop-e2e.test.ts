@@ -257,6 +257,24 @@ t.test('--json gives a script\'s interpreter and its arguments in interpreter, n
   await tool.stop();
 });
 
+t.test('a script given more arguments than the kernel side counts (64): its path found by its file name', async (t) => {
+  const dir = scripts(t);
+  const tool = await startVerboseAttached('execsnoop', ['--json', '--max-args', '100']);
+  const m = marker();
+  const many = (tag: string): string[] => [`${m}-${tag}`, ...Array.from({ length: 69 }, (_, i) => `a${i}`)];
+  const cases: Array<[string, string[], string[]]> = [
+    ['./x.sh', many('g'), ['/bin/sh', '-e']],
+    ['./outer', many('h'), ['/bin/sh', `${dir}/inner`]],
+  ];
+  for (const [file, args, interpreter] of cases) {
+    const { pid } = runCommand(file, args, { cwd: dir });
+    const e = JSON.parse(await tool.waitForLine((l) => l.includes(`"${args[0]}"`) && l.includes(`"pid":${pid},`)));
+    t.same(e.args, [file, ...args], `${file}: ${args.length} arguments as typed`);
+    t.same(e.interpreter, interpreter, `${file}: interpreter`);
+  }
+  await tool.stop();
+});
+
 t.test('scripts: same lines as Debian\'s C execsnoop (PID, PPID, RET, ARGS)', (t) => {
   const dir = scripts(t);
   return sameAsC(t, [], (tag) => {
