@@ -128,8 +128,8 @@ async function waitCaughtUp(pid: number): Promise<void> {
   }, CATCH_UP_TIMEOUT_MS, 20);
 }
 
-/** Reported losses: ours say "N events lost" (biosnoop also "N requests not traced"), the C tools "Lost N events". */
-export const LOSS_LINE = /(\d+) events lost|Lost (\d+) events|(\d+) requests not traced/;
+/** Reported losses: ours say "N events lost" (biolatency and biosnoop also "N requests not traced"), the C tools "Lost N events". */
+export const LOSS_LINE = /(\d+) events lost|Lost (\d+) events|(\d+) requests? not traced/;
 
 export async function runTraced(command: Command, isOurs: boolean, stormBin: string, kind: StormKind, outPath: string): Promise<Traced> {
   const outFd = openSync(outPath, 'w');

@@ -14,7 +14,13 @@
  *   on_request_issue(rq, origin)  sent to the device driver (block_rq_issue);
  *                                 origin, if not NULL, is who created it and
  *                                 when, as block_getrq saw it (below);
+ *   on_request_requeue(rq)        to be dispatched again (block_rq_requeue);
  *   on_request_complete(rq)       done (block_rq_complete).
+ *
+ * An entry kept for a request's address and found dispatched when a request
+ * is created or dispatched there is an earlier request's, whose completion
+ * no program saw (requeues clear the dispatch, so they are not taken for
+ * that): the tools count it in unseen_completions.
  *
  * Where blk_account_io_start is inlined and block_io_start does not exist
  * (5.10 to 6.4 kernels, Debian 12's 6.1), the creation is seen at
@@ -47,6 +53,14 @@ const volatile __u32 targ_dev = 0;
 /* Requests that could not be followed: a table full (MAX_REQUESTS in flight) or busy. */
 __u64 untracked_requests = 0;
 
+/*
+ * Requests dispatched whose completion no program of ours saw. The kernel
+ * skips a program that is already running on the CPU when an interrupt
+ * completes a request (the program's recursion_misses), and some hosts run
+ * no BPF program in the context of tasks they hide from tracing.
+ */
+__u64 unseen_completions = 0;
+
 /* Set by user space for the block_getrq plan. */
 const volatile bool origins_by_bio = false;
 
@@ -74,6 +88,7 @@ struct {
 
 static __always_inline int on_request_start(struct request *rq, bool insert);
 static __always_inline int on_request_issue(struct request *rq, struct request_origin *origin);
+static __always_inline int on_request_requeue(struct request *rq);
 static __always_inline int on_request_complete(struct request *rq);
 
 /* The current task as a request's origin. */
@@ -141,6 +156,8 @@ typedef void (*btf_trace_block_rq_insert___with_queue)(void *, struct request_qu
 							 struct request___any *);
 typedef void (*btf_trace_block_rq_issue___with_queue)(void *, struct request_queue___any *,
 							struct request___any *);
+typedef void (*btf_trace_block_rq_requeue___with_queue)(void *, struct request_queue___any *,
+							  struct request___any *);
 
 /* Until 5.11, block_getrq also passed the queue first and block_bio_frontmerge the queue and request. */
 struct bio___any;
@@ -199,20 +216,10 @@ static __always_inline int request_issued(struct request *rq)
 	return on_request_issue(rq, &origin);
 }
 
-static __always_inline struct request *inserted_request(__u64 *ctx)
+/* A block_rq_* tracepoint's request: its second argument where the kernel passes the queue first. */
+static __always_inline struct request *request_arg(__u64 *ctx, bool queue_first)
 {
-	if (bpf_core_type_matches(btf_trace_block_rq_insert___with_queue)) {
-		__u64 arg = ctx[1];
-
-		barrier_var(arg);
-		return (struct request *)arg;
-	}
-	return (struct request *)ctx[0];
-}
-
-static __always_inline struct request *issued_request(__u64 *ctx)
-{
-	if (bpf_core_type_matches(btf_trace_block_rq_issue___with_queue)) {
+	if (queue_first) {
 		__u64 arg = ctx[1];
 
 		barrier_var(arg);
@@ -291,13 +298,13 @@ int BPF_PROG(frontmerge_raw_tp)
 SEC("tp_btf/block_rq_insert")
 int BPF_PROG(rq_insert_tp_btf)
 {
-	return on_request_start(inserted_request(ctx), true);
+	return on_request_start(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_insert___with_queue)), true);
 }
 
 SEC("raw_tp/block_rq_insert")
 int BPF_PROG(rq_insert_raw_tp)
 {
-	return on_request_start(inserted_request(ctx), true);
+	return on_request_start(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_insert___with_queue)), true);
 }
 
 /* Dispatch to the driver. */
@@ -305,13 +312,27 @@ int BPF_PROG(rq_insert_raw_tp)
 SEC("tp_btf/block_rq_issue")
 int BPF_PROG(rq_issue_tp_btf)
 {
-	return request_issued(issued_request(ctx));
+	return request_issued(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_issue___with_queue)));
 }
 
 SEC("raw_tp/block_rq_issue")
 int BPF_PROG(rq_issue_raw_tp)
 {
-	return request_issued(issued_request(ctx));
+	return request_issued(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_issue___with_queue)));
+}
+
+/* Back from the driver, to be dispatched again. */
+
+SEC("tp_btf/block_rq_requeue")
+int BPF_PROG(rq_requeue_tp_btf)
+{
+	return on_request_requeue(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_requeue___with_queue)));
+}
+
+SEC("raw_tp/block_rq_requeue")
+int BPF_PROG(rq_requeue_raw_tp)
+{
+	return on_request_requeue(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_requeue___with_queue)));
 }
 
 /* Completion: the request comes first on every kernel with BTF. */

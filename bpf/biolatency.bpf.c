@@ -65,14 +65,19 @@ static const struct hist empty_hist;
 
 static __always_inline int on_request_start(struct request *rq, bool insert)
 {
-	struct request_times times = { .created_ns = bpf_ktime_get_ns() };
+	struct request_times times = { .created_ns = bpf_ktime_get_ns() }, *known;
 
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
+	known = bpf_map_lookup_elem(&requests, &rq);
+	if (known && known->issued_ns)
+		__sync_fetch_and_add(&unseen_completions, 1);
+	/* a requeued request is inserted again: keep its first time */
+	else if (known && insert)
+		return 0;
 	if (targ_per_cgroup)
 		times.cgroup_id = current_cgroup();
-	/* a requeued request is inserted again: keep its first time */
-	update_or_count(&requests, &rq, &times, insert ? BPF_NOEXIST : BPF_ANY);
+	update_or_count(&requests, &rq, &times, BPF_ANY);
 	return 0;
 }
 
@@ -84,8 +89,14 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 	if (!dev_selected(rq))
 		return 0;
 	times = bpf_map_lookup_elem(&requests, &rq);
+	if (times && times->issued_ns) {
+		/* an earlier request's */
+		__sync_fetch_and_add(&unseen_completions, 1);
+		bpf_map_delete_elem(&requests, &rq);
+		times = NULL;
+	}
 	if (times) {
-		/* dispatched again after a requeue: the device time starts over */
+		/* created, or dispatched again after a requeue: the device time starts now */
 		times->issued_ns = now;
 		return 0;
 	}
@@ -102,6 +113,15 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 
 		update_or_count(&requests, &rq, &fresh, BPF_ANY);
 	}
+	return 0;
+}
+
+static __always_inline int on_request_requeue(struct request *rq)
+{
+	struct request_times *times = bpf_map_lookup_elem(&requests, &rq);
+
+	if (times)
+		times->issued_ns = 0;
 	return 0;
 }
 

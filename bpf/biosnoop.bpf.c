@@ -68,13 +68,18 @@ struct {
 
 static __always_inline int on_request_start(struct request *rq, bool insert)
 {
-	struct request_info info = {};
+	struct request_info info = {}, *known;
 
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
-	current_origin(&info.origin);
+	known = bpf_map_lookup_elem(&requests, &rq);
+	if (known && known->issued_ns)
+		__sync_fetch_and_add(&unseen_completions, 1);
 	/* a requeued request is inserted again: keep its first time */
-	update_or_count(&requests, &rq, &info, insert ? BPF_NOEXIST : BPF_ANY);
+	else if (known && insert)
+		return 0;
+	current_origin(&info.origin);
+	update_or_count(&requests, &rq, &info, BPF_ANY);
 	return 0;
 }
 
@@ -85,6 +90,12 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 	if (!dev_selected(rq))
 		return 0;
 	info = bpf_map_lookup_elem(&requests, &rq);
+	if (info && info->issued_ns) {
+		/* an earlier request's */
+		__sync_fetch_and_add(&unseen_completions, 1);
+		bpf_map_delete_elem(&requests, &rq);
+		info = NULL;
+	}
 	if (!info) {
 		struct request_info fresh = {};
 
@@ -107,6 +118,15 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 	info->bytes = BPF_CORE_READ(rq, __data_len);
 	info->cmd_flags = BPF_CORE_READ(rq, cmd_flags);
 	info->dev = request_dev(rq);
+	return 0;
+}
+
+static __always_inline int on_request_requeue(struct request *rq)
+{
+	struct request_info *info = bpf_map_lookup_elem(&requests, &rq);
+
+	if (info)
+		info->issued_ns = 0;
 	return 0;
 }
 

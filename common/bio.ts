@@ -81,14 +81,14 @@ const START_HOOKS: StartHook[] = [
 ];
 
 /**
- * The attach plans of a block request tool, best first: dispatch and
- * completion always, and with `withStart` a hook on request creation
+ * The attach plans of a block request tool, best first: dispatch, requeue
+ * and completion always, and with `withStart` a hook on request creation
  * (needed to know the issuing process, and for queued time).
  */
 export function blockAttachPlans(withStart: boolean): AttachPlan[] {
   const plans: AttachPlan[] = [];
   for (const flavour of FLAVOURS) {
-    const requestPrograms = [`rq_issue_${flavour.suffix}`, `rq_complete_${flavour.suffix}`];
+    const requestPrograms = [`rq_issue_${flavour.suffix}`, `rq_requeue_${flavour.suffix}`, `rq_complete_${flavour.suffix}`];
     if (!withStart) {
       plans.push({ name: flavour.suffix, programs: requestPrograms, unavailable: flavour.unavailable });
       continue;
@@ -219,30 +219,40 @@ export class RequestFlags {
   }
 }
 
+/** The counters of requests the kernel side could not follow (bio.bpf.h), and why, as reported. */
+const UNTRACED_COUNTERS = [
+  { variable: 'untracked_requests', why: `kernel tables full or busy; at most ${MAX_REQUESTS} in flight are followed` },
+  { variable: 'unseen_completions', why: 'the kernel ran no BPF program at their completion' },
+];
+
 /**
- * Reports on stderr the requests the kernel side could not follow because
- * too many were in flight, so that none goes missing silently.
+ * Reports on stderr the requests the kernel side could not follow (too
+ * many in flight, or completed where the kernel runs no BPF program), so
+ * that none goes missing silently.
  */
 export class UntrackedRequests {
   private readonly view: DataView;
-  private readonly offset: number;
-  private reported = 0;
+  private readonly counters: { offset: number; why: string; reported: number }[];
 
-  /** Reads the loaded object's untracked_requests counter. */
+  /** Reads the loaded object's counters. */
   constructor(private readonly obj: BpfObject) {
-    const variable = obj.btf.datasec('.bss').get('untracked_requests');
-    if (!variable) throw new Error(`${obj.tool}.bpf.o has no untracked_requests counter`);
+    const bss = obj.btf.datasec('.bss');
     this.view = obj.sectionView('.bss');
-    this.offset = variable.offset;
+    this.counters = UNTRACED_COUNTERS.map(({ variable, why }) => {
+      const found = bss.get(variable);
+      if (!found) throw new Error(`${obj.tool}.bpf.o has no ${variable} counter`);
+      return { offset: found.offset, why, reported: 0 };
+    });
   }
 
-  /** Prints how many more requests went unfollowed since the last report, if any. */
+  /** Prints how many more requests went unfollowed since the last report, and why, if any. */
   report(): void {
-    const count = Number(this.view.getBigUint64(this.offset, true));
-    if (count === this.reported) return;
-    process.stderr.write(
-      `${this.obj.tool}: ${count - this.reported} requests not traced: kernel tables full or busy (${count} in all; at most ${MAX_REQUESTS} requests in flight are followed)\n`,
-    );
-    this.reported = count;
+    for (const counter of this.counters) {
+      const count = Number(this.view.getBigUint64(counter.offset, true));
+      if (count === counter.reported) continue;
+      const more = count - counter.reported;
+      process.stderr.write(`${this.obj.tool}: ${more} request${more === 1 ? '' : 's'} not traced: ${counter.why} (${count} in all)\n`);
+      counter.reported = count;
+    }
   }
 }

@@ -157,6 +157,11 @@ export class BpfObject {
     return bpf.map_fd(this.map(name)) as number;
   }
 
+  /** A loaded program's fd (to run it with BPF_PROG_TEST_RUN, as the tests do). */
+  programFd(name: string): number {
+    return bpf.program_fd(this.program(name)) as number;
+  }
+
   load(): void {
     const err = bpf.object_load(this.obj) as number;
     if (err) {

@@ -124,6 +124,26 @@ export function rootDisk(): RootDisk {
   return { dir, disk: basename(sysfs), startSector: 0n };
 }
 
+/**
+ * What a run of biolatency or biosnoop said on stderr: how many requests it
+ * reported not traced because the kernel ran no BPF program at their
+ * completion (on this project's own machine the kernel runs none in its
+ * agent's threads, and an interrupt that completes a request there is never
+ * seen), and every other line. A request may be missing from a run only if
+ * it is counted there.
+ */
+export function unseenCompletions(tool: string, stderr: string): { count: number; otherLines: string[] } {
+  const report = new RegExp(`^${tool}: (\\d+) requests? not traced: the kernel ran no BPF program at their completion \\(\\d+ in all\\)$`);
+  let count = 0;
+  const otherLines: string[] = [];
+  for (const line of stderr.split('\n').filter((l) => l !== '')) {
+    const m = report.exec(line);
+    if (m) count += Number(m[1]);
+    else otherLines.push(line);
+  }
+  return { count, otherLines };
+}
+
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }

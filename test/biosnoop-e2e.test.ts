@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { blockAttachPlans } from '../common/bio.js';
 import { left } from '../common/format.js';
 import {
-  BLOCK_BYTES, makeCgroup, makeLoopDisk, removeCgroup, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
+  BLOCK_BYTES, makeCgroup, makeLoopDisk, removeCgroup, removeDir, rootDisk, runWorkload, unseenCompletions, WORKLOAD_COMM,
+  type WorkloadRun,
 } from './bio-helpers.js';
 import { QUIET_LIBBPF, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
@@ -42,11 +43,17 @@ t.test('each direct write and read: the issuing process, disk, direction, sector
   await tool.waitForLine(expectedLine(run, BLOCKS - 1, 'R'));
   const done = await tool.stop('SIGINT');
   t.equal(done.code, 0, 'Ctrl-C exits 0');
-  t.equal(done.stderr, '', 'nothing on stderr');
+  const unseen = unseenCompletions('biosnoop', done.stderr);
+  t.same(unseen.otherLines, [], 'nothing else on stderr');
+  let missing = 0;
   for (let i = 0; i < BLOCKS; i++) {
-    t.equal(tool.lines.filter((l) => expectedLine(run, i, 'W').test(l)).length, 1, `block ${i} written once`);
-    t.equal(tool.lines.filter((l) => expectedLine(run, i, 'R').test(l)).length, 1, `block ${i} read once`);
+    for (const op of ['W', 'R'] as const) {
+      const shown = tool.lines.filter((l) => expectedLine(run, i, op).test(l)).length;
+      t.ok(shown <= 1, `block ${i} ${op === 'W' ? 'written' : 'read'} once (${shown})`);
+      missing += 1 - shown;
+    }
   }
+  t.ok(missing <= unseen.count, `every I/O shown or reported not traced: ${missing} missing, ${unseen.count} reported`);
   // the rest of its I/O is the file's metadata and cache flushes (fdatasync)
   t.equal(linesOf(tool, run.pid, BLOCK_BYTES).length, 2 * BLOCKS, 'no other data I/O attributed to the workload');
 });
@@ -99,12 +106,16 @@ for (const forced of [false, true]) {
       const written = (): bigint => tool.lines.filter((l) => ddLine.test(l) && inFile(l))
         .reduce((sum, l) => sum + BigInt(ddLine.exec(l)![2]), 0n);
       for (let waited = 0; written() < 16n << 20n && waited < 20000; waited += 50) await sleep(50);
-      t.equal((await tool.stop()).code, 0);
+      const done = await tool.stop();
+      t.equal(done.code, 0);
       if (forced) t.match(tool.stderr, /^biosnoop: using plan tp_btf start at block_getrq$/m, '-v names the plan');
       const onFile = tool.lines.slice(1).filter((l) => /^\S+ +\S+ +\d+ +\S+ +\S+ +\d+ /.test(l) && inFile(l));
       t.ok(onFile.length > 0, `${onFile.length} requests to the file`);
       t.same(onFile.filter((l) => !ddLine.test(l)), [], 'every request to the file is dd\'s, with its PID');
-      t.equal(written(), 16n << 20n, '16 MiB written by dd');
+      // dd's requests are of 1 MiB at most (fewer where the disk takes less)
+      const unseen = BigInt(unseenCompletions('biosnoop', done.stderr).count);
+      const missing = (16n << 20n) - written();
+      t.ok(missing >= 0n && missing <= unseen << 20n, `16 MiB written by dd, shown or reported not traced: ${written()} bytes shown, ${unseen} requests reported`);
     });
   }
 }

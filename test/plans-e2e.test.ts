@@ -13,7 +13,7 @@ import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
 import { blockAttachPlans } from '../common/bio.js';
 import { attachPlans as fsslowerPlans, parseOptions as parseFsslower } from '../tools/fsslower.js';
 import { tracepointPlan } from '../tools/opensnoop.js';
-import { BLOCK_BYTES, parseHistograms, removeDir, rootDisk, runWorkload, WORKLOAD_COMM } from './bio-helpers.js';
+import { BLOCK_BYTES, parseHistograms, removeDir, rootDisk, runWorkload, unseenCompletions, WORKLOAD_COMM } from './bio-helpers.js';
 import { QUIET_LIBBPF, sleep, SLOWDOWN, startTool, type RunningTool } from './helpers.js';
 import { chosenPlan, EXPECTED_PLANS, kernelSeries, recordPlan, refusal, VARIANTS, type Variant } from './plans.js';
 
@@ -61,7 +61,8 @@ const trials: Record<Variant, Trial> = {
     event: async (tool) => {
       await runWorkload(join(root.dir, marker()), BLOCKS, 'wr', root);
       const done = await tool.stop();
-      return parseHistograms(done.stdout).some((h) => h.total >= 2 * BLOCKS);
+      const unseen = unseenCompletions('biolatency', done.stderr).count;
+      return parseHistograms(done.stdout).some((h) => h.total + unseen >= 2 * BLOCKS);
     },
   },
   'biolatency -Q': {
@@ -69,7 +70,8 @@ const trials: Record<Variant, Trial> = {
     event: async (tool) => {
       await runWorkload(join(root.dir, marker()), BLOCKS, 'wr', root);
       const done = await tool.stop();
-      return parseHistograms(done.stdout).some((h) => h.total >= 2 * BLOCKS);
+      const unseen = unseenCompletions('biolatency', done.stderr).count;
+      return parseHistograms(done.stdout).some((h) => h.total + unseen >= 2 * BLOCKS);
     },
   },
   biosnoop: {
@@ -82,7 +84,8 @@ const trials: Record<Variant, Trial> = {
         const m = / (\d+) +(\d+) +[\d.]+$/.exec(l);
         return m !== null && m[2] === String(BLOCK_BYTES) && sectors.has(m[1]);
       });
-      const all = await until(30000 * SLOWDOWN, () => ofWorkload().length >= 2 * BLOCKS);
+      // or reported not traced, which the tool says within a second
+      const all = await until(30000 * SLOWDOWN, () => ofWorkload().length + unseenCompletions('biosnoop', tool.stderr).count >= 2 * BLOCKS);
       const lines = ofWorkload();
       const attributed = lines.filter((l) => l.includes(` ${run.pid} `) && l.includes(WORKLOAD_COMM));
       // Every I/O shown, and the workload named: the plan works. Which

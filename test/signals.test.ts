@@ -153,6 +153,8 @@ const marker = (): string => `sig${process.pid}x${++counter}`;
 
 /** A loss report: the ring buffer was full (with the run's total so far), or records were still unread when the exit's last read had to end. */
 const LOST = /^(\w+): (\d+) events lost: (?:ring buffer full \((\d+) lost in all\)|still unread \d+ s after the end of the run)$/;
+/** biolatency's and biosnoop's report of more requests they could not follow. */
+const UNTRACED = /^(bio\w+): (\d+) requests? not traced: .* \(\d+ in all\)$/;
 
 /** Lines that are not one JSON value each. */
 function notJson(lines: string[]): string[] {
@@ -335,11 +337,13 @@ for (const { tool, jsonWith } of CASES) {
       t.equal(done.code, 0, 'exit status 0');
       t.ok(done.stdout.endsWith('\n'), `stdout ends with a newline: ...${JSON.stringify(done.stdout.slice(-100))}`);
       const stderrLines = done.stderr.split('\n').filter((l) => l !== '');
-      t.same(stderrLines.filter((l) => LOST.exec(l)?.[1] !== tool), [], 'nothing on stderr but loss reports');
+      const reporter = (l: string): string | undefined => (LOST.exec(l) ?? UNTRACED.exec(l))?.[1];
+      t.same(stderrLines.filter((l) => reporter(l) !== tool), [], 'nothing on stderr but loss reports');
       const reports = stderrLines.map((l) => LOST.exec(l)).filter((m) => m !== null);
       const ringFull = reports.filter((m) => m[3] !== undefined);
       const unread = reports.filter((m) => m[3] === undefined).reduce((sum, m) => sum + Number(m[2]), 0);
-      const lost = (ringFull.length ? Number(ringFull.at(-1)![3]) : 0) + unread;
+      const untraced = stderrLines.map((l) => UNTRACED.exec(l)).filter((m) => m !== null).reduce((sum, m) => sum + Number(m[2]), 0);
+      const lost = (ringFull.length ? Number(ringFull.at(-1)![3]) : 0) + unread + untraced;
       const lines = done.stdout.split('\n').filter((l) => l !== '');
       if (json) t.same(notJson(lines).slice(0, 3), [], 'every line is a JSON object');
       else t.match(lines[0], run.header, 'the header first');
