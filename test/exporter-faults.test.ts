@@ -2,18 +2,19 @@
 // during or after the response, 200 scrapes at once, a port already in use,
 // an address not this machine's, a malformed address, --print-cgroup with
 // it, SIGTERM while scrapes are in flight, SIGINT; where it listens (a bare
-// PORT, [::1]:PORT). The tool
+// PORT, [::1]:PORT); and that without it node:http is never loaded. The tool
 // keeps exporting (or exits as asked) and never crashes. Host only (not
 // -e2e): it is about our HTTP side, which no kernel changes.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { checkHistograms, parseExposition } from './exposition-check.js';
-import { baseArgs, kernelSnapshot, leftovers, runTool, sleep, startTool, TOOLS, type RunningTool } from './helpers.js';
+import { baseArgs, kernelSnapshot, leftovers, RunningTool, runTool, sleep, startTool, toolPath, TOOLS } from './helpers.js';
 
 const work = mkdtempSync('/var/tmp/ebpf-tools-exporter-');
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
@@ -223,4 +224,32 @@ t.test('SIGINT (Ctrl-C) while serving: exits 0, cleanly', async (t) => {
   t.equal(done.signal, null, 'not killed by the signal');
   t.equal(done.stdout, '', 'no events printed');
   t.equal(done.stderr, `biosnoop: serving metrics at http://127.0.0.1:${port}/metrics\n`, 'nothing on stderr but where it served');
+});
+
+t.test('a terminal run, to its header and Ctrl-C, never loads node:http; the same probe sees it loaded with --prometheus', async (t) => {
+  // The exporter (common/exporter.ts) is inside each tool's bundle, where a
+  // module costs nothing until it runs; what it would cost a terminal run is
+  // node:http and what it loads, which Node lists in process.moduleLoadList.
+  // The probe, preloaded, writes that list when the process exits.
+  const probe = join(work, 'modules-at-exit.mjs');
+  writeFileSync(probe, "import { writeFileSync } from 'node:fs';\n" +
+    "process.on('exit', () => writeFileSync(process.env.MODULES_AT_EXIT, process.moduleLoadList.join('\\n')));\n");
+  let runs = 0;
+  const modulesOf = async (tool: string, args: string[], ready: (running: RunningTool) => Promise<unknown>): Promise<string[]> => {
+    const list = join(work, `modules-${runs++}`);
+    const running = new RunningTool(process.execPath, ['--import', pathToFileURL(probe).href, toolPath(tool), ...args], { MODULES_AT_EXIT: list });
+    await ready(running);
+    const done = await running.stop('SIGINT');
+    t.equal(done.code, 0, `${tool} ${args.join(' ')}: Ctrl-C exits 0`);
+    return readFileSync(list, 'utf8').split('\n');
+  };
+  const http = (modules: string[]): string[] => modules.filter((m) => /http/.test(m));
+  for (const tool of TOOLS) {
+    // the header comes once attached: the run is past where --prometheus would have started the exporter
+    const modules = await modulesOf(tool, baseArgs(tool), (running) => running.waitForLine(() => true));
+    t.ok(modules.includes('NativeModule fs'), `${tool}: the probe wrote the list (${modules.length} modules)`);
+    t.same(http(modules), [], `${tool}: no http module loaded`);
+  }
+  const exporting = await modulesOf('execsnoop', ['--prometheus', '127.0.0.1:0'], (running) => running.waitForStderr(/serving metrics at \S+\n/));
+  t.ok(exporting.includes('NativeModule http'), `with --prometheus the probe sees node:http (${http(exporting).length} http modules)`);
 });
