@@ -184,7 +184,8 @@ t.test('a bare PORT listens on every interface: the wildcard address, answering 
   // *: IPv6 and IPv4 (one dual-stack socket), 0.0.0.0: every IPv4 address of a machine without IPv6
   t.same(listeningOn(tool.proc.pid!, port), [shown === '[::]' ? `*:${port}` : `0.0.0.0:${port}`], 'one socket, on the wildcard address (ss)');
   const addresses = ownAddresses();
-  t.ok(addresses.includes('127.0.0.1') && addresses.includes('::1') && addresses.length > 2, `addresses of this machine: ${addresses.join(' ')}`);
+  t.ok(addresses.includes('127.0.0.1') && addresses.includes('::1'), `both loopback addresses, among ${addresses.join(' ')}`);
+  t.ok(addresses.some((a) => a !== '127.0.0.1' && a !== '::1'), 'an address beyond the loopback ones (a network interface up), to scrape at');
   for (const address of addresses) {
     const answer = await scrape(port, '/metrics', address);
     t.equal(answer.status, 200, `scraped at ${address}`);
@@ -209,7 +210,6 @@ t.test('[::1]:PORT: served on the IPv6 loopback end to end, and there only', asy
   t.equal(answer.status, 200, 'scraped over ::1');
   t.match(answer.body, /^ebpf_tools_build_info\{tool="biolatency",/m);
   t.match(answer.body, /^ebpf_tools_lost_events_total 0$/m);
-  checkHistograms(t, answer.body);
   await t.rejects(scrape(port, '/metrics', '127.0.0.1'), { code: 'ECONNREFUSED' }, 'not on 127.0.0.1');
   const done = await tool.stop('SIGTERM');
   t.equal(done.code, 0);
