@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { BpfObject } from './bpfobject.js';
 import { CgroupNames } from './cgroups.js';
 import { PACKAGE_VERSION } from './cli.js';
-import { RuntimeError } from './errors.js';
+import { oneLine, RuntimeError } from './errors.js';
 import { bytesOfLosslessString } from './escape.js';
 import { CgroupLabels, CommLabels, CONTENT_TYPE, exposition, type Family, type Labels } from './exposition.js';
 import type { ListenAddress, PrometheusOptions } from './prometheus.js';
@@ -33,6 +33,8 @@ function bindFailure(listen: ListenAddress, err: NodeJS.ErrnoException): Runtime
 
 export class Exporter {
   private collect?: () => string;
+  /** what failed collections said on stderr: each message once, not at every scrape */
+  private readonly collectFailuresReported = new Set<string>();
   /** the comm label of every metric that has one, bounded by --prometheus-comms */
   readonly comms: CommLabels;
 
@@ -95,7 +97,7 @@ export class Exporter {
       samples: [{ labels: { tool: this.tool, version: PACKAGE_VERSION, attach_plan: attachPlan }, value: 1 }],
     };
     const lost = lostEventsReader(obj);
-    this.collect = () => exposition([
+    this.serveFamilies(() => [
       buildInfo,
       {
         name: 'ebpf_tools_lost_events_total', type: 'counter',
@@ -104,6 +106,11 @@ export class Exporter {
       },
       ...collect(),
     ]);
+  }
+
+  /** Starts answering scrapes with the families `collect` gives at each, and says where on stderr. */
+  serveFamilies(collect: Collector): void {
+    this.collect = () => exposition(collect());
     process.stderr.write(`${this.tool}: serving metrics at ${this.url}\n`);
   }
 
@@ -115,9 +122,29 @@ export class Exporter {
       return plainAnswer(response, 405, 'Only GET and HEAD\n');
     }
     if (!this.collect) return plainAnswer(response, 503, 'Not attached yet\n');
-    const body = this.collect();
+    let body: string;
+    try {
+      body = this.collect();
+    } catch (err) {
+      return this.collectFailed(response, err);
+    }
     response.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body) });
     response.end(request.method === 'HEAD' ? undefined : body);
+  }
+
+  /**
+   * A collection that threw (a map that could not be read): this scrape is
+   * answered 500, which Prometheus records as the target down, and the tool
+   * goes on serving, since the next collection may succeed. Said on stderr
+   * once per message, not at every scrape (every 15 s for weeks).
+   */
+  private collectFailed(response: ServerResponse, err: unknown): void {
+    const message = oneLine(err instanceof Error ? err.message : String(err));
+    if (!this.collectFailuresReported.has(message)) {
+      this.collectFailuresReported.add(message);
+      process.stderr.write(`${this.tool}: cannot collect the metrics (scrape answered 500, still serving; not repeated): ${message}\n`);
+    }
+    plainAnswer(response, 500, `Cannot collect the metrics: ${message}\n`);
   }
 }
 

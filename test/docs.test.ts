@@ -5,7 +5,7 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
-import { parseExposition } from './exposition-check.js';
+import { checkHistograms, parseExposition, promtool } from './exposition-check.js';
 import { ROOT, runTool, sleep, startTool } from './helpers.js';
 
 const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string>; man: string[]; version: string };
@@ -103,7 +103,7 @@ const EXPORTERS: { page: string; command: string; args: string[]; fs?: string }[
   { page: 'fsslower', command: 'ext4slower', args: ['--prometheus-cgroups', '10', '0'], fs: 'ext4' },
 ];
 
-t.test('each man page\'s METRICS lists exactly the metrics and labels its tool serves', async (t) => {
+t.test('each man page\'s METRICS lists exactly the metrics and labels its tool serves; promtool and our checks accept every scrape', async (t) => {
   // on the root file system (ext4 here), so that writes reach ext4 and the disk
   const work = mkdtempSync('/var/tmp/ebpf-tools-docs-');
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
@@ -123,12 +123,20 @@ t.test('each man page\'s METRICS lists exactly the metrics and labels its tool s
     const tool = startTool(command, [...args, '--prometheus', '127.0.0.1:0']);
     await tool.waitForStderr(/serving metrics at \S+\n/);
     const url = /serving metrics at (\S+)$/m.exec(tool.stderr)![1];
-    let served = servedMetrics(await scrapeText(url));
+    /** A scrape, checked as the unit tests check exposition text built by hand: promtool, and our histogram checks. */
+    const scrape = async (): Promise<string> => {
+      const text = await scrapeText(url);
+      const check = promtool(text);
+      t.equal(check.status, 0, `${command}: promtool check metrics accepts what it served${check.output ? `: ${check.output}` : ''}`);
+      checkHistograms(t, text);
+      return text;
+    };
+    let served = servedMetrics(await scrape());
     // a family's labels are known from its first sample: do each thing until every family has one
     for (let i = 0; i < 50 && served.families.some((f) => !served.metrics.some((m) => m.startsWith(`${f}{`))); i++) {
       workload();
       await sleep(100);
-      served = servedMetrics(await scrapeText(url));
+      served = servedMetrics(await scrape());
     }
     t.same([...served.metrics].sort(), [...documented].sort(), `${command} ${args.join(' ')}: served = ${page}.8 METRICS`);
     t.equal((await tool.stop('SIGTERM')).code, 0);

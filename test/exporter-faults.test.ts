@@ -1,16 +1,20 @@
-// --prometheus under faults: scrapers that go away before, during or after
-// the response, 200 scrapes at once, a port already in use, a malformed
-// address, --print-cgroup with it, SIGTERM while scrapes are in flight. The tool keeps exporting
-// (or exits as asked) and never crashes. Host only (not -e2e): it is about
-// our HTTP side, which no kernel changes.
+// --prometheus under faults and at its edges: scrapers that go away before,
+// during or after the response, 200 scrapes at once, a port already in use,
+// an address not this machine's, a malformed address, --print-cgroup with
+// it, SIGTERM while scrapes are in flight, SIGINT; where it listens (a bare
+// PORT, [::1]:PORT); and that without it node:http is never loaded. The tool
+// keeps exporting (or exits as asked) and never crashes. Host only (not
+// -e2e): it is about our HTTP side, which no kernel changes.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { checkHistograms, parseExposition } from './exposition-check.js';
-import { baseArgs, kernelSnapshot, leftovers, runTool, sleep, startTool, TOOLS, type RunningTool } from './helpers.js';
+import { baseArgs, kernelSnapshot, leftovers, RunningTool, runTool, sleep, startTool, toolPath, TOOLS } from './helpers.js';
 
 const work = mkdtempSync('/var/tmp/ebpf-tools-exporter-');
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
@@ -22,10 +26,10 @@ async function exporting(tool: string, args: string[] = []): Promise<{ tool: Run
   return { tool: running, port: Number(/:(\d+)\/metrics$/m.exec(running.stderr)![1]) };
 }
 
-/** One scrape on a connection of its own: status and body. */
-function scrape(port: number, path = '/metrics'): Promise<{ status: number; body: string }> {
+/** One scrape on a connection of its own (to 127.0.0.1 unless told): status and body. */
+function scrape(port: number, path = '/metrics', host = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, agent: false }, (response: IncomingMessage) => {
+    request({ host, port, path, agent: false }, (response: IncomingMessage) => {
       let body = '';
       response.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: response.statusCode!, body }));
     }).on('error', reject).end();
@@ -124,17 +128,26 @@ t.test('SIGTERM while scrapes are in flight: exits 0 at once, cleanly', async (t
   t.equal(done.stderr, `opensnoop: serving metrics at http://127.0.0.1:${port}/metrics\n`, 'nothing on stderr but where it served');
 });
 
-t.test('a port already in use: one line, exit 1, nothing loaded; a malformed address: exit 2', async (t) => {
+t.test('a port already in use or an address not this machine\'s: one line, exit 1, nothing loaded; a malformed address: exit 2', async (t) => {
   const holder: Server = createServer();
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
   t.teardown(() => holder.close());
   const { port } = holder.address() as { port: number };
+  // an address of the documentation ranges (RFC 5737) that no interface here has; with
+  // ip_nonlocal_bind on, the kernel would bind any address
+  const foreign = ['192.0.2.1', '198.51.100.1', '203.0.113.1'].find((a) => !ownAddresses().includes(a));
+  t.ok(foreign, `an address not on this machine: ${foreign}`);
+  t.equal(readFileSync('/proc/sys/net/ipv4/ip_nonlocal_bind', 'utf8').trim(), '0', 'net.ipv4.ip_nonlocal_bind is 0: a bind to an address not here fails');
   const before = kernelSnapshot();
   for (const tool of TOOLS.filter((name) => name !== 'ebpf-tools')) {
     const inUse = runTool(tool, [...baseArgs(tool), '--prometheus', `127.0.0.1:${port}`]);
     t.equal(inUse.code, 1, `${tool}: port in use exits 1`);
     t.equal(inUse.stderr, `${tool}: cannot serve metrics on 127.0.0.1:${port}: the port is in use: choose another\n`, `${tool}: one line`);
     t.equal(inUse.stdout, '');
+    const notHere = runTool(tool, [...baseArgs(tool), '--prometheus', `${foreign}:9560`]);
+    t.equal(notHere.code, 1, `${tool}: ${foreign} (not this machine's) exits 1`);
+    t.equal(notHere.stderr, `${tool}: cannot serve metrics on ${foreign}:9560: no interface of this machine has that address\n`, `${tool}: one line`);
+    t.equal(notHere.stdout, '');
     for (const bad of ['127.0.0.1:65536', '[::1', 'host name:1']) {
       const malformed = runTool(tool, [...baseArgs(tool), '--prometheus', bad]);
       t.equal(malformed.code, 2, `${tool} --prometheus '${bad}': exit 2`);
@@ -147,4 +160,96 @@ t.test('a port already in use: one line, exit 1, nothing loaded; a malformed add
     t.match(both.stderr, new RegExp(`^${tool}: --print-cgroup only shapes printed output: not with --prometheus \\(--prometheus-cgroups N labels the counters by cgroup\\) \\(see '${tool} --help'\\)\\n$`));
   }
   t.same(await leftovers(before), [], 'nothing loaded');
+});
+
+/** Addresses of this machine a client can reach by address alone (IPv6 link-local ones need a zone). */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flat()
+    .filter((a) => a !== undefined && !(a.family === 'IPv6' && a.scopeid !== 0)).map((a) => a!.address);
+}
+
+/** The socket `pid` listens on at `port`, as ss shows it: its local address, [::1]:P, *:P... */
+function listeningOn(pid: number, port: number): string[] {
+  const ss = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
+  if (ss.status !== 0) throw new Error(`ss failed: ${ss.stderr}`);
+  return ss.stdout.split('\n').filter((l) => l.includes(`pid=${pid},`)).map((l) => l.split(/\s+/)[3]);
+}
+
+t.test('a bare PORT listens on every interface: the wildcard address, answering on each address of this machine', async (t) => {
+  const tool = startTool('execsnoop', ['--prometheus', '0']);
+  await tool.waitForStderr(/serving metrics at \S+\n/);
+  const [, shown, portText] = /serving metrics at http:\/\/(\S+):(\d+)\/metrics$/m.exec(tool.stderr)!;
+  const port = Number(portText);
+  t.match(shown, /^(\[::\]|0\.0\.0\.0)$/, `the URL names the wildcard address (${shown})`);
+  // *: IPv6 and IPv4 (one dual-stack socket), 0.0.0.0: every IPv4 address of a machine without IPv6
+  t.same(listeningOn(tool.proc.pid!, port), [shown === '[::]' ? `*:${port}` : `0.0.0.0:${port}`], 'one socket, on the wildcard address (ss)');
+  const addresses = ownAddresses();
+  t.ok(addresses.includes('127.0.0.1') && addresses.includes('::1'), `both loopback addresses, among ${addresses.join(' ')}`);
+  t.ok(addresses.some((a) => a !== '127.0.0.1' && a !== '::1'), 'an address beyond the loopback ones (a network interface up), to scrape at');
+  for (const address of addresses) {
+    const answer = await scrape(port, '/metrics', address);
+    t.equal(answer.status, 200, `scraped at ${address}`);
+    t.match(answer.body, /^ebpf_tools_build_info\{tool="execsnoop",/m);
+  }
+  const done = await tool.stop('SIGTERM');
+  t.equal(done.code, 0);
+  t.equal(done.stderr, `execsnoop: serving metrics at http://${shown}:${port}/metrics\n`, 'nothing on stderr but where it served');
+});
+
+t.test('[::1]:PORT: served on the IPv6 loopback end to end, and there only', async (t) => {
+  // the IPv6 loopback is part of a normal Linux machine: if it is missing (IPv6 off), say how to give it back
+  const loopback6 = /^0{31}1 [0-9a-f ]+ lo$/m.test(readFileSync('/proc/net/if_inet6', 'utf8'));
+  t.ok(loopback6, 'this machine has ::1 on lo (else: sysctl net.ipv6.conf.lo.disable_ipv6=0; ip -6 addr add ::1/128 dev lo)');
+  if (!loopback6) return;
+  const tool = startTool('biolatency', ['--prometheus', '[::1]:0']);
+  await tool.waitForStderr(/serving metrics at \S+\n/);
+  const port = Number(/^biolatency: serving metrics at http:\/\/\[::1\]:(\d+)\/metrics$/m.exec(tool.stderr)?.[1]);
+  t.ok(port > 0, `the URL names [::1] and the port bound: ${tool.stderr}`);
+  t.same(listeningOn(tool.proc.pid!, port), [`[::1]:${port}`], 'one socket, on ::1 (ss)');
+  const answer = await scrape(port, '/metrics', '::1');
+  t.equal(answer.status, 200, 'scraped over ::1');
+  t.match(answer.body, /^ebpf_tools_build_info\{tool="biolatency",/m);
+  t.match(answer.body, /^ebpf_tools_lost_events_total 0$/m);
+  await t.rejects(scrape(port, '/metrics', '127.0.0.1'), { code: 'ECONNREFUSED' }, 'not on 127.0.0.1');
+  const done = await tool.stop('SIGTERM');
+  t.equal(done.code, 0);
+  t.equal(done.stderr, `biolatency: serving metrics at http://[::1]:${port}/metrics\n`);
+});
+
+t.test('SIGINT (Ctrl-C) while serving: exits 0, cleanly', async (t) => {
+  const { tool, port } = await exporting('biosnoop');
+  t.equal((await scrape(port)).status, 200, 'serving');
+  const done = await tool.stop('SIGINT');
+  t.equal(done.code, 0, 'exits 0');
+  t.equal(done.signal, null, 'not killed by the signal');
+  t.equal(done.stdout, '', 'no events printed');
+  t.equal(done.stderr, `biosnoop: serving metrics at http://127.0.0.1:${port}/metrics\n`, 'nothing on stderr but where it served');
+});
+
+t.test('a terminal run, to its header and Ctrl-C, never loads node:http; the same probe sees it loaded with --prometheus', async (t) => {
+  // The exporter (common/exporter.ts) is inside each tool's bundle, where a
+  // module costs nothing until it runs; what it would cost a terminal run is
+  // node:http and what it loads, which Node lists in process.moduleLoadList.
+  // The probe, preloaded, writes that list when the process exits.
+  const probe = join(work, 'modules-at-exit.mjs');
+  writeFileSync(probe, "import { writeFileSync } from 'node:fs';\n" +
+    "process.on('exit', () => writeFileSync(process.env.MODULES_AT_EXIT, process.moduleLoadList.join('\\n')));\n");
+  let runs = 0;
+  const modulesOf = async (tool: string, args: string[], ready: (running: RunningTool) => Promise<unknown>): Promise<string[]> => {
+    const list = join(work, `modules-${runs++}`);
+    const running = new RunningTool(process.execPath, ['--import', pathToFileURL(probe).href, toolPath(tool), ...args], { MODULES_AT_EXIT: list });
+    await ready(running);
+    const done = await running.stop('SIGINT');
+    t.equal(done.code, 0, `${tool} ${args.join(' ')}: Ctrl-C exits 0`);
+    return readFileSync(list, 'utf8').split('\n');
+  };
+  const http = (modules: string[]): string[] => modules.filter((m) => /http/.test(m));
+  for (const tool of TOOLS) {
+    // the header comes once attached: the run is past where --prometheus would have started the exporter
+    const modules = await modulesOf(tool, baseArgs(tool), (running) => running.waitForLine(() => true));
+    t.ok(modules.includes('NativeModule fs'), `${tool}: the probe wrote the list (${modules.length} modules)`);
+    t.same(http(modules), [], `${tool}: no http module loaded`);
+  }
+  const exporting = await modulesOf('execsnoop', ['--prometheus', '127.0.0.1:0'], (running) => running.waitForStderr(/serving metrics at \S+\n/));
+  t.ok(exporting.includes('NativeModule http'), `with --prometheus the probe sees node:http (${http(exporting).length} http modules)`);
 });

@@ -1,6 +1,14 @@
-// Reading exposition text back in the tests: its samples, and our own checks
-// of its histograms (what promtool does not check).
+// Reading exposition text back in the tests: promtool's checks, its samples,
+// and our own checks of its histograms (what promtool does not check).
+import { spawnSync } from 'node:child_process';
 import type { Test } from 'tap';
+
+/** promtool check metrics on `text`: its status and complaints. */
+export function promtool(text: string): { status: number | null; output: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (r.error) throw new Error(`promtool not found (Debian package prometheus; scripts/install-test-deps.sh): ${r.error.message}`);
+  return { status: r.status, output: r.stdout + r.stderr };
+}
 
 /** Parsed samples: name, labels, value. */
 export function parseExposition(text: string): { name: string; labels: Record<string, string>; value: number }[] {

@@ -3,22 +3,14 @@
 // slot -> le table, hostile comm bytes, the comm limit). Also the
 // --prometheus options and their usage errors.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import {
   CgroupLabels, CommLabels, Counters, exposition, Histograms, labelValueOf, log2Buckets, log2Slot, LOG2_SLOTS, microsecondHistogram,
   OTHER_CGROUPS, OTHER_COMMS, UNNAMED_CGROUP, type Family,
 } from '../common/exposition.js';
 import { parseListenAddress, prometheusFromArgs } from '../common/prometheus.js';
 import { bioLatencyFamily } from '../tools/biolatency.js';
-import { checkHistograms, parseExposition } from './exposition-check.js';
+import { checkHistograms, parseExposition, promtool } from './exposition-check.js';
 import { usageError } from './helpers.js';
-
-/** promtool check metrics on `text`: its status and complaints. */
-function promtool(text: string): { status: number | null; output: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-  if (r.error) throw new Error(`promtool not found (Debian package prometheus; scripts/install-test-deps.sh): ${r.error.message}`);
-  return { status: r.status, output: r.stdout + r.stderr };
-}
 
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values);
 
