@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { blockAttachPlans } from '../common/bio.js';
 import { left } from '../common/format.js';
 import {
-  BLOCK_BYTES, makeCgroup, makeLoopDisk, removeCgroup, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
+  BLOCK_BYTES, makeLoopDisk, removeDir, rootDisk, runWorkload, WORKLOAD_COMM, type WorkloadRun,
 } from './bio-helpers.js';
+import { cgroupDir, makeCgroups } from './cgroup-helpers.js';
 import { QUIET_LIBBPF, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
 const HEADER = /^TIME\(s\) +COMM +PID +DISK +T +SECTOR +BYTES +LAT\(ms\)$/;
@@ -152,11 +153,11 @@ t.test('-d with another disk and -m above the latency hide the workload; -c show
   const loop = makeLoopDisk();
   t.teardown(() => loop.remove());
   const other = loop.disk;
-  const cgroup = makeCgroup('ebpf-tools-biosnoop');
-  t.teardown(() => removeCgroup(cgroup));
+  const cgroup = `/ebpf-tools-biosnoop-c-${process.pid}`;
+  makeCgroups(cgroup);
   const onOther = await startAttached('biosnoop', ['-d', other], HEADER);
   const slowOnly = await startAttached('biosnoop', ['-m', '10000'], HEADER);
-  const inCgroup = await startAttached('biosnoop', ['-c', cgroup], HEADER);
+  const inCgroup = await startAttached('biosnoop', ['-c', cgroupDir(cgroup).toString()], HEADER);
   const [inside, outside] = await Promise.all([
     runWorkload(scratch(), BLOCKS, 'wr', root, cgroup),
     runWorkload(scratch(), BLOCKS, 'wr', root),

@@ -3,12 +3,12 @@
 // one that lives under 50 ms) and the exact column and JSON they get, in
 // execsnoop, opensnoop and ext4slower.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { left, right } from '../common/format.js';
+import { cgroupDir as dir, heldCommand, makeCgroups, runIn, TEST_CONTAINER_ID as CONTAINER } from './cgroup-helpers.js';
 import { compileOps, escapeRegExp, filesystemType } from './fsslower-ops.js';
-import { cgroup2Root, sleep, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
+import { sleep, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
 /**
  * How long the brief cgroup may live: 50 ms here; in a TCG guest a fork and
@@ -18,57 +18,15 @@ import { cgroup2Root, sleep, startAttached, startTool, startVerboseAttached, typ
  */
 const BRIEF_MS = process.env.VM_RUN_KERNEL ? 10000 : 50;
 
-const ROOT = Buffer.from(cgroup2Root());
 const BASE = `/ebpf-tools-cg-${process.pid}`;
-const CONTAINER = `${process.pid.toString(16).padStart(8, '0')}${'0123456789abcdef'.repeat(4).slice(8)}`;
-const dir = (path: Buffer | string): Buffer => Buffer.concat([ROOT, Buffer.from(path)]);
 const NESTED = `${BASE}/one/two/three`;
 const HOSTILE = Buffer.concat([Buffer.from(`${BASE}/ev\x1b[31mil`), Buffer.from([0xff]), Buffer.from('x')]);
 const DOCKER = `${BASE}/docker-${CONTAINER}.scope`;
-const made: Buffer[] = [];
 
-function makeCgroup(path: Buffer | string): void {
-  mkdirSync(dir(path));
-  made.unshift(dir(path));
-}
-
-t.before(() => {
-  for (const path of [BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER]) makeCgroup(path);
-});
-t.teardown(() => {
-  for (const path of made) rmdirSync(path);
-});
+t.before(() => makeCgroups(BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER));
 
 let counter = 0;
 const marker = (): string => `/cg${process.pid}x${++counter}`;
-
-/**
- * Runs `file args` in the cgroup at `path` (relative to the cgroup2 mount):
- * a shell waits until its pid is written to cgroup.procs, then execs it,
- * which reads `input` from its standard input. Resolves with the pid once
- * it has exited.
- */
-function runIn(path: Buffer | string, file: string, args: string[], input = ''): Promise<number> {
-  return heldCommand(file, args, input).runIn(path);
-}
-
-/**
- * `file args` started and held in a shell, to be run in a cgroup later:
- * runIn(path) moves it there and lets it go (so that the time it takes to
- * start a process is not counted where a cgroup must live briefly).
- */
-function heldCommand(file: string, args: string[], input = ''): { runIn(path: Buffer | string): Promise<number> } {
-  const child = spawn('/bin/sh', ['-c', 'read go; exec "$0" "$@"', file, ...args], { stdio: ['pipe', 'ignore', 'ignore'] });
-  const closed = new Promise<number>((resolve) => child.on('close', () => resolve(child.pid!)));
-  return {
-    runIn(path) {
-      writeFileSync(Buffer.concat([dir(path), Buffer.from('/cgroup.procs')]), String(child.pid));
-      // the shell's read takes the line only (it reads a pipe byte by byte): the rest is the command's
-      child.stdin!.end(`go\n${input}`);
-      return closed;
-    },
-  };
-}
 
 const EXEC_HEADER = /^PCOMM\s+PID\s+PPID\s+RET (CGROUP|CONTAINER)\s+ARGS$/;
 const OPEN_HEADER = /^PID\s+COMM\s+FD\s+ERR (CGROUP|CONTAINER)\s+PATH$/;
