@@ -21,7 +21,7 @@ export const CGROUP_PATHS_ENTRIES = 4096;
 const CACHE_LIMIT = 65536;
 
 /** enum cgroup_path_status in bpf/common.bpf.h */
-const enum PathStatus { Complete = 1, Truncated = 2 }
+export enum PathStatus { Complete = 1, Truncated = 2, Unknown = 3 }
 
 /** Where the kernel could not keep every name (deeper than it walks): the path starts with this. */
 const TRUNCATED_PREFIX = '...';

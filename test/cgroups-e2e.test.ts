@@ -1,10 +1,14 @@
 // --print-cgroup and --cgroup against the real kernel: processes moved into
 // cgroups this test makes (nested, hostile names, a container-shaped one,
 // one that lives under 50 ms) and the exact column and JSON they get, in
-// execsnoop, opensnoop and ext4slower.
+// execsnoop, opensnoop and ext4slower; and the kernel's table of names
+// reading again a name it could not read.
 import t from 'tap';
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { BpfObject } from '../common/bpfobject.js';
+import { PathStatus } from '../common/cgroups.js';
 import { left, right } from '../common/format.js';
 import { cgroupDir as dir, heldCommand, makeCgroups, runIn, TEST_CONTAINER_ID as CONTAINER } from './cgroup-helpers.js';
 import { compileOps, escapeRegExp, filesystemType } from './fsslower-ops.js';
@@ -125,6 +129,65 @@ t.test('--print-cgroup=container: the 12-character id of a docker-<id>.scope, th
   t.match(await byPath.waitForLine((l) => l.endsWith(` ${outside}`)), new RegExp(`^${outsidePid} .* ${NESTED} +${outside}$`));
   t.notOk(byPath.lines.some((l) => l.includes(inside)), 'a path as CGROUP shows it filters too');
   for (const tool of [all, only, byPath]) await stopped(t, tool);
+});
+
+function bpftool(args: string[]): string {
+  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bpftool ${args.slice(0, 3).join(' ')}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** The id of a running tool's cgroup_paths map, found among the maps its file descriptors hold. */
+function cgroupPathsMap(tool: RunningTool): string {
+  const fdinfo = `/proc/${tool.proc.pid}/fdinfo`;
+  for (const fd of readdirSync(fdinfo)) {
+    let id: string | undefined;
+    try {
+      id = /^map_id:\s*(\d+)$/m.exec(readFileSync(`${fdinfo}/${fd}`, 'utf8'))?.[1];
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (id !== undefined && (JSON.parse(bpftool(['map', 'show', 'id', id])) as { name: string }).name === 'cgroup_paths') return id;
+  }
+  throw new Error(`${tool.proc.spawnargs.join(' ')} holds no cgroup_paths map`);
+}
+
+const hexBytes = (bytes: Buffer): string[] => [...bytes].map((b) => b.toString(16).padStart(2, '0'));
+
+// A name the kernel cannot read does not happen at will: a cgroup v2
+// directory cannot be renamed, and a task's cgroup lives while its names are
+// read. So the entry such a walk leaves is put by hand in a running tool's
+// table, as is a known one with a name the cgroup does not have.
+t.test('cgroup_paths: an unknown name is read again at the cgroup\'s next event, a known one is kept', async (t) => {
+  const unread = `${BASE}/unread`;
+  const known = `${BASE}/known`;
+  makeCgroups(unread, known);
+  const tool = await startAttached('opensnoop', ['--print-cgroup'], OPEN_HEADER);
+  const map = cgroupPathsMap(tool);
+  const obj = BpfObject.openUnchecked('opensnoop');
+  const layout = obj.struct('cgroup_path');
+  obj.close();
+  const put = (path: string, status: PathStatus, names: string): void => {
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(BigInt(statSync(dir(path)).ino));
+    const value = Buffer.alloc(layout.size);
+    value.writeUInt32LE(Buffer.byteLength(names), layout.fields.get('end')!.offset);
+    value.writeUInt32LE(status, layout.fields.get('status')!.offset);
+    value.write(names, layout.fields.get('names')!.offset);
+    // noexist: the cgroups are new, so no event of theirs has been named yet
+    bpftool(['map', 'update', 'id', map, 'key', 'hex', ...hexBytes(key), 'value', 'hex', ...hexBytes(value), 'noexist']);
+  };
+  put(unread, PathStatus.Unknown, '');
+  put(known, PathStatus.Complete, 'kept\0');
+  const m1 = marker();
+  const unreadPid = await runIn(unread, '/bin/cat', [m1]);
+  const m2 = marker();
+  const knownPid = await runIn(known, '/bin/cat', [m2]);
+  const openLine = (pid: number, column: string, m: string): string =>
+    `${left(pid, 6)} ${left('cat', 16)} ${right(-1, 3)} ${right(2, 3)} ${left(column, 32)} ${m}`;
+  t.equal(await tool.waitForLine((l) => l.endsWith(` ${m1}`)), openLine(unreadPid, unread, m1), 'the unknown one read again: its path');
+  t.equal(await tool.waitForLine((l) => l.endsWith(` ${m2}`)), openLine(knownPid, '/kept', m2), 'the known one not walked again');
+  await stopped(t, tool);
 });
 
 t.test('a newline in a cgroup name is refused by the kernel (so never shown)', async (t) => {
