@@ -1,8 +1,8 @@
 // --print-cgroup and --cgroup against the real kernel: processes moved into
 // cgroups this test makes (nested, hostile names, a container-shaped one,
-// one that lives under 50 ms) and the exact column and JSON they get, in
-// execsnoop, opensnoop and ext4slower; and the kernel's table of names
-// reading again a name it could not read.
+// one that lives under 50 ms, a pod's) and the exact column and JSON they
+// get, in execsnoop, opensnoop and ext4slower; and the kernel's table of
+// names reading again a name it could not read.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
@@ -26,16 +26,22 @@ const BASE = `/ebpf-tools-cg-${process.pid}`;
 const NESTED = `${BASE}/one/two/three`;
 const HOSTILE = Buffer.concat([Buffer.from(`${BASE}/ev\x1b[31mil`), Buffer.from([0xff]), Buffer.from('x')]);
 const DOCKER = `${BASE}/docker-${CONTAINER}.scope`;
+/** A Kubernetes pod's own cgroup as the systemd driver names it (its uid's dashes as underscores), and a container in it. */
+const POD_UID = `${process.pid.toString(16).padStart(8, '0')}-0123-4567-89ab-0123456789ab`;
+const POD = `${BASE}/kubepods-besteffort-pod${POD_UID.replace(/-/g, '_')}.slice`;
+const POD_CONTAINER_ID = `${CONTAINER.slice(0, 8)}${'f'.repeat(56)}`;
+const POD_CONTAINER = `${POD}/cri-containerd-${POD_CONTAINER_ID}.scope`;
 
-t.before(() => makeCgroups(BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER));
+t.before(() => makeCgroups(BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER, POD, POD_CONTAINER));
 
 let counter = 0;
 const marker = (): string => `/cg${process.pid}x${++counter}`;
 
 const EXEC_HEADER = /^PCOMM\s+PID\s+PPID\s+RET (CGROUP|CONTAINER)\s+ARGS$/;
 const OPEN_HEADER = /^PID\s+COMM\s+FD\s+ERR (CGROUP|CONTAINER)\s+PATH$/;
-const execLine = (comm: string, pid: number, column: string, args: string): string =>
-  `${left(comm, 16)} ${left(pid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${left(column, 32)} ${args}`;
+/** An exec's line; the CGROUP column is 32 wide, CONTAINER 12. */
+const execLine = (comm: string, pid: number, column: string, args: string, width = 32): string =>
+  `${left(comm, 16)} ${left(pid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${left(column, width)} ${args}`;
 
 async function stopped(t: { equal(a: unknown, b: unknown): void }, tool: RunningTool): Promise<void> {
   const done = await tool.stop();
@@ -129,6 +135,27 @@ t.test('--print-cgroup=container: the 12-character id of a docker-<id>.scope, th
   t.match(await byPath.waitForLine((l) => l.endsWith(` ${outside}`)), new RegExp(`^${outsidePid} .* ${NESTED} +${outside}$`));
   t.notOk(byPath.lines.some((l) => l.includes(inside)), 'a path as CGROUP shows it filters too');
   for (const tool of [all, only, byPath]) await stopped(t, tool);
+});
+
+t.test('--print-cgroup=container: pod<uid> for a pod\'s own cgroup, which --cgroup takes back, with the pod\'s containers', async (t) => {
+  const all = await startAttached('execsnoop', ['--print-cgroup=container'], EXEC_HEADER);
+  const pod = await startAttached('execsnoop', ['--print-cgroup=container', '--cgroup', `pod${POD_UID}`], EXEC_HEADER);
+  // in this order, so that once the pod's tool has shown the last, it has read (and left out) the first
+  const outside = marker();
+  await runIn(NESTED, '/bin/echo', [outside]);
+  const inPod = marker();
+  const inPodPid = await runIn(POD, '/bin/echo', [inPod]);
+  const inContainer = marker();
+  const inContainerPid = await runIn(POD_CONTAINER, '/bin/echo', [inContainer]);
+  const podLine = execLine('echo', inPodPid, `pod${POD_UID}`, `/bin/echo ${inPod}`, 12);
+  const containerLine = execLine('echo', inContainerPid, POD_CONTAINER_ID.slice(0, 12), `/bin/echo ${inContainer}`, 12);
+  const echoOf = (m: string) => (l: string): boolean => l.startsWith('echo') && l.endsWith(` ${m}`);
+  t.equal(await all.waitForLine(echoOf(inPod)), podLine, 'the pod\'s own cgroup: pod<uid>, dashed');
+  t.equal(await all.waitForLine(echoOf(inContainer)), containerLine, 'a container in the pod: its id');
+  t.equal(await pod.waitForLine(echoOf(inPod)), podLine);
+  t.equal(await pod.waitForLine(echoOf(inContainer)), containerLine, '--cgroup pod<uid>: its containers too');
+  t.notOk(pod.lines.some((l) => l.includes(outside)), '--cgroup pod<uid> leaves out the cgroups outside the pod');
+  for (const tool of [all, pod]) await stopped(t, tool);
 });
 
 function bpftool(args: string[]): string {
