@@ -95,6 +95,10 @@ static __always_inline bool task_selected(void)
  * names, innermost first, each NUL-terminated, in cgroup_paths under that id,
  * where user space looks an id up once. The table is an LRU: a host that
  * makes more than its size of cgroups while tracing keeps the recent ones.
+ * A cgroup whose names could not be read is put there as unknown, and read
+ * again at its next event, until they are: only a known path (complete or
+ * truncated, neither of which a later walk would change) spares its events
+ * the walk.
  */
 #define CGROUP_NAME_BYTES 256	/* NAME_MAX + 1 */
 #define CGROUP_PATH_BYTES 1024	/* names kept per cgroup */
@@ -104,7 +108,7 @@ static __always_inline bool task_selected(void)
 enum cgroup_path_status {
 	CGROUP_PATH_COMPLETE = 1,	/* every name up to the root of the hierarchy */
 	CGROUP_PATH_TRUNCATED = 2,	/* deeper or longer than kept: outer names missing */
-	CGROUP_PATH_UNKNOWN = 3,	/* a name could not be read */
+	CGROUP_PATH_UNKNOWN = 3,	/* a name or parent could not be read: read again at the next event */
 };
 
 struct cgroup_path {
@@ -141,22 +145,30 @@ struct kernfs_node___parent {
 	struct kernfs_node *parent;
 } __attribute__((preserve_access_index));
 
-static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+/*
+ * Reads kn's parent (NULL: kn is the root of the hierarchy) into *parent;
+ * nonzero if it could not be read, which must not pass for the root.
+ */
+static __always_inline long kernfs_parent(struct kernfs_node *kn, struct kernfs_node **parent)
 {
 	struct kernfs_node___parent *old = (void *)kn;
 
 	if (bpf_core_field_exists(old->parent))
-		return BPF_CORE_READ(old, parent);
-	return BPF_CORE_READ(kn, __parent);
+		return bpf_core_read(parent, sizeof(*parent), &old->parent);
+	return bpf_core_read(parent, sizeof(*parent), &kn->__parent);
 }
 
 /* One level of name_cgroup's walk up from *kn: 1 to go on to its parent, 0 when done. */
 static __always_inline int name_cgroup_level(struct cgroup_path *p, volatile __u32 *end, struct kernfs_node **kn, int depth)
 {
-	struct kernfs_node *parent = kernfs_parent(*kn);
+	struct kernfs_node *parent;
 	__u32 offset;
 	long length;
 
+	if (kernfs_parent(*kn, &parent)) {
+		p->status = CGROUP_PATH_UNKNOWN;
+		return 0;
+	}
 	if (!parent) {
 		/* *kn is the root of the hierarchy, which has no name in a path */
 		p->status = CGROUP_PATH_COMPLETE;
@@ -208,7 +220,11 @@ static __noinline int name_cgroup(struct kernfs_node *kn, __u64 id)
 	NAME_CGROUP_LEVEL(28); NAME_CGROUP_LEVEL(29); NAME_CGROUP_LEVEL(30); NAME_CGROUP_LEVEL(31);
 	NAME_CGROUP_LEVEL(32);
 done:
-	bpf_map_update_elem(&cgroup_paths, &id, p, BPF_NOEXIST);
+	/*
+	 * Any: an unknown entry is replaced. Two first events at once on two CPUs
+	 * write the same names, or one of them an unknown, which the next reads again.
+	 */
+	bpf_map_update_elem(&cgroup_paths, &id, p, BPF_ANY);
 	return 0;
 }
 #undef NAME_CGROUP_LEVEL
@@ -216,11 +232,15 @@ done:
 /* The cgroup v2 id of the current task; with name_cgroups, its names kept in cgroup_paths. */
 static __always_inline __u64 current_cgroup(void)
 {
+	struct cgroup_path *known;
 	struct task_struct *task;
 	struct kernfs_node *kn;
 	__u64 id = bpf_get_current_cgroup_id();
 
-	if (!name_cgroups || bpf_map_lookup_elem(&cgroup_paths, &id))
+	if (!name_cgroups)
+		return id;
+	known = bpf_map_lookup_elem(&cgroup_paths, &id);
+	if (known && known->status != CGROUP_PATH_UNKNOWN)
 		return id;
 	task = (struct task_struct *)bpf_get_current_task();
 	kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);

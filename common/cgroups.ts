@@ -21,7 +21,7 @@ export const CGROUP_PATHS_ENTRIES = 4096;
 const CACHE_LIMIT = 65536;
 
 /** enum cgroup_path_status in bpf/common.bpf.h */
-const enum PathStatus { Complete = 1, Truncated = 2 }
+export enum PathStatus { Complete = 1, Truncated = 2, Unknown = 3 }
 
 /** Where the kernel could not keep every name (deeper than it walks): the path starts with this. */
 const TRUNCATED_PREFIX = '...';
@@ -83,6 +83,12 @@ export function containerIdOf(name: string): string | undefined {
   return SCOPE.exec(name)?.[1] ?? (BARE_ID.test(name) ? name : undefined);
 }
 
+/** The Kubernetes pod whose own cgroup a directory's name is, as the CONTAINER column shows it (pod<uid>, with dashes), if any. */
+export function podOf(name: string): string | undefined {
+  const pod = POD.exec(name);
+  return pod ? `pod${pod[1].replace(/_/g, '-')}` : undefined;
+}
+
 /**
  * The container a cgroup path names: the innermost container id there (as
  * `docker ps` shows it, 12 characters), else a Kubernetes pod (pod<uid>)
@@ -95,8 +101,8 @@ export function containerOf(path: string): string | undefined {
     if (id !== undefined) return id.slice(0, 12);
   }
   for (const name of names) {
-    const pod = POD.exec(name);
-    if (pod) return `pod${pod[1].replace(/_/g, '-')}`;
+    const pod = podOf(name);
+    if (pod !== undefined) return pod;
   }
   return undefined;
 }
@@ -187,11 +193,18 @@ export function cgroup2Mount(mountinfo = '/proc/self/mountinfo'): string | undef
   return undefined;
 }
 
-/** Depth of the cgroup tree searched for a container id. */
+/** Depth of the cgroup tree searched for a container id or pod. */
 const MAX_SEARCH_DEPTH = 16;
 
-/** The cgroup directories under `root` whose names carry a container id starting with `prefix`. */
-export function findContainerCgroups(root: string, prefix: string): string[] {
+/**
+ * The cgroup directories under `root` that `value` (a CONTAINER_ARGUMENT)
+ * names: those whose names carry a container id starting with it, or the
+ * pod's own cgroup for a pod<uid>.
+ */
+export function findContainerCgroups(root: string, value: string): string[] {
+  const named = value.startsWith('pod')
+    ? (name: string) => podOf(name) === value
+    : (name: string) => containerIdOf(name)?.startsWith(value) === true;
   const found: string[] = [];
   const walk = (dir: string, depth: number): void => {
     let entries;
@@ -203,7 +216,7 @@ export function findContainerCgroups(root: string, prefix: string): string[] {
     for (const entry of entries) {
       if (!entry.isDirectory()) continue;
       const path = `${dir}/${entry.name}`;
-      if (containerIdOf(entry.name)?.startsWith(prefix)) found.push(path);
+      if (named(entry.name)) found.push(path);
       else if (depth < MAX_SEARCH_DEPTH) walk(path, depth + 1);
     }
   };
@@ -211,5 +224,10 @@ export function findContainerCgroups(root: string, prefix: string): string[] {
   return found;
 }
 
-/** A container id as --cgroup takes it: 12 to 64 lowercase hex digits (as docker ps, docker inspect show). */
-export const CONTAINER_ID_ARGUMENT = /^[0-9a-f]{12,64}$/;
+/**
+ * What --cgroup takes as a container: 12 to 64 lowercase hex digits of its
+ * id (as docker ps, docker inspect and the CONTAINER column show it), or a
+ * pod as the CONTAINER column shows it (pod<uid>), so that whatever that
+ * column shows can be given back.
+ */
+export const CONTAINER_ARGUMENT = /^(?:[0-9a-f]{12,64}|pod[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;

@@ -1,9 +1,10 @@
 // The process selection filters every tool offers: -c/--cgroup PATH (a
-// cgroup v2 directory, a path as --print-cgroup shows it, or a container id), and bcc's --cgroupmap/--mntnsmap (pinned hash maps
+// cgroup v2 directory, a path as --print-cgroup shows it, or a container id
+// or pod as it shows them), and bcc's --cgroupmap/--mntnsmap (pinned hash maps
 // of cgroup ids / mount namespace ids, filled by the user).
 import { closeSync, openSync, statfsSync, statSync } from 'node:fs';
 import type { BpfObject } from './bpfobject.js';
-import { CONTAINER_ID_ARGUMENT, cgroup2Mount, findContainerCgroups } from './cgroups.js';
+import { CONTAINER_ARGUMENT, cgroup2Mount, findContainerCgroups } from './cgroups.js';
 import { invalidValue } from './errors.js';
 import { bpf, errnoText, koffi, lastErrno } from './native.js';
 
@@ -30,7 +31,8 @@ function inspect(path: string): { fsType: number; directory: boolean } | undefin
  * The cgroup v2 directory --cgroup names: a directory; else a path as the
  * CGROUP column shows it (relative to the cgroup2 mount); else a container
  * id (12 to 64 hex digits, as the CONTAINER column and docker ps show it)
- * that exactly one cgroup directory's name carries.
+ * that exactly one cgroup directory's name carries, or a pod<uid> as the
+ * CONTAINER column shows it: the pod's own cgroup (so all its containers).
  */
 function cgroupDirectory(value: string): string {
   let found = inspect(value);
@@ -40,12 +42,12 @@ function cgroupDirectory(value: string): string {
     const below = inspect(mount + value);
     if (below?.directory) [found, directory] = [below, mount + value];
   }
-  if (!found?.directory && mount !== undefined && CONTAINER_ID_ARGUMENT.test(value)) {
+  if (!found?.directory && mount !== undefined && CONTAINER_ARGUMENT.test(value)) {
     const matches = findContainerCgroups(mount, value);
-    if (matches.length > 1) throw invalidValue('--cgroup', value, `${matches.length} container cgroups have this id: give more of it`);
+    if (matches.length > 1) throw invalidValue('--cgroup', value, `${matches.length} cgroups carry it: give more of the id, or a path`);
     if (matches.length === 1) [found, directory] = [inspect(matches[0]), matches[0]];
   }
-  if (!found?.directory) throw invalidValue('--cgroup', value, 'no such directory (nor a container id)');
+  if (!found?.directory) throw invalidValue('--cgroup', value, 'no such directory (nor a container id or pod)');
   if (found.fsType !== CGROUP2_SUPER_MAGIC) throw invalidValue('--cgroup', value, 'not a cgroup v2 directory');
   return directory;
 }

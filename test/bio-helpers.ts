@@ -2,9 +2,9 @@
 // that does direct I/O of known sizes with a known name, run on the disk
 // that holds /, and a reader of biolatency's histograms.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { cgroup2Root } from './helpers.js';
+import { cgroupDir } from './cgroup-helpers.js';
 
 /** The workload's command name, as COMM shows it. */
 export const WORKLOAD_COMM = 'biotest_io';
@@ -156,7 +156,7 @@ export interface WorkloadRun {
 
 /**
  * Runs the workload to completion: `count` blocks written (w), read (r) or
- * both (wr) in `file`; in the cgroup v2 directory `cgroup` if given.
+ * both (wr) in `file`; in the cgroup at `cgroup` (as the CGROUP column shows it) if given.
  */
 export function runWorkload(
   file: string, count: number, ops: 'w' | 'r' | 'wr', root: RootDisk, cgroup?: string,
@@ -166,7 +166,7 @@ export function runWorkload(
   const child = cgroup === undefined
     ? spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     // the shell moves itself into the cgroup, then becomes the workload (same pid)
-    : spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    : spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroupDir(cgroup).toString(), program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -191,18 +191,6 @@ export function runWorkload(
       resolve({ pid: child.pid!, sectors });
     });
   });
-}
-
-/** Creates a fresh cgroup v2 directory. */
-export function makeCgroup(name: string): string {
-  const dir = join(cgroup2Root(), `${name}-${process.pid}`);
-  mkdirSync(dir);
-  return dir;
-}
-
-/** Removes a cgroup once its processes have exited. */
-export function removeCgroup(dir: string): void {
-  rmdirSync(dir);
 }
 
 export interface ParsedHistogram {

@@ -2,12 +2,11 @@
 // program with a known pid must be counted in the histogram of the right
 // disk, flags and cgroup; intervals must come on time and end after count.
 import t from 'tap';
-import { mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  makeCgroup, makeLoopDisk, parseHistograms, removeCgroup, removeDir, rootDisk, runWorkload, unseenCompletions, type ParsedHistogram,
-} from './bio-helpers.js';
-import { cgroup2Root, runTool, SLOWDOWN, startAttached, startTool, startVerboseAttached } from './helpers.js';
+import { makeLoopDisk, parseHistograms, removeDir, rootDisk, runWorkload, unseenCompletions, type ParsedHistogram } from './bio-helpers.js';
+import { cgroupDir, makeCgroups } from './cgroup-helpers.js';
+import { runTool, SLOWDOWN, startAttached, startTool, startVerboseAttached } from './helpers.js';
 
 const HEADER = /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/;
 const BLOCKS = 16;
@@ -40,11 +39,11 @@ t.test('-d filters in the kernel; -c counts only I/O issued in the cgroup', asyn
   const loop = makeLoopDisk();
   t.teardown(() => loop.remove());
   const other = loop.disk;
-  const cgroup = makeCgroup('ebpf-tools-biolatency');
-  t.teardown(() => removeCgroup(cgroup));
+  const cgroup = `/ebpf-tools-biolatency-${process.pid}`;
+  makeCgroups(cgroup);
   const onRoot = await startAttached('biolatency', ['-d', root.disk], HEADER);
   const onOther = await startAttached('biolatency', ['-d', other], HEADER);
-  const inCgroup = await startAttached('biolatency', ['-c', cgroup], HEADER);
+  const inCgroup = await startAttached('biolatency', ['-c', cgroupDir(cgroup).toString()], HEADER);
   // one after the other: two workloads at once may write adjacent blocks,
   // which the block layer merges into one request of either's
   await runWorkload(scratch(), BLOCKS, 'wr', root, cgroup);
@@ -61,18 +60,15 @@ t.test('-d filters in the kernel; -c counts only I/O issued in the cgroup', asyn
 });
 
 t.test('--cgroups: a histogram per cgroup of the issuing process; past --cgroups-max, the others summed', async (t) => {
-  const parent = makeCgroup('ebpf-tools-biolatency-cgroups');
-  const busy = join(parent, 'busy');
-  const quiet = join(parent, 'one', 'quiet');
-  for (const dir of [busy, join(parent, 'one'), quiet]) mkdirSync(dir);
-  t.teardown(() => {
-    for (const dir of [quiet, join(parent, 'one'), busy]) rmdirSync(dir);
-    removeCgroup(parent);
-  });
-  const shown = (dir: string): string => dir.slice(cgroup2Root().length);
+  // as the histograms name them: relative to the cgroup2 mount
+  const parent = `/ebpf-tools-biolatency-cgroups-${process.pid}`;
+  const busy = `${parent}/busy`;
+  const quiet = `${parent}/one/quiet`;
+  makeCgroups(parent, busy, `${parent}/one`, quiet);
+  const dir = (path: string): string => cgroupDir(path).toString();
   const all = await startAttached('biolatency', ['--cgroups', '-d', root.disk], HEADER);
-  const top = await startAttached('biolatency', ['--cgroups', '--cgroups-max', '1', '-c', parent], HEADER);
-  const json = await startVerboseAttached('biolatency', ['--cgroups', '-j', '-c', parent]);
+  const top = await startAttached('biolatency', ['--cgroups', '--cgroups-max', '1', '-c', dir(parent)], HEADER);
+  const json = await startVerboseAttached('biolatency', ['--cgroups', '-j', '-c', dir(parent)]);
   // one after the other, as above: at once, a 7.2 guest counted 95 of the
   // busy cgroup's 96 (a merge fits that count; it was not traced)
   await runWorkload(scratch(), 3 * BLOCKS, 'wr', root, busy);
@@ -80,19 +76,19 @@ t.test('--cgroups: a histogram per cgroup of the issuing process; past --cgroups
   const [allDone, topDone, jsonDone] = await Promise.all([all.stop(), top.stop(), json.stop()]);
   for (const done of [allDone, topDone, jsonDone]) t.equal(done.code, 0);
   const histograms = parseHistograms(allDone.stdout);
-  const busyTotal = section(histograms, `cgroup = ${shown(busy)}`)?.total ?? 0;
-  const quietTotal = section(histograms, `cgroup = ${shown(quiet)}`)?.total ?? 0;
+  const busyTotal = section(histograms, `cgroup = ${busy}`)?.total ?? 0;
+  const quietTotal = section(histograms, `cgroup = ${quiet}`)?.total ?? 0;
   const unseen = unseenCompletions('biolatency', allDone.stderr).count;
   // its own data I/O, plus the metadata writes and cache flushes of its fdatasync
   t.ok(busyTotal + unseen >= 6 * BLOCKS && busyTotal < 12 * BLOCKS, `the busy cgroup's I/O in its histogram (${busyTotal}, ${unseen} reported not traced)`);
   t.ok(quietTotal + unseen >= BLOCKS && quietTotal < 3 * BLOCKS, `the quiet cgroup's, three deep, in its own (${quietTotal}, ${unseen} reported not traced)`);
   const bounded = parseHistograms(topDone.stdout);
-  t.same(bounded.map((h) => h.section), [`cgroup = ${shown(busy)}`, 'cgroup = (1 other cgroup)'], 'the busiest, then the rest');
+  t.same(bounded.map((h) => h.section), [`cgroup = ${busy}`, 'cgroup = (1 other cgroup)'], 'the busiest, then the rest');
   t.equal(bounded[1].total, quietTotal, 'the rest is the quiet cgroup\'s');
   const objects = jsonDone.stdout.trim().split('\n').map((l) => JSON.parse(l) as { cgroup: string; cgroup_id: number; data: { count: number }[] });
-  const quietObject = objects.find((o) => o.cgroup === shown(quiet));
+  const quietObject = objects.find((o) => o.cgroup === quiet);
   t.ok(quietObject, 'JSON: the exact path');
-  t.equal(quietObject?.cgroup_id, statSync(quiet).ino, 'JSON: the cgroup id');
+  t.equal(quietObject?.cgroup_id, statSync(dir(quiet)).ino, 'JSON: the cgroup id');
   t.equal(quietObject?.data.reduce((sum, b) => sum + b.count, 0), quietTotal);
 });
 

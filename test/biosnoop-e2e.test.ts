@@ -3,14 +3,16 @@
 // disk is known (FIEMAP), must give exactly these lines.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { blockAttachPlans } from '../common/bio.js';
 import { left } from '../common/format.js';
 import {
-  BLOCK_BYTES, makeCgroup, makeLoopDisk, removeCgroup, removeDir, rootDisk, runWorkload, unseenCompletions, WORKLOAD_COMM,
+  BLOCK_BYTES, makeLoopDisk, removeDir, rootDisk, runWorkload, unseenCompletions, WORKLOAD_COMM,
   type WorkloadRun,
 } from './bio-helpers.js';
+import { cgroupDir, makeCgroups, TEST_CONTAINER_ID } from './cgroup-helpers.js';
+import { escapeRegExp } from './fsslower-ops.js';
 import { QUIET_LIBBPF, runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
 const HEADER = /^TIME\(s\) +COMM +PID +DISK +T +SECTOR +BYTES +LAT\(ms\)$/;
@@ -26,9 +28,13 @@ function columns(run: WorkloadRun, i: number, op: 'R' | 'W'): string {
     `${op}S? +${left(String(run.sectors[i]), 10)} ${left(BLOCK_BYTES, 7)} `;
 }
 
-/** The exact line for block `i` of a run, TIME(s) and LAT(ms) being numbers of their format. */
-function expectedLine(run: WorkloadRun, i: number, op: 'R' | 'W'): RegExp {
-  return new RegExp(`^\\d+\\.\\d{6} +${columns(run, i, op)} *\\d+\\.\\d{3}$`);
+/**
+ * The exact line for block `i` of a run, TIME(s) and LAT(ms) being numbers
+ * of their format; `cgroup`: what the CGROUP (CONTAINER) column, the last,
+ * shows.
+ */
+function expectedLine(run: WorkloadRun, i: number, op: 'R' | 'W', cgroup?: string): RegExp {
+  return new RegExp(`^\\d+\\.\\d{6} +${columns(run, i, op)} *\\d+\\.\\d{3}${cgroup === undefined ? '' : ` ${escapeRegExp(cgroup)}`}$`);
 }
 
 /** The lines of a process; `bytes` keeps only I/O of that size. */
@@ -163,11 +169,11 @@ t.test('-d with another disk and -m above the latency hide the workload; -c show
   const loop = makeLoopDisk();
   t.teardown(() => loop.remove());
   const other = loop.disk;
-  const cgroup = makeCgroup('ebpf-tools-biosnoop');
-  t.teardown(() => removeCgroup(cgroup));
+  const cgroup = `/ebpf-tools-biosnoop-c-${process.pid}`;
+  makeCgroups(cgroup);
   const onOther = await startAttached('biosnoop', ['-d', other], HEADER);
   const slowOnly = await startAttached('biosnoop', ['-m', '10000'], HEADER);
-  const inCgroup = await startAttached('biosnoop', ['-c', cgroup], HEADER);
+  const inCgroup = await startAttached('biosnoop', ['-c', cgroupDir(cgroup).toString()], HEADER);
   const [inside, outside] = await Promise.all([
     runWorkload(scratch(), BLOCKS, 'wr', root, cgroup),
     runWorkload(scratch(), BLOCKS, 'wr', root),
@@ -180,6 +186,38 @@ t.test('-d with another disk and -m above the latency hide the workload; -c show
   t.same(linesOf(slowOnly, inside.pid), [], '-m 10000: no I/O that fast');
   t.equal(linesOf(inCgroup, inside.pid, BLOCK_BYTES).length, 2 * BLOCKS, '-c: all the I/O of the process in the cgroup');
   t.same(linesOf(inCgroup, outside.pid), [], '-c: none of the process outside');
+});
+
+t.test('--print-cgroup: the issuing process\'s cgroup, three deep, last on each line and in JSON; =container: the id', async (t) => {
+  const base = `/ebpf-tools-biosnoop-${process.pid}`;
+  const nested = `${base}/one/two/three`;
+  const docker = `${base}/docker-${TEST_CONTAINER_ID}.scope`;
+  makeCgroups(base, `${base}/one`, `${base}/one/two`, nested, docker);
+  const paths = await startAttached('biosnoop', ['--print-cgroup', '-d', root.disk], /^TIME\(s\) +COMM .* LAT\(ms\) CGROUP$/);
+  const containers = await startAttached('biosnoop', ['--print-cgroup=container', '-d', root.disk], /^TIME\(s\) +COMM .* LAT\(ms\) CONTAINER$/);
+  const json = await startVerboseAttached('biosnoop', ['--json', '--print-cgroup', '-d', root.disk]);
+  // one after the other: two workloads at once may write adjacent blocks, which the block layer merges
+  const inNested = await runWorkload(scratch(), BLOCKS, 'wr', root, nested);
+  const inDocker = await runWorkload(scratch(), BLOCKS, 'wr', root, docker);
+  const shortId = TEST_CONTAINER_ID.slice(0, 12);
+  await paths.waitForLine(expectedLine(inDocker, BLOCKS - 1, 'R', docker));
+  await containers.waitForLine(expectedLine(inDocker, BLOCKS - 1, 'R', shortId));
+  const deadline = Date.now() + 10000 * SLOWDOWN;
+  const objects = (run: WorkloadRun): Record<string, unknown>[] => json.lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((e) => e.pid === run.pid && e.bytes === BLOCK_BYTES);
+  while (objects(inDocker).length < 2 * BLOCKS && Date.now() < deadline) await sleep(50);
+  for (const tool of [paths, containers, json]) t.equal((await tool.stop()).code, 0);
+  for (const [run, path, column] of [[inNested, nested, nested], [inDocker, docker, shortId]] as const) {
+    for (let i = 0; i < BLOCKS; i++) {
+      for (const op of ['W', 'R'] as const) {
+        t.equal(paths.lines.filter((l) => expectedLine(run, i, op, path).test(l)).length, 1, `${path}: block ${i} ${op}`);
+        t.equal(containers.lines.filter((l) => expectedLine(run, i, op, column).test(l)).length, 1, `=container, ${column}: block ${i} ${op}`);
+      }
+    }
+    const events = objects(run);
+    t.equal(events.length, 2 * BLOCKS, `JSON: every block of the run in ${path}`);
+    t.same(events.filter((e) => e.cgroup !== path || e.cgroup_id !== statSync(cgroupDir(path)).ino), [], `JSON: cgroup ${path} and its id`);
+  }
 });
 
 t.test('duration: ends by itself', async (t) => {

@@ -2,6 +2,7 @@ import t from 'tap';
 import { cgroup2Root, usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { RequestFlags } from '../common/bio.js';
+import { describeCgroup } from '../common/cgroups.js';
 import { mkdev } from '../common/disks.js';
 import {
   decodeEvent, eventDecoder, header, kernelConfig, millisecondsOption, parseOptions, renderJson, renderLine,
@@ -114,6 +115,31 @@ t.test('JSON: every field, exact strings, null for what is unknown', async (t) =
   const unknown = JSON.parse(renderJson(event({ sector: (1n << 64n) - 1n, queuedNs: undefined }), 10_000_000_000));
   t.equal(unknown.sector, null);
   t.equal(unknown.que_ms, null);
+});
+
+t.test('--print-cgroup: CGROUP (CONTAINER) as the last column, unpadded; cgroup in JSON after cgroup_id', async (t) => {
+  const id = '0123456789abcdef'.repeat(4);
+  const docker = `/system.slice/docker-${id}.scope`;
+  t.equal(header(options({ printCgroup: 'path' })), 'TIME(s)     COMM           PID     DISK    T    SECTOR     BYTES   LAT(ms) CGROUP');
+  t.equal(header(options({ printCgroup: 'container', queued: true })),
+    'TIME(s)     COMM           PID     DISK    T    SECTOR     BYTES   QUE(ms) LAT(ms) CONTAINER');
+  const line = (path: Uint8Array | undefined, o: Partial<Options>): string =>
+    renderLine(event(), options(o), 10_000_000_000, describeCgroup(77, path, o.printCgroup!));
+  t.equal(line(Buffer.from('/a/b/c'), { printCgroup: 'path' }), '1.500000    dd             1234    vda     WS   123456     65536     0.123 /a/b/c');
+  t.equal(line(Buffer.from(docker), { printCgroup: 'path' }), `1.500000    dd             1234    vda     WS   123456     65536     0.123 ${docker}`);
+  t.equal(line(Buffer.from(docker), { printCgroup: 'container', pattern: true }),
+    `1.500000    dd             1234    vda     WS   123456     65536   S   0.123 ${id.slice(0, 12)}`);
+  t.equal(line(Buffer.from('/user.slice'), { printCgroup: 'container' }),
+    '1.500000    dd             1234    vda     WS   123456     65536     0.123 /user.slice', 'no container: the path');
+  t.equal(line(Buffer.concat([Buffer.from('/ev\x1b[2Jil'), Buffer.from([0xff])]), { printCgroup: 'path' }),
+    '1.500000    dd             1234    vda     WS   123456     65536     0.123 /ev\\x1b[2Jil\\xff', 'escaped');
+  t.equal(line(undefined, { printCgroup: 'path' }), '1.500000    dd             1234    vda     WS   123456     65536     0.123 ?', 'not known');
+  const json = JSON.parse(renderJson(event(), 10_000_000_000, describeCgroup(77, Buffer.from(docker), 'container'))) as Record<string, unknown>;
+  t.same(Object.keys(json).slice(-2), ['cgroup_id', 'cgroup']);
+  t.same([json.cgroup_id, json.cgroup], [77, docker], 'the full path, whatever the column shows');
+  const hostile = JSON.parse(renderJson(event(), 10_000_000_000, describeCgroup(77, Buffer.concat([Buffer.from('/ev\x1b'), Buffer.from([0xff])]), 'path')));
+  t.equal(hostile.cgroup, '/ev\x1b\udcff', 'exact bytes');
+  t.equal(JSON.parse(renderJson(event(), 10_000_000_000, describeCgroup(77, undefined, 'path'))).cgroup, null);
 });
 
 t.test('rwbs as the kernel\'s blk_fill_rwbs()', async (t) => {

@@ -1,14 +1,18 @@
 // --print-cgroup and --cgroup against the real kernel: processes moved into
 // cgroups this test makes (nested, hostile names, a container-shaped one,
-// one that lives under 50 ms) and the exact column and JSON they get, in
-// execsnoop, opensnoop and ext4slower.
+// one that lives under 50 ms, a pod's) and the exact column and JSON they
+// get, in execsnoop, opensnoop and ext4slower; and the kernel's table of
+// names reading again a name it could not read.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { BpfObject } from '../common/bpfobject.js';
+import { PathStatus } from '../common/cgroups.js';
 import { left, right } from '../common/format.js';
+import { cgroupDir as dir, heldCommand, makeCgroups, runIn, TEST_CONTAINER_ID as CONTAINER } from './cgroup-helpers.js';
 import { compileOps, escapeRegExp, filesystemType } from './fsslower-ops.js';
-import { cgroup2Root, sleep, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
+import { sleep, startAttached, startTool, startVerboseAttached, type RunningTool } from './helpers.js';
 
 /**
  * How long the brief cgroup may live: 50 ms here; in a TCG guest a fork and
@@ -18,62 +22,26 @@ import { cgroup2Root, sleep, startAttached, startTool, startVerboseAttached, typ
  */
 const BRIEF_MS = process.env.VM_RUN_KERNEL ? 10000 : 50;
 
-const ROOT = Buffer.from(cgroup2Root());
 const BASE = `/ebpf-tools-cg-${process.pid}`;
-const CONTAINER = `${process.pid.toString(16).padStart(8, '0')}${'0123456789abcdef'.repeat(4).slice(8)}`;
-const dir = (path: Buffer | string): Buffer => Buffer.concat([ROOT, Buffer.from(path)]);
 const NESTED = `${BASE}/one/two/three`;
 const HOSTILE = Buffer.concat([Buffer.from(`${BASE}/ev\x1b[31mil`), Buffer.from([0xff]), Buffer.from('x')]);
 const DOCKER = `${BASE}/docker-${CONTAINER}.scope`;
-const made: Buffer[] = [];
+/** A Kubernetes pod's own cgroup as the systemd driver names it (its uid's dashes as underscores), and a container in it. */
+const POD_UID = `${process.pid.toString(16).padStart(8, '0')}-0123-4567-89ab-0123456789ab`;
+const POD = `${BASE}/kubepods-besteffort-pod${POD_UID.replace(/-/g, '_')}.slice`;
+const POD_CONTAINER_ID = `${CONTAINER.slice(0, 8)}${'f'.repeat(56)}`;
+const POD_CONTAINER = `${POD}/cri-containerd-${POD_CONTAINER_ID}.scope`;
 
-function makeCgroup(path: Buffer | string): void {
-  mkdirSync(dir(path));
-  made.unshift(dir(path));
-}
-
-t.before(() => {
-  for (const path of [BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER]) makeCgroup(path);
-});
-t.teardown(() => {
-  for (const path of made) rmdirSync(path);
-});
+t.before(() => makeCgroups(BASE, `${BASE}/one`, `${BASE}/one/two`, NESTED, HOSTILE, DOCKER, POD, POD_CONTAINER));
 
 let counter = 0;
 const marker = (): string => `/cg${process.pid}x${++counter}`;
 
-/**
- * Runs `file args` in the cgroup at `path` (relative to the cgroup2 mount):
- * a shell waits until its pid is written to cgroup.procs, then execs it,
- * which reads `input` from its standard input. Resolves with the pid once
- * it has exited.
- */
-function runIn(path: Buffer | string, file: string, args: string[], input = ''): Promise<number> {
-  return heldCommand(file, args, input).runIn(path);
-}
-
-/**
- * `file args` started and held in a shell, to be run in a cgroup later:
- * runIn(path) moves it there and lets it go (so that the time it takes to
- * start a process is not counted where a cgroup must live briefly).
- */
-function heldCommand(file: string, args: string[], input = ''): { runIn(path: Buffer | string): Promise<number> } {
-  const child = spawn('/bin/sh', ['-c', 'read go; exec "$0" "$@"', file, ...args], { stdio: ['pipe', 'ignore', 'ignore'] });
-  const closed = new Promise<number>((resolve) => child.on('close', () => resolve(child.pid!)));
-  return {
-    runIn(path) {
-      writeFileSync(Buffer.concat([dir(path), Buffer.from('/cgroup.procs')]), String(child.pid));
-      // the shell's read takes the line only (it reads a pipe byte by byte): the rest is the command's
-      child.stdin!.end(`go\n${input}`);
-      return closed;
-    },
-  };
-}
-
 const EXEC_HEADER = /^PCOMM\s+PID\s+PPID\s+RET (CGROUP|CONTAINER)\s+ARGS$/;
 const OPEN_HEADER = /^PID\s+COMM\s+FD\s+ERR (CGROUP|CONTAINER)\s+PATH$/;
-const execLine = (comm: string, pid: number, column: string, args: string): string =>
-  `${left(comm, 16)} ${left(pid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${left(column, 32)} ${args}`;
+/** An exec's line; the CGROUP column is 32 wide, CONTAINER 12. */
+const execLine = (comm: string, pid: number, column: string, args: string, width = 32): string =>
+  `${left(comm, 16)} ${left(pid, 6)} ${left(process.pid, 6)} ${right(0, 3)} ${left(column, width)} ${args}`;
 
 async function stopped(t: { equal(a: unknown, b: unknown): void }, tool: RunningTool): Promise<void> {
   const done = await tool.stop();
@@ -167,6 +135,86 @@ t.test('--print-cgroup=container: the 12-character id of a docker-<id>.scope, th
   t.match(await byPath.waitForLine((l) => l.endsWith(` ${outside}`)), new RegExp(`^${outsidePid} .* ${NESTED} +${outside}$`));
   t.notOk(byPath.lines.some((l) => l.includes(inside)), 'a path as CGROUP shows it filters too');
   for (const tool of [all, only, byPath]) await stopped(t, tool);
+});
+
+t.test('--print-cgroup=container: pod<uid> for a pod\'s own cgroup, which --cgroup takes back, with the pod\'s containers', async (t) => {
+  const all = await startAttached('execsnoop', ['--print-cgroup=container'], EXEC_HEADER);
+  const pod = await startAttached('execsnoop', ['--print-cgroup=container', '--cgroup', `pod${POD_UID}`], EXEC_HEADER);
+  // in this order, so that once the pod's tool has shown the last, it has read (and left out) the first
+  const outside = marker();
+  await runIn(NESTED, '/bin/echo', [outside]);
+  const inPod = marker();
+  const inPodPid = await runIn(POD, '/bin/echo', [inPod]);
+  const inContainer = marker();
+  const inContainerPid = await runIn(POD_CONTAINER, '/bin/echo', [inContainer]);
+  const podLine = execLine('echo', inPodPid, `pod${POD_UID}`, `/bin/echo ${inPod}`, 12);
+  const containerLine = execLine('echo', inContainerPid, POD_CONTAINER_ID.slice(0, 12), `/bin/echo ${inContainer}`, 12);
+  const echoOf = (m: string) => (l: string): boolean => l.startsWith('echo') && l.endsWith(` ${m}`);
+  t.equal(await all.waitForLine(echoOf(inPod)), podLine, 'the pod\'s own cgroup: pod<uid>, dashed');
+  t.equal(await all.waitForLine(echoOf(inContainer)), containerLine, 'a container in the pod: its id');
+  t.equal(await pod.waitForLine(echoOf(inPod)), podLine);
+  t.equal(await pod.waitForLine(echoOf(inContainer)), containerLine, '--cgroup pod<uid>: its containers too');
+  t.notOk(pod.lines.some((l) => l.includes(outside)), '--cgroup pod<uid> leaves out the cgroups outside the pod');
+  for (const tool of [all, pod]) await stopped(t, tool);
+});
+
+function bpftool(args: string[]): string {
+  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bpftool ${args.slice(0, 3).join(' ')}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** The id of a running tool's cgroup_paths map, found among the maps its file descriptors hold. */
+function cgroupPathsMap(tool: RunningTool): string {
+  const fdinfo = `/proc/${tool.proc.pid}/fdinfo`;
+  for (const fd of readdirSync(fdinfo)) {
+    let id: string | undefined;
+    try {
+      id = /^map_id:\s*(\d+)$/m.exec(readFileSync(`${fdinfo}/${fd}`, 'utf8'))?.[1];
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (id !== undefined && (JSON.parse(bpftool(['map', 'show', 'id', id])) as { name: string }).name === 'cgroup_paths') return id;
+  }
+  throw new Error(`${tool.proc.spawnargs.join(' ')} holds no cgroup_paths map`);
+}
+
+const hexBytes = (bytes: Buffer): string[] => [...bytes].map((b) => b.toString(16).padStart(2, '0'));
+
+// A name the kernel cannot read does not happen at will: a cgroup v2
+// directory cannot be renamed, and a task's cgroup lives while its names are
+// read. So the entry such a walk leaves is put by hand in a running tool's
+// table, as is a known one with a name the cgroup does not have.
+t.test('cgroup_paths: an unknown name is read again at the cgroup\'s next event, a known one is kept', async (t) => {
+  const unread = `${BASE}/unread`;
+  const known = `${BASE}/known`;
+  makeCgroups(unread, known);
+  const tool = await startAttached('opensnoop', ['--print-cgroup'], OPEN_HEADER);
+  const map = cgroupPathsMap(tool);
+  const obj = BpfObject.openUnchecked('opensnoop');
+  const layout = obj.struct('cgroup_path');
+  obj.close();
+  const put = (path: string, status: PathStatus, names: string): void => {
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(BigInt(statSync(dir(path)).ino));
+    const value = Buffer.alloc(layout.size);
+    value.writeUInt32LE(Buffer.byteLength(names), layout.fields.get('end')!.offset);
+    value.writeUInt32LE(status, layout.fields.get('status')!.offset);
+    value.write(names, layout.fields.get('names')!.offset);
+    // noexist: the cgroups are new, so no event of theirs has been named yet
+    bpftool(['map', 'update', 'id', map, 'key', 'hex', ...hexBytes(key), 'value', 'hex', ...hexBytes(value), 'noexist']);
+  };
+  put(unread, PathStatus.Unknown, '');
+  put(known, PathStatus.Complete, 'kept\0');
+  const m1 = marker();
+  const unreadPid = await runIn(unread, '/bin/cat', [m1]);
+  const m2 = marker();
+  const knownPid = await runIn(known, '/bin/cat', [m2]);
+  const openLine = (pid: number, column: string, m: string): string =>
+    `${left(pid, 6)} ${left('cat', 16)} ${right(-1, 3)} ${right(2, 3)} ${left(column, 32)} ${m}`;
+  t.equal(await tool.waitForLine((l) => l.endsWith(` ${m1}`)), openLine(unreadPid, unread, m1), 'the unknown one read again: its path');
+  t.equal(await tool.waitForLine((l) => l.endsWith(` ${m2}`)), openLine(knownPid, '/kept', m2), 'the known one not walked again');
+  await stopped(t, tool);
 });
 
 t.test('a newline in a cgroup name is refused by the kernel (so never shown)', async (t) => {

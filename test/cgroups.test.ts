@@ -1,13 +1,19 @@
 import t from 'tap';
-import { usageError } from './helpers.js';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { cgroup2Root, usageError } from './helpers.js';
 import {
-  cgroupHeader, cgroupModeFromArgs, containerOf, describeCgroup, pathOfNames,
+  cgroupHeader, cgroupModeFromArgs, CONTAINER_ARGUMENT, containerOf, describeCgroup, findContainerCgroups, pathOfNames, podOf,
 } from '../common/cgroups.js';
 import { parseOptions as execsnoopOptions } from '../tools/execsnoop.js';
 import { parseOptions as opensnoopOptions } from '../tools/opensnoop.js';
 
 const ID = '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef';
 const names = (...parts: string[]): Uint8Array => Buffer.from(parts.map((p) => `${p}\0`).join(''));
+const POD_UID = '0f6b6a1c-3d2e-4f5a-8b9c-0123456789ab';
+/** A pod's own cgroup as systemd's driver names it: its uid's dashes as underscores. */
+const systemdPod = (uid: string): string => `kubepods-besteffort-pod${uid.replace(/-/g, '_')}.slice`;
+const SYSTEMD_POD = systemdPod(POD_UID);
 
 t.test('the kernel names (innermost first) make the path, the root is /', async (t) => {
   t.equal(Buffer.from(pathOfNames(names('c', 'b', 'a'), false)).toString(), '/a/b/c');
@@ -28,6 +34,7 @@ t.test('container ids from every well-known cgroup shape', async (t) => {
   ]) t.equal(containerOf(path), short, path);
   t.equal(containerOf('/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0f6b6a1c_3d2e_4f5a_8b9c_0123456789ab.slice'),
     'pod0f6b6a1c-3d2e-4f5a-8b9c-0123456789ab', 'a process in the pod itself: the pod uid');
+  t.equal(containerOf(`/kubepods/burstable/pod${POD_UID}`), `pod${POD_UID}`, 'the cgroupfs driver\'s pod');
   t.equal(containerOf('/system.slice/nginx.service'), undefined);
   t.equal(containerOf(`/system.slice/docker-${ID.slice(1)}.scope`), undefined, 'not 64 hex digits: no id');
 });
@@ -57,4 +64,46 @@ t.test('--print-cgroup takes its value only attached, as getopt optional argumen
   t.equal(usageError(() => execsnoopOptions(['--print-cgroup='])), 'option --print-cgroup needs a value');
   t.match(usageError(() => execsnoopOptions(['--print-cgroup=pod'])), /^invalid --print-cgroup 'pod'/);
   t.equal(cgroupModeFromArgs('path'), 'path');
+});
+
+t.test('whatever CONTAINER shows, --cgroup takes as a container: an id or its 12-character start, a pod', async (t) => {
+  for (const path of [`/system.slice/docker-${ID}.scope`, `/kubepods.slice/${SYSTEMD_POD}`, `/kubepods/besteffort/pod${POD_UID}`]) {
+    t.ok(CONTAINER_ARGUMENT.test(containerOf(path)!), `${path}: ${containerOf(path)}`);
+  }
+  t.ok(CONTAINER_ARGUMENT.test(ID), 'the full id');
+  for (const value of [ID.slice(0, 11), `${ID}0`, ID.toUpperCase(), 'pod0f6b6a1c', `pod${POD_UID.replace(/-/g, '_')}`, `pod${POD_UID}x`, `x${ID}`]) {
+    t.notOk(CONTAINER_ARGUMENT.test(value), value);
+  }
+  t.equal(podOf(SYSTEMD_POD), `pod${POD_UID}`);
+  t.equal(podOf(`pod${POD_UID}`), `pod${POD_UID}`);
+  t.equal(podOf(`docker-${ID}.scope`), undefined);
+});
+
+t.test('the cgroups a container id or pod names: an id by its start, a pod exactly', async (t) => {
+  const root = mkdtempSync('/tmp/ebpf-tools-cgroups-');
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const pod = join(root, 'kubepods.slice', 'kubepods-besteffort.slice', SYSTEMD_POD);
+  const container = join(pod, `cri-containerd-${ID}.scope`);
+  const otherPod = join(root, 'kubepods', 'besteffort', 'pod0f6b6a1c-3d2e-4f5a-8b9c-0123456789ac');
+  for (const dir of [container, otherPod]) mkdirSync(dir, { recursive: true });
+  t.same(findContainerCgroups(root, `pod${POD_UID}`), [pod], 'the pod\'s own cgroup, not the other pod\'s');
+  t.same(findContainerCgroups(root, ID.slice(0, 12)), [container], 'a container inside the pod, by its id\'s start');
+  t.same(findContainerCgroups(root, 'pod0f6b6a1c-3d2e-4f5a-8b9c-0123456789ac'), [otherPod], 'a cgroupfs pod');
+  t.same(findContainerCgroups(root, `pod${POD_UID.slice(0, -1)}0`), [], 'no such pod');
+});
+
+t.test('--cgroup pod<uid>: the pod\'s own cgroup; an unknown pod, or one of two cgroups, a usage error', async (t) => {
+  const base = join(cgroup2Root(), `ebpf-tools-cgroups-unit-${process.pid}`);
+  const uid = `${process.pid.toString(16).padStart(8, '0')}${POD_UID.slice(8)}`;
+  const pod = join(base, systemdPod(uid));
+  const cgroupfsPod = join(base, `pod${uid}`);
+  mkdirSync(pod, { recursive: true });
+  // innermost first: a cgroup directory goes only by rmdir, its files with it
+  t.teardown(() => [cgroupfsPod, pod, base].filter((dir) => existsSync(dir)).forEach((dir) => rmdirSync(dir)));
+  t.equal(execsnoopOptions(['--cgroup', `pod${uid}`]).cgroup, pod);
+  t.equal(opensnoopOptions(['--cgroup', `pod${uid}`]).cgroup, pod);
+  const unknown = `pod${uid.slice(0, -1)}c`;
+  t.equal(usageError(() => execsnoopOptions(['-c', unknown])), `invalid --cgroup '${unknown}': no such directory (nor a container id or pod)`);
+  mkdirSync(cgroupfsPod);
+  t.equal(usageError(() => execsnoopOptions(['-c', `pod${uid}`])), `invalid --cgroup 'pod${uid}': 2 cgroups carry it: give more of the id, or a path`);
 });

@@ -2,13 +2,15 @@
 // (mkfs.xfs, mkfs.btrfs), through -t and through each name: the same known
 // operations as ext4slower-e2e give their exact lines, and each file
 // system's tool sees none of the others' (the programs, or the in-kernel
-// filter on the superblock, keep to the one traced). NFS is not here: see
+// filter on the superblock, keep to the one traced), and --print-cgroup and
+// --cgroup name and select a cgroup made here. NFS is not here: see
 // fsslower(8), TESTING.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachPlans, FILE_SYSTEMS, parseOptions } from '../tools/fsslower.js';
+import { makeCgroups, moveToCgroup } from './cgroup-helpers.js';
 import { sleep, startAttached, startVerboseAttached } from './helpers.js';
 import { compileOps, EXPECTED, filesystemType, pidColumn, row, startOps } from './fsslower-ops.js';
 
@@ -92,6 +94,42 @@ for (const fs of ['xfs', 'btrfs'] as const) {
     for (const earlier of plans.slice(0, plans.indexOf(chosen!))) {
       t.match(finished[3].stderr, new RegExp(`^${fs}slower: plan ${earlier} (failed|skipped): .+$`, 'm'), `-v says why not ${earlier}`);
     }
+  });
+}
+
+for (const fs of ['xfs', 'btrfs'] as const) {
+  t.test(`${fs}slower --print-cgroup: the cgroup of each operation, three deep; --cgroup keeps to it`, async (t) => {
+    const base = `/ebpf-tools-${fs}slower-${process.pid}`;
+    const cgroup = `${base}/one/two`;
+    makeCgroups(base, `${base}/one`, cgroup);
+    const name = (who: string): string => `${who}-${fs}-${process.pid}.dat`;
+    const inside = startOps(OPS, ['ops', join(mountPoints[fs], name('inside')), join(ext4Dir, name('inside'))]);
+    const outside = startOps(OPS, ['ops', join(mountPoints[fs], name('outside')), join(ext4Dir, name('outside'))]);
+    moveToCgroup(cgroup, inside.pid);
+    const own = /^0::(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))![1];
+    const header = /^TIME +COMM +PID +T +BYTES +OFF_KB +LAT\(ms\) CGROUP +FILENAME$/;
+    const all = await startAttached(`${fs}slower`, ['--print-cgroup', '0'], header);
+    const only = await startAttached(`${fs}slower`, ['--print-cgroup', '--cgroup', cgroup, '0'], header);
+    // one after the other: once the filtered tool has shown the last of the second, it has read the first
+    await outside.go();
+    await inside.go();
+    const rows = (pid: number, who: string, path: string): RegExp[] =>
+      EXPECTED.map(([type, bytes, offset]) => row(pid, type, bytes, Math.floor(offset / 1024), name(who), path));
+    const insideRows = rows(inside.pid, 'inside', cgroup);
+    await all.waitForLine(insideRows[insideRows.length - 1]);
+    await only.waitForLine(insideRows[insideRows.length - 1]);
+    for (const tool of [all, only]) t.equal((await tool.stop()).code, 0);
+    const of = (tool: typeof all, pid: number): string[] => tool.lines.filter((l) => pidColumn(l) === String(pid));
+    for (const [tool, what] of [[all, `${fs}slower --print-cgroup`], [only, `--cgroup ${cgroup}`]] as const) {
+      const mine = of(tool, inside.pid);
+      t.equal(mine.length, EXPECTED.length, `${what}: one line per operation in the cgroup:\n${mine.join('\n')}`);
+      mine.forEach((line, i) => t.match(line, insideRows[i], `${what}: ${EXPECTED[i][0]} ${EXPECTED[i][1]} at ${EXPECTED[i][2]}, ${cgroup}`));
+    }
+    const outsideRows = rows(outside.pid, 'outside', own);
+    const others = of(all, outside.pid);
+    t.equal(others.length, EXPECTED.length, `the process outside, in ${own}:\n${others.join('\n')}`);
+    others.forEach((line, i) => t.match(line, outsideRows[i]));
+    t.same(of(only, outside.pid), [], '--cgroup: nothing of the process outside');
   });
 }
 

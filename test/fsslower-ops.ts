@@ -153,11 +153,14 @@ export function startOps(ops: string, args: string[]): { pid: number; go(): Prom
 
 export const escapeRegExp = (text: string): string => text.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
 
-/** The whole line for one operation of e4ops: latency is the only value not known in advance. */
-export function row(pid: number, type: string, bytes: number | string, offKb: number, file: string): RegExp {
+/**
+ * The whole line for one operation of e4ops: latency is the only value not
+ * known in advance; `cgroup`: the path the CGROUP column shows (--print-cgroup).
+ */
+export function row(pid: number, type: string, bytes: number | string, offKb: number, file: string, cgroup?: string): RegExp {
   return new RegExp(
     `^\\d\\d:\\d\\d:\\d\\d ${left('e4ops', 16)} ${left(pid, 7)} ${type} ${left(bytes, 7)} ${left(offKb, 8)} ` +
-    `[ ]{0,3}\\d+\\.\\d\\d ${escapeRegExp(file)}$`,
+    `[ ]{0,3}\\d+\\.\\d\\d ${cgroup === undefined ? '' : `${escapeRegExp(left(cgroup, 32))} `}${escapeRegExp(file)}$`,
   );
 }
 
