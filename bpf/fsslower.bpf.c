@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * fsslower: reads, writes, opens and fsyncs on one file system (btrfs,
- * ext4, nfs or xfs) that take longer than a threshold.
+ * ext4, fuse, nfs or xfs) that take longer than a threshold.
  *
  * Three sets of programs see the same operations; user space loads the first
  * set the kernel accepts:
@@ -282,6 +282,7 @@ static __always_inline void start_fsync(struct file *file, __s64 start, __s64 en
 
 FILE_OPERATIONS(btrfs, btrfs_file_read_iter, btrfs_file_write_iter, btrfs_file_open, btrfs_sync_file)
 FILE_OPERATIONS(ext4, ext4_file_read_iter, ext4_file_write_iter, ext4_file_open, ext4_sync_file)
+FILE_OPERATIONS(fuse, fuse_file_read_iter, fuse_file_write_iter, fuse_open, fuse_fsync)
 FILE_OPERATIONS(nfs, nfs_file_read, nfs_file_write, nfs_file_open, nfs_file_fsync)
 FILE_OPERATIONS(xfs, xfs_file_read_iter, xfs_file_write_iter, xfs_file_open, xfs_file_fsync)
 
@@ -293,7 +294,7 @@ FILE_OPERATIONS(xfs, xfs_file_read_iter, xfs_file_write_iter, xfs_file_open, xfs
  * else NULL. The file system is told by its superblock's magic and, where
  * the magic is shared, its type's name: ext2 and ext3 have ext4's magic
  * (mounted by the ext4 driver they are named ext2 and ext3), while nfs and
- * nfs4, both NFS, share theirs and are both kept.
+ * nfs4, both NFS, share theirs and are both kept, as are fuse and fuseblk.
  */
 static __always_inline bool traced_fs_name(struct super_block *sb)
 {

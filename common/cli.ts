@@ -76,9 +76,9 @@ export class CommandLine<T = object> {
     return this;
   }
 
-  /** The options by kind, as yargs' getOptions() has them (help and version included). */
+  /** The options by kind, as yargs' getOptions() has them (help, version and usage included). */
   optionKinds(): OptionKinds {
-    const kinds: OptionKinds = { boolean: ['help', 'version'], string: [], array: [], alias: { help: ['h'], version: ['V'] } };
+    const kinds: OptionKinds = { boolean: ['help', 'version', 'usage'], string: [], array: [], alias: { help: HELP_ALIASES, version: ['V'] } };
     for (const [name, option] of Object.entries(this.declared)) {
       const aliases = option.alias === undefined ? [] : ([] as string[]).concat(option.alias);
       if (aliases.length) kinds.alias[name] = aliases;
@@ -129,8 +129,16 @@ export class CommandLine<T = object> {
     const args: Record<string, unknown> = { ...parsed, _: [], $0: this.tool };
     delete args.help;
     delete args.version;
+    delete args.usage;
     parsed._.forEach((value, i) => (args[this.positionals[i]] = String(value)));
     return args as ArgumentsOf<T>;
+  }
+
+  /** --usage's text: the USAGE: lines of the usage (the part after the tool's description). */
+  usageLines(): string {
+    const start = this.usage.search(/^USAGE: /m);
+    if (start < 0) throw new Error(`${this.tool}: its usage has no USAGE: line`);
+    return this.usage.slice(start);
   }
 
   /** The yargs parser of these declarations (loaded now: see the class comment). */
@@ -143,16 +151,17 @@ export class CommandLine<T = object> {
       .strict()
       .parserConfiguration(PARSER_CONFIGURATION)
       .help('help')
-      .alias('help', 'h')
+      .alias('help', HELP_ALIASES)
       .version(PACKAGE_VERSION)
       .alias('version', 'V')
+      .option('usage', { type: 'boolean', description: 'Show a short usage message' })
       .wrap(null)
       .completion('completion', false)
       .fail((message, error) => {
         if (error instanceof UsageError || error instanceof RuntimeError) throw error;
         throw new YargsFailure(message ?? error?.message ?? 'invalid arguments');
       });
-    return this.calls.reduce((y, call) => call(y), parser) as unknown as Argv<T>;
+    return this.calls.reduce((y, call) => call(y), parser as Argv) as unknown as Argv<T>;
   }
 }
 
@@ -161,7 +170,10 @@ export interface Positionals {
   positional(name: string, options: PositionalOptions): Positionals;
 }
 
-/** Starts the declaration of a tool's command line: strict, -h/--help, -V/--version; parse it with parseCommandLine. */
+/** -h and argp's -? (libbpf-tools' tools take both, as GNU argp gives every program). */
+const HELP_ALIASES = ['h', '?'];
+
+/** Starts the declaration of a tool's command line: strict, -h/-?/--help, -V/--version, --usage; parse it with parseCommandLine. */
 export function commandLine(tool: string, usage: string, examples: string): CommandLine {
   return new CommandLine(tool, usage, examples);
 }
@@ -172,6 +184,12 @@ export function commandLine(tool: string, usage: string, examples: string): Comm
  */
 export function parseCommandLine<T>(commandLine: CommandLine<T>, argv: string[]): ArgumentsOf<T> {
   const normalized = asGetopt(argv, commandLine.optionKinds());
+  // argp's --usage (libbpf-tools): the usage lines alone; like --help, it wins over anything else on the line
+  const options = normalized.includes('--') ? normalized.slice(0, normalized.indexOf('--')) : normalized;
+  if (options.includes('--usage')) {
+    process.stdout.write(`${commandLine.usageLines()}\n`);
+    process.exit(0);
+  }
   let args = commandLine.readPlain(normalized);
   if (!args) {
     try {
@@ -252,7 +270,7 @@ export function asGetopt(argv: string[], options: OptionKinds): string[] {
       } else {
         out.push(token);
       }
-    } else if (token.startsWith('-') && token.length > 1 && /[A-Za-z]/.test(token[1])) {
+    } else if (token.startsWith('-') && token.length > 1 && /[A-Za-z?]/.test(token[1])) {
       for (let k = 1; k < token.length; k++) {
         const letter = token[k];
         if (flags.has(letter)) {

@@ -1,6 +1,7 @@
 // The commands the package installs, each run by a tool module: fsslower
-// runs under its own name and as ext4slower, xfsslower, btrfsslower and
-// nfsslower, as libbpf-tools' fsslower does (bcc has a script for each);
+// runs under its own name and as ext4slower, xfsslower, btrfsslower,
+// nfsslower and fuseslower, as libbpf-tools' fsslower does (bcc has a script
+// for each but fuse);
 // ebpf-tools runs tools/check.ts.
 // bin/ launchers, the ebpf-tools command and the tests read this one list.
 
@@ -16,11 +17,12 @@ export interface Command {
 export const COMMANDS: readonly Command[] = [
   { name: 'execsnoop', tool: 'execsnoop', summary: 'every exec (execve, execveat), with complete arguments' },
   { name: 'opensnoop', tool: 'opensnoop', summary: 'every open, openat, openat2' },
-  { name: 'fsslower', tool: 'fsslower', summary: 'file system reads, writes, opens and fsyncs slower than a threshold (-t btrfs, ext4, nfs, xfs)' },
+  { name: 'fsslower', tool: 'fsslower', summary: 'file system reads, writes, opens and fsyncs slower than a threshold (-t btrfs, ext4, fuse, nfs, xfs)' },
   { name: 'ext4slower', tool: 'fsslower', summary: 'ext4 reads, writes, opens and fsyncs slower than a threshold (fsslower -t ext4)' },
   { name: 'xfsslower', tool: 'fsslower', summary: 'XFS reads, writes, opens and fsyncs slower than a threshold (fsslower -t xfs)' },
   { name: 'btrfsslower', tool: 'fsslower', summary: 'btrfs reads, writes, opens and fsyncs slower than a threshold (fsslower -t btrfs)' },
   { name: 'nfsslower', tool: 'fsslower', summary: 'NFS reads, writes, opens and fsyncs slower than a threshold (fsslower -t nfs)' },
+  { name: 'fuseslower', tool: 'fsslower', summary: 'FUSE reads, writes, opens and fsyncs slower than a threshold (fsslower -t fuse)' },
   { name: 'biolatency', tool: 'biolatency', summary: 'block I/O latency as log2 histograms' },
   { name: 'biosnoop', tool: 'biosnoop', summary: 'each block I/O with its process, disk, size and latency' },
   { name: 'ebpf-tools', tool: 'check', summary: 'these tools, and (check) what works on this machine and how each attaches here' },

@@ -8,12 +8,12 @@
 # --prometheus tests), what scripts/vm-run needs to boot Debian's kernels
 # for the kernel matrix (qemu, a static busybox for the initramfs, cpio,
 # kmod, e2fsprogs for the scratch disk, xz and zstd to unpack kernels and
-# modules), and xfsprogs and btrfs-progs (fsslower's tests make XFS and
-# btrfs file systems on loop devices), and runc (a real container: busybox
+# modules), xfsprogs, btrfs-progs and fuse2fs (fsslower's tests make XFS and
+# btrfs file systems on loop devices, and a FUSE one), and runc (a real container: busybox
 # in a docker-shaped cgroup, for --print-cgroup=container).
 set -euo pipefail
 packages=(clang-19 llvm-19 libbpf-dev libbpf1 bpftool libbpf-tools groff man-db gcc libc6-dev python3 prometheus
-  qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils zstd xfsprogs btrfs-progs runc)
+  qemu-system-x86 busybox-static cpio kmod e2fsprogs xz-utils zstd xfsprogs btrfs-progs fuse2fs runc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -86,7 +86,7 @@ t.test('without arguments: the tools, a line each', async (t) => {
   const list = runTool('ebpf-tools', []);
   t.equal(list.code, 0);
   t.same(list.stdout.split('\n').filter(Boolean).map((l) => l.split(': ')[0]),
-    ['execsnoop', 'opensnoop', 'fsslower', 'ext4slower', 'xfsslower', 'btrfsslower', 'nfsslower', 'biolatency', 'biosnoop']);
+    ['execsnoop', 'opensnoop', 'fsslower', 'ext4slower', 'xfsslower', 'btrfsslower', 'nfsslower', 'fuseslower', 'biolatency', 'biosnoop']);
 });
 
 t.test('the human table: cli-table3 borders, a row per feature and per tool', async (t) => {

@@ -27,7 +27,8 @@ const camel = (long: string): string => `--${long.slice(2).replace(/-([a-z])/g, 
 function parsedCases(entries: HelpEntry[]): string[][] {
   const cases: string[][] = [[], ['--no-such-option'], ['-Z'], ['--no-verbose'], ['-'], ['--'], ['--', 'word'], ['extra'],
     ['-vZ'], ['--verbose=1'], ['-v', '-v'], ['--verbose', '--json'], ['--VERBOSE'], ['---verbose'], ['-5'], ['--5']];
-  const options = entries.filter((e) => !e.positional && !e.names.includes('--help') && !e.names.includes('--version'));
+  // --help, --version and --usage print and exit: run as the user runs them (RUN_CASES)
+  const options = entries.filter((e) => !e.positional && !['--help', '--version', '--usage'].some((n) => e.names.includes(n)));
   const shortFlags = options.filter((e) => e.kind === 'boolean').map((e) => e.names.find((n) => /^-\w$/.test(n))).filter((n) => n !== undefined);
   if (shortFlags.length) cases.push([`-${shortFlags.map((n) => n[1]).join('')}`]);
   for (const e of options) {
@@ -59,7 +60,8 @@ function parsedCases(entries: HelpEntry[]): string[][] {
 /** Command lines run as the user runs them: what they print, and their status. */
 const RUN_CASES = [['--help'], ['-h'], ['--version'], ['-V'], ['completion'], ['--get-yargs-completions'],
   ['--get-yargs-completions', '-'], ['--help', '--no-such'], ['--version', '--help'], ['-vh'], ['--no-such-option'],
-  ['-T5'], ['--json=yes'], ['--', 'word'], ['--help=1'], ['-h', 'extra'], ['1', 'completion'], ['completion', '1']];
+  ['-T5'], ['--json=yes'], ['--', 'word'], ['--help=1'], ['-h', 'extra'], ['1', 'completion'], ['completion', '1'],
+  ['-?'], ['-v?'], ['--usage'], ['--usage', '--no-such'], ['--usage=1'], ['--', '--usage']];
 
 function describe(parseOptions: (argv: string[]) => unknown, argv: string[]): string {
   let options: unknown;

@@ -13,7 +13,8 @@ const tools = Object.keys(pkg.bin);
 
 /** Long options named in a --help text. */
 function helpOptions(help: string): Set<string> {
-  return new Set([...help.matchAll(/^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)/gm)].map((m) => m[1]));
+  // short names first: one letter, or argp's -? (-h, -?, --help)
+  return new Set([...help.matchAll(/^\s+(?:-[\w?], )*(--[a-z][a-z0-9-]*)/gm)].map((m) => m[1]));
 }
 
 /** Long options documented in a man page's OPTIONS section. */

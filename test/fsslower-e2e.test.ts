@@ -1,5 +1,5 @@
 // fsslower on real XFS and btrfs file systems, made here on loop devices
-// (mkfs.xfs, mkfs.btrfs), through -t and through each name: the same known
+// (mkfs.xfs, mkfs.btrfs), and FUSE (fuse2fs), through -t and through each name: the same known
 // operations as ext4slower-e2e give their exact lines, and each file
 // system's tool sees none of the others' (the programs, or the in-kernel
 // filter on the superblock, keep to the one traced), and --print-cgroup and
@@ -7,20 +7,12 @@
 // fsslower(8), TESTING.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachPlans, FILE_SYSTEMS, parseOptions } from '../tools/fsslower.js';
 import { makeCgroups, moveToCgroup } from './cgroup-helpers.js';
 import { sleep, startAttached, startVerboseAttached } from './helpers.js';
-import { compileOps, EXPECTED, filesystemType, pidColumn, row, startOps } from './fsslower-ops.js';
-
-function run(file: string, args: string[]): void {
-  const r = spawnSync(file, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.status}): ${r.stderr}${r.error?.message ?? ''}`);
-}
-
-const registered = (fs: string): boolean =>
-  readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === fs);
+import { compileOps, EXPECTED, filesystemType, makeFileSystem, type MadeFileSystem, pidColumn, registered, row, startOps } from './fsslower-ops.js';
 
 const work = mkdtempSync('/var/tmp/fsslower-test-');
 const mounts: string[] = [];
@@ -30,34 +22,22 @@ t.teardown(() => {
 });
 const OPS = compileOps(work);
 
-/** A fresh file system of `type` on a loop device (a sparse image in `work`), mounted; returns the mount point. */
-function makeFileSystem(type: 'xfs' | 'btrfs'): string {
-  // built in, or a module (in the kernel-matrix guests) that mount would load anyway: fail here if there is none
-  if (!registered(type)) run('modprobe', [type]);
-  const image = join(work, `${type}.img`);
-  writeFileSync(image, '');
-  truncateSync(image, 320 * 1024 * 1024); // XFS's smallest is 300 MiB
-  run(`mkfs.${type}`, ['-q', image]);
-  const dir = join(work, type);
-  mkdirSync(dir);
-  run('mount', ['-o', 'loop', image, dir]);
-  mounts.push(dir);
-  if (filesystemType(dir) !== type) throw new Error(`${dir} is not ${type} (${filesystemType(dir)})`);
-  return dir;
-}
-
-const mountPoints = { xfs: makeFileSystem('xfs'), btrfs: makeFileSystem('btrfs') };
+const TYPES = ['xfs', 'btrfs', 'fuse'] as const;
+const mountPoints = Object.fromEntries(TYPES.map((fs) => [fs, makeFileSystem(work, fs, mounts)])) as Record<MadeFileSystem, string>;
 const ext4Dir = join(work, 'ext4');
 mkdirSync(ext4Dir);
 if (filesystemType(ext4Dir) !== 'ext4') throw new Error(`${ext4Dir} is not on ext4: the test needs the ext4 root`);
 
 
-for (const fs of ['xfs', 'btrfs'] as const) {
+for (const [i, fs] of TYPES.entries()) {
   t.test(`${fs}: fsslower -t ${fs} and ${fs}slower give each operation its exact line, and nothing of ext4`, async (t) => {
     const file = join(mountPoints[fs], `ops-${fs}-${process.pid}.dat`);
+    // A creating open on FUSE is FUSE_CREATE (fuse_create_open), not fuse_open, which
+    // fentry and kprobes trace (as libbpf-tools'): e4ops's open of an existing file is fuse_open.
+    if (fs === 'fuse') writeFileSync(file, '');
     const ext4File = join(ext4Dir, `ops-ext4-${process.pid}.dat`);
     const ops = startOps(OPS, ['ops', file, ext4File]);
-    const other = fs === 'xfs' ? 'btrfs' : 'xfs';
+    const other = TYPES[(i + 1) % TYPES.length];
     const otherFile = join(mountPoints[other], `ops-${other}-${process.pid}.dat`);
     const otherOps = startOps(OPS, ['ops', otherFile, join(ext4Dir, `other-${process.pid}.dat`)]);
     const header = new RegExp(`^Tracing ${fs} operations\\.\\.\\. Hit Ctrl-C to end\\.$`);

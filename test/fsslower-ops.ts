@@ -1,9 +1,10 @@
-// Shared by the fsslower end-to-end tests (ext4slower-e2e, fsslower-e2e): a
-// small C program (e4ops) that does known reads, writes, opens and fsyncs
-// on a file, held until the tracers are attached, and the exact lines they
-// give.
+// Shared by the tests that trace file systems (ext4slower-e2e, fsslower-e2e,
+// upstream-invocations): a small C program (e4ops) that does known reads,
+// writes, opens and fsyncs on a file, held until the tracers are attached,
+// the exact lines they give, and fresh file systems of the types fsslower
+// traces besides the ext4 root.
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { left } from '../common/format.js';
 
@@ -178,3 +179,44 @@ export const EXPECTED: [string, number | 'LL_MAX', number][] = [
   ['R', 2222, 51200],
   ['S', 'LL_MAX', 0],
 ];
+
+/** The file systems makeFileSystem makes: XFS and btrfs on loop devices, FUSE by fuse2fs (an ext4 image served in user space). */
+export type MadeFileSystem = 'xfs' | 'btrfs' | 'fuse';
+
+/** findmnt's type of each: fuse2fs mounts as fuse.ext4 (FUSE, subtype ext4). */
+const MOUNTED_TYPE: Record<MadeFileSystem, string> = { xfs: 'xfs', btrfs: 'btrfs', fuse: 'fuse.ext4' };
+
+function run(file: string, args: string[]): void {
+  const r = spawnSync(file, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.status}): ${r.stderr}${r.error?.message ?? ''}`);
+}
+
+/** Whether the kernel has the file system now (built in, or its module loaded). */
+export const registered = (fs: string): boolean =>
+  readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === fs);
+
+/**
+ * A fresh file system of `type` on a sparse image in `work`, mounted at
+ * work/<type>; returns the mount point, which `mounts` gets for the caller's
+ * teardown to unmount (umount also ends fuse2fs). Needs mkfs.xfs, mkfs.btrfs
+ * and fuse2fs (scripts/install-test-deps.sh): fails here without them.
+ */
+export function makeFileSystem(work: string, type: MadeFileSystem, mounts: string[]): string {
+  // built in, or a module (in the kernel-matrix guests) that mount would load anyway: fail here if there is none
+  if (!registered(type)) run('modprobe', [type]);
+  const image = join(work, `${type}.img`);
+  writeFileSync(image, '');
+  truncateSync(image, (type === 'fuse' ? 64 : 320) * 1024 * 1024); // XFS's smallest is 300 MiB
+  const dir = join(work, type);
+  mkdirSync(dir);
+  if (type === 'fuse') {
+    run('mkfs.ext4', ['-q', image]);
+    run('fuse2fs', [image, dir]);
+  } else {
+    run(`mkfs.${type}`, ['-q', image]);
+    run('mount', ['-o', 'loop', image, dir]);
+  }
+  mounts.push(dir);
+  if (filesystemType(dir) !== MOUNTED_TYPE[type]) throw new Error(`${dir} is not ${MOUNTED_TYPE[type]} (${filesystemType(dir)})`);
+  return dir;
+}

@@ -61,13 +61,18 @@ t.test('the file system: from the name run, or -t; fsslower needs -t', async (t)
   t.equal(parseFsslower([], 'xfsslower').fs.name, 'xfs');
   t.equal(parseFsslower([], 'btrfsslower').fs.name, 'btrfs');
   t.equal(parseFsslower([], 'nfsslower').fs.name, 'nfs');
-  for (const fs of ['btrfs', 'ext4', 'nfs', 'xfs']) {
+  for (const fs of ['btrfs', 'ext4', 'fuse', 'nfs', 'xfs']) {
     t.equal(parseFsslower(['-t', fs], 'fsslower').fs.name, fs, `-t ${fs}`);
     t.equal(parseFsslower([`--type=${fs}`], 'fsslower').fs.name, fs);
   }
   t.equal(parseFsslower(['-t', 'xfs'], 'ext4slower').fs.name, 'xfs', '-t wins over the name, as libbpf-tools');
-  t.match(usageError(() => parseFsslower([], 'fsslower')), /^give the file system to trace: -t btrfs, -t ext4, -t nfs, -t xfs$/);
-  t.match(usageError(() => parseFsslower(['-t', 'zfs'], 'fsslower')), /-t 'zfs': not a file system fsslower traces \(btrfs, ext4, nfs, xfs\)/);
+  t.match(usageError(() => parseFsslower([], 'fsslower')), /^give the file system to trace: -t btrfs, -t ext4, -t fuse, -t nfs, -t xfs$/);
+  t.match(usageError(() => parseFsslower(['-t', 'vfat'], 'fsslower')), /^-t 'vfat': not a file system fsslower traces \(btrfs, ext4, fuse, nfs, xfs\)$/);
+  // libbpf-tools' fsslower takes these: refused, each with why
+  for (const fs of ['f2fs', 'bcachefs', 'zfs']) {
+    t.match(usageError(() => parseFsslower(['-t', fs], 'fsslower')), new RegExp(`^-t ${fs}: refused as untested \\(libbpf-tools' fsslower takes it\\): .+$`), `-t ${fs}`);
+  }
+  t.match(usageError(() => parseFsslower(['-t', 'bcachefs'], 'fsslower')), /left the mainline kernel/);
   // the syscall programs' filter: the magic, and the name only where the magic is shared
   const filter = (fs: string) => {
     const c = kernelConfig(parseFsslower(['-t', fs], 'fsslower'), 1);
@@ -77,6 +82,7 @@ t.test('the file system: from the name run, or -t; fsslower needs -t', async (t)
   t.same(filter('xfs'), [0x58465342, '']);
   t.same(filter('btrfs'), [0x9123683e, '']);
   t.same(filter('nfs'), [0x6969, ''], 'nfs and nfs4 alike');
+  t.same(filter('fuse'), [0x65735546, ''], 'fuse and fuseblk alike');
   t.same(header(parseFsslower(['-t', 'xfs', '1'], 'fsslower'))[0], 'Tracing xfs operations slower than 1 ms... Hit Ctrl-C to end.');
   t.same(header(parseFsslower(['0'], 'btrfsslower'))[0], 'Tracing btrfs operations... Hit Ctrl-C to end.');
 });
@@ -249,6 +255,7 @@ t.test('attach plans: fentry, kprobe, raw syscall tracepoints, syscall tracepoin
   t.same(FILE_SYSTEMS.xfs.functions, ['xfs_file_read_iter', 'xfs_file_write_iter', 'xfs_file_open', 'xfs_file_fsync']);
   t.same(FILE_SYSTEMS.btrfs.functions, ['btrfs_file_read_iter', 'btrfs_file_write_iter', 'btrfs_file_open', 'btrfs_sync_file']);
   t.same(FILE_SYSTEMS.nfs.functions, ['nfs_file_read', 'nfs_file_write', 'nfs_file_open', 'nfs_file_fsync']);
+  t.same(FILE_SYSTEMS.fuse.functions, ['fuse_file_read_iter', 'fuse_file_write_iter', 'fuse_open', 'fuse_fsync']);
   const plans = attachPlans(parseOptions([]));
   t.same(RAW_SYSCALL_PROGRAMS.map((name) => sections.get(name)), ['tp_btf/sys_enter', 'tp_btf/sys_exit'], 'two raw tracepoints for all the syscalls');
   t.equal(plans[2].unavailable?.(), null, 'x86-64: the raw tracepoints know its syscall numbers');

@@ -276,12 +276,12 @@ export const COMMAND_NAMES = Object.keys((JSON.parse(readFileSync(`${ROOT}packag
 
 /**
  * The commands whose options and failures the matrices go through: each
- * tool once, and fsslower also as ext4slower; xfsslower, btrfsslower and
- * nfsslower are ext4slower with another default -t (their own tests, and
+ * tool once, and fsslower also as ext4slower; xfsslower, btrfsslower,
+ * nfsslower and fuseslower are ext4slower with another default -t (their own tests, and
  * the docs and package tests, cover them); ebpf-tools traces nothing
  * itself (test/check-e2e.test.ts).
  */
-export const TOOLS = COMMAND_NAMES.filter((c) => !['xfsslower', 'btrfsslower', 'nfsslower', 'ebpf-tools'].includes(c));
+export const TOOLS = COMMAND_NAMES.filter((c) => !['xfsslower', 'btrfsslower', 'nfsslower', 'fuseslower', 'ebpf-tools'].includes(c));
 
 /** What a command needs on its command line to run at all: fsslower, the file system. */
 export function baseArgs(command: string): string[] {

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootDisk } from './bio-helpers.js';
+import { compileOps, makeFileSystem } from './fsslower-ops.js';
 import { RunningTool, sleep, startTool, toolPath, withoutTapHooks, type Finished } from './helpers.js';
 import { INVOCATIONS, type Invocation, type Workload } from './upstream-invocations.js';
 
@@ -18,11 +19,25 @@ const HISTOGRAM_TOOLS = new Set(['biolatency']);
 const scratch = mkdtempSync('/tmp/upstream-invocations-');
 chmodSync(scratch, 0o777); // the uid 1000 workloads write here
 const disk = rootDisk(); // on the root file system (ext4 on a block device): block I/O and ext4 operations
+// XFS and btrfs on loop devices and a FUSE mount, their images on the root file system
+const fsWork = mkdtempSync('/var/tmp/upstream-invocations-fs-');
+const mounts: string[] = [];
 t.teardown(() => {
   rmSync(scratch, { recursive: true, force: true });
   rmSync(disk.dir, { recursive: true, force: true });
+  for (const dir of mounts) spawnSync('umount', [dir]);
+  rmSync(fsWork, { recursive: true, force: true });
 });
 chmodSync(disk.dir, 0o755);
+const fsDirs = {
+  ext4: disk.dir,
+  xfs: makeFileSystem(fsWork, 'xfs', mounts),
+  btrfs: makeFileSystem(fsWork, 'btrfs', mounts),
+  fuse: makeFileSystem(fsWork, 'fuse', mounts),
+};
+const OPS = compileOps(fsWork);
+/** How long the slow write takes: over every threshold of the list (10 ms by default). */
+const SLOW_MS = 100;
 
 /** A copy of a program under another name, so its command name is that name. */
 function named(program: string, name: string): string {
@@ -68,7 +83,23 @@ function runWorkload(kind: Workload, m: string): (line: string) => boolean {
       const pid = run('dd', ['if=/dev/zero', `of=${join(disk.dir, m)}`, 'bs=64k', 'count=16', 'oflag=direct']);
       return (l) => new RegExp(`\\bdd\\s+${pid}\\b`).test(l);
     }
-    case 'ext4-write': run('dd', ['if=/dev/zero', `of=${join(disk.dir, m)}`, 'bs=4k', 'count=4', 'conv=fsync']); return has(m);
+    case 'ext4-write':
+    case 'xfs-write':
+    case 'btrfs-write': {
+      const dir = fsDirs[kind.slice(0, -'-write'.length) as 'ext4' | 'xfs' | 'btrfs'];
+      run('dd', ['if=/dev/zero', `of=${join(dir, m)}`, 'bs=4k', 'count=4', 'conv=fsync']);
+      return has(m);
+    }
+    case 'ext4-slow-write':
+    case 'xfs-slow-write':
+    case 'btrfs-slow-write':
+    case 'fuse-slow-write': {
+      const dir = fsDirs[kind.slice(0, -'-slow-write'.length) as keyof typeof fsDirs];
+      // e4ops waits for a byte on stdin, then writes a page served SLOW_MS late by userfaultfd
+      const r = spawnSync(OPS, ['slow', join(dir, m), String(SLOW_MS)], { input: 'g', stdio: ['pipe', 'ignore', 'pipe'], encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`e4ops slow failed (${r.status}): ${r.stderr}`);
+      return has(m);
+    }
   }
 }
 
@@ -116,9 +147,12 @@ async function ready(tool: RunningTool, silent: boolean): Promise<void> {
 /** Runs one entry; returns what went wrong, or nothing. */
 async function check(entry: Invocation): Promise<string | undefined> {
   const { expect } = entry;
-  if ('help' in expect || 'refused' in expect) {
+  if ('help' in expect || 'refused' in expect || 'prints' in expect) {
     const r = await runAsync(entry.tool, entry.argv);
     if ('help' in expect) return r.code === 0 && /EXAMPLES:/.test(r.stdout) ? undefined : `help: status ${r.code}, ${r.stderr}`;
+    if ('prints' in expect) {
+      return r.code === 0 && expect.prints.test(r.stdout) && r.stderr === '' ? undefined : `expected status 0 and ${String(expect.prints)}: status ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${r.stderr}`;
+    }
     const lines = r.stderr.split('\n').filter(Boolean);
     if (r.code !== 2) return `expected status 2, got ${r.code}: ${r.stderr}`;
     if (lines.length !== 1 || !expect.refused.test(lines[0])) return `expected one line matching ${String(expect.refused)}: ${r.stderr}`;
