@@ -7,7 +7,7 @@
 // fsslower(8), TESTING.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachPlans, FILE_SYSTEMS, parseOptions } from '../tools/fsslower.js';
 import { makeCgroups, moveToCgroup } from './cgroup-helpers.js';
