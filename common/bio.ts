@@ -26,13 +26,17 @@ interface StartHook {
   name: string;
   programs: (flavour: Flavour) => string[];
   unavailable: () => string | null;
+  limits?: string;
 }
 
 function fentryHook(fn: string, program: string): StartHook {
   return {
     name: `fentry ${fn}`,
     programs: () => [program],
-    unavailable: () => (kernelBtfHasName(fn) ? null : `no function ${fn} in the kernel's BTF`),
+    unavailable: () => {
+      if (kernelBtfHasName(fn)) return null;
+      return kernelHasFunction(fn) ? `no function ${fn} in the kernel's BTF` : `${fn} is not a function of this kernel (inlined, or absent)`;
+    },
   };
 }
 
@@ -42,7 +46,7 @@ function kprobeHook(fn: string, program: string): StartHook {
     programs: () => [program],
     unavailable: () => {
       if (!kprobesAvailable()) return 'kprobes are not available';
-      return kernelHasFunction(fn) ? null : `no function ${fn} to probe`;
+      return kernelHasFunction(fn) ? null : `no function ${fn} to probe (inlined, or absent)`;
     },
   };
 }
@@ -71,12 +75,14 @@ const START_HOOKS: StartHook[] = [
     name: 'block_getrq',
     programs: (f) => [`getrq_${f.suffix}`, `frontmerge_${f.suffix}`],
     unavailable: () => null,
+    limits: 'requests made without a bio (passthrough commands) are not seen created: no process, no queued time',
   },
   {
     // only requests that go through a scheduler queue
     name: 'block_rq_insert',
     programs: (f) => [`rq_insert_${f.suffix}`],
     unavailable: () => null,
+    limits: 'only requests through an I/O scheduler queue are seen created (none on a disk whose scheduler is "none"): the others have no process and no queued time',
   },
 ];
 
@@ -98,6 +104,7 @@ export function blockAttachPlans(withStart: boolean): AttachPlan[] {
         name: `${flavour.suffix} start at ${hook.name}`,
         programs: [...requestPrograms, ...hook.programs(flavour)],
         unavailable: () => flavour.unavailable() ?? hook.unavailable(),
+        ...(hook.limits ? { limits: hook.limits } : {}),
       });
     }
   }

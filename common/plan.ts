@@ -22,6 +22,8 @@ export interface AttachPlan {
   programs: string[];
   /** returns why the plan cannot work here, or null if it may */
   unavailable?: () => string | null;
+  /** what a user misses with this plan, against the better ones (said with -v, and by ebpf-tools check) */
+  limits?: string;
 }
 
 export interface Loaded {
@@ -66,6 +68,7 @@ export function loadWithPlans(
       afterLoad?.();
       obj.attach();
       libbpfLog.note(`${tool}: using plan ${plan.name}`);
+      if (plan.limits) libbpfLog.note(`${tool}: plan ${plan.name} sees less: ${plan.limits}`);
       releaseLoadMemory();
       return { obj, plan };
     } catch (err) {

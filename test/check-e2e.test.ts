@@ -12,7 +12,7 @@ import { kernelSnapshot, leftovers, QUIET_LIBBPF, runTool, startTool } from './h
 
 interface Answer {
   features: { feature: string; works: boolean; detail: string }[];
-  tools: { command: string; plan: string | null; not_used: { plan: string; reason: string }[]; error?: string }[];
+  tools: { command: string; plan: string | null; limits: string | null; not_used: { plan: string; reason: string }[]; error?: string }[];
 }
 
 // every tool run twice (by check, then on its own): minutes in a TCG guest
@@ -63,6 +63,8 @@ t.test('each tool: the plan check names is the one the tool then uses, and each 
     const used = await usedPlan(t, a.command);
     t.equal(a.plan, used.plan, `${a.command}: ${a.plan}`);
     t.ok(a.plan !== null || a.error, `${a.command}: a plan, or why none`);
+    const limits = new RegExp(`^${a.command}: plan .+? sees less: (.*)$`, 'm').exec(used.stderr)?.[1] ?? null;
+    t.equal(a.limits, limits, `${a.command}: what its plan misses, as the tool says (${limits ?? 'nothing'})`);
     for (const n of a.not_used) {
       t.ok(used.stderr.includes(`${a.command}: plan ${n.plan} `), `${a.command}: ${n.plan} not used by the tool either`);
       t.ok(n.reason.length > 0, `${a.command}: ${n.plan}: ${n.reason}`);

@@ -60,6 +60,8 @@ export interface ToolPlan {
   plan: string | null;
   /** the better plans, each with why it was not used */
   notUsed: { plan: string; reason: string }[];
+  /** what the plan used misses, against the better ones */
+  limits?: string;
   /** set when the tool could not attach at all */
   error?: string;
 }
@@ -121,7 +123,7 @@ export function features(): Feature[] {
 export const PROBED_COMMANDS = COMMANDS.map((c) => c.name).filter((name) => name !== 'fsslower' && name !== 'ebpf-tools');
 
 const BIN = (command: string): string => fileURLToPath(new URL(`../../bin/${command}.js`, import.meta.url));
-const PLAN_LINE = /^(\S+): (?:plan (.+?) (skipped|failed): (.*)|using plan (.+))$/;
+const PLAN_LINE = /^(\S+): (?:plan (.+?) (skipped|failed): (.*)|using plan (.+)|plan .+? sees less: (.*))$/;
 const ATTACHED_LINE = /^attached \S+ \((.+)\)$/;
 
 /** The -v lines of one run of `command` that say how it attached (the rest of its log dropped). */
@@ -132,6 +134,7 @@ export function planFromLog(command: string, stderr: string): ToolPlan {
     const m = PLAN_LINE.exec(line);
     if (m && m[1] === command) {
       if (m[5] !== undefined) result.plan = m[5];
+      else if (m[6] !== undefined) result.limits = m[6];
       else result.notUsed.push({ plan: m[2], reason: m[4] });
       continue;
     }
@@ -207,7 +210,9 @@ export async function main(argv: string[]): Promise<void> {
   if (options.json) {
     process.stdout.write(`${terminalSafeJson({
       features: found,
-      tools: plans.map((p) => ({ command: p.command, plan: p.plan, not_used: p.notUsed, ...(p.error ? { error: p.error } : {}) })),
+      tools: plans.map((p) => ({
+        command: p.command, plan: p.plan, limits: p.limits ?? null, not_used: p.notUsed, ...(p.error ? { error: p.error } : {}),
+      })),
     })}\n`);
     return;
   }
@@ -215,7 +220,7 @@ export async function main(argv: string[]): Promise<void> {
     await table(['feature', 'works', 'detail'], found.map((f) => [f.feature, f.works ? 'yes' : 'no', f.detail]), [13, 7, 72]),
     await table(['tool', 'attaches by', 'why not a better plan'], plans.map((p) => [
       p.command,
-      p.plan ?? `does not attach: ${p.error}`,
+      p.plan === null ? `does not attach: ${p.error}` : `${p.plan}${p.limits ? `\n(sees less: ${p.limits})` : ''}`,
       p.notUsed.length ? p.notUsed.map((n) => `${n.plan}: ${n.reason}`).join('\n') : (p.plan ? 'its best plan works here' : ''),
     ]), [13, 26, 53]),
     ...logs,

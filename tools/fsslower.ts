@@ -200,6 +200,9 @@ export const SYSCALLS = [
   'fsync', 'fdatasync',
 ];
 
+/** What the two syscall plans miss, against fentry and kprobes. */
+const SYSCALL_PLAN_LIMITS = 'times whole system calls, and misses file I/O that goes around them: io_uring, io_submit, sendfile, splice';
+
 /**
  * The syscall tracepoint plan. Which syscalls have tracepoints depends on the
  * architecture (arm64 has no open or creat), so its programs are those of the
@@ -209,6 +212,7 @@ function syscallPlan(options: Options): AttachPlan {
   let programs: string[] = [];
   return {
     name: 'syscall tracepoints',
+    limits: SYSCALL_PLAN_LIMITS,
     get programs() {
       return programs;
     },
@@ -261,6 +265,7 @@ export function attachPlans(options: Options): AttachPlan[] {
     {
       name: 'raw syscall tracepoints',
       programs: RAW_SYSCALL_PROGRAMS,
+      limits: SYSCALL_PLAN_LIMITS,
       unavailable: () => {
         if (process.arch !== 'x64') return `syscall numbers and registers of ${process.arch} not known (x86-64 only)`;
         return kernelBtfHasName('btf_trace_sys_enter') ? null : 'no BTF-enabled syscall tracepoints (kernel before 5.5)';
