@@ -604,8 +604,8 @@ function verdicts(r: SoakResult): Verdict[] {
     });
     list.push({
       what: 'every request counted',
-      pass: r.requestsCounted >= r.made,
-      detail: `${r.requestsCounted.toLocaleString('en-US')} requests counted on the disk (every process) ≥ ${r.made.toLocaleString('en-US')} made by the load`,
+      pass: r.requestsCounted + r.lost >= r.made,
+      detail: `${r.requestsCounted.toLocaleString('en-US')} requests counted on the disk (every process), ${r.lost.toLocaleString('en-US')} reported not traced, ≥ ${r.made.toLocaleString('en-US')} made by the load`,
     });
   } else {
     const silent = r.samples.filter((s) => s.received === 0).length;
@@ -711,7 +711,7 @@ function environment(options: Options): string {
       + `Flat: growth below ${FLAT_GROWTH_MIB} MiB and below ${FLAT_GROWTH_FRACTION * 100}%: a Node tool sits at 70–100 MiB and V8 moves its heap limits by a few MiB while adapting to the allocation rate without leaking, `
       + 'while a leak of 1 KiB per event at these rates would pass 8 MiB within the run. The slope (least squares over the samples after warm-up) is shown to tell a trend from a step.',
     '',
-    'A marker event is missing when it was neither received nor covered by a "N events lost" report on stderr (for biosnoop a loss report also counts other processes\' I/O, so it may cover more).',
+    'A marker event is missing when it was neither received nor covered by a loss report on stderr ("N events lost", or biosnoop\'s "N requests not traced", which also counts other processes\' I/O, so it may cover more).',
   ].join('\n');
 }
 
