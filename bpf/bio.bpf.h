@@ -194,6 +194,7 @@ static __always_inline int remember_bio_origin(struct bio *bio)
 
 	if (!bio || !task_selected())
 		return 0;
+	zero_for_map(&origin);
 	current_origin(&origin);
 	update_or_count(&bio_origins, &bio, &origin, BPF_ANY);
 	return 0;
@@ -248,7 +249,10 @@ int BPF_PROG(account_start_fentry, struct request *rq)
 	return on_request_start(rq, false);
 }
 
-/* 5.11 to 5.15: the traceable function behind an inline blk_account_io_start */
+/*
+ * 5.16 on, where the compiler kept it a function (Ubuntu 22.04's HWE 5.19 and
+ * 6.2; not Debian 12's 6.1): the one behind an inline blk_account_io_start
+ */
 SEC("fentry/__blk_account_io_start")
 int BPF_PROG(account_start_fentry_inner, struct request *rq)
 {

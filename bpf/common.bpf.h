@@ -23,6 +23,15 @@
 
 #define TASK_COMM_LEN 16
 
+/*
+ * Zeroes a struct on the stack that is to be copied whole into a map,
+ * padding included: the update reads every byte, and some verifiers
+ * (Ubuntu 22.04's 5.15) refuse a read of stack never written ("invalid
+ * indirect read from stack"), where a designated initializer leaves the
+ * padding unwritten.
+ */
+#define zero_for_map(p) __builtin_memset((p), 0, sizeof(*(p)))
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 24);

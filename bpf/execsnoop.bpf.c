@@ -170,8 +170,12 @@ static __always_inline void remember_call(const char *filename, const char *cons
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct exec_call call = { .filename = filename, .argv = argv, .argc = count_args(argv) };
+	struct exec_call call;
 
+	zero_for_map(&call);
+	call.filename = filename;
+	call.argv = argv;
+	call.argc = count_args(argv);
 	bpf_map_update_elem(&exec_calls, &tid, &call, BPF_ANY);
 }
 

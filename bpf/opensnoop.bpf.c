@@ -168,12 +168,13 @@ static __always_inline void remember_call(const char *path, __u32 flags, __u32 m
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct open_call call = {
-		.path = path,
-		.flags = flags,
-		.mode = (flags & O_CREAT) || (flags & O_TMPFILE_BIT) ? mode : 0,
-		.dirfd = dirfd,
-	};
+	struct open_call call;
+
+	zero_for_map(&call);
+	call.path = path;
+	call.flags = flags;
+	call.mode = (flags & O_CREAT) || (flags & O_TMPFILE_BIT) ? mode : 0;
+	call.dirfd = dirfd;
 
 	if (targ_tgid && (id >> 32) != targ_tgid)
 		return;
