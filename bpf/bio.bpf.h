@@ -250,8 +250,8 @@ int BPF_PROG(account_start_fentry, struct request *rq)
 }
 
 /*
- * 5.16 on, where the compiler kept it a function (Ubuntu 22.04's HWE 5.19 and
- * 6.2; not Debian 12's 6.1): the one behind an inline blk_account_io_start
+ * 5.16 on, where the compiler kept it a function (Ubuntu 22.04's HWE 6.2,
+ * not Debian 12's 6.1): the one behind an inline blk_account_io_start
  */
 SEC("fentry/__blk_account_io_start")
 int BPF_PROG(account_start_fentry_inner, struct request *rq)

@@ -54,7 +54,8 @@ function kprobeHook(fn: string, program: string): StartHook {
 /**
  * Where a request's creation is seen, in the issuing process, best first:
  * the block_io_start tracepoint (6.5+), blk_account_io_start by fentry or
- * kprobe (the inner __blk_account_io_start on 5.11 to 5.15), then the
+ * kprobe (the inner __blk_account_io_start on kernels from 5.16 that kept
+ * it a function, such as Ubuntu 22.04's HWE 6.2), then the
  * block_getrq tracepoint, which sees the bio a request is made for (every
  * kernel; matched to the request at dispatch, see bio.bpf.h: requests made
  * without a bio, such as passthrough commands, are not seen), and last the
