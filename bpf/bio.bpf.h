@@ -109,6 +109,19 @@ static __always_inline void update_or_count(void *map, void *key, void *value, _
 		__sync_fetch_and_add(&untracked_requests, 1);
 }
 
+/*
+ * Whether the entry found at a request's address when a request is created
+ * or dispatched there, dispatched at issued_ns, is an earlier request's
+ * whose completion no program saw (a requeue clears issued_ns): counted.
+ */
+static __always_inline bool earlier_request(__u64 issued_ns)
+{
+	if (!issued_ns)
+		return false;
+	__sync_fetch_and_add(&unseen_completions, 1);
+	return true;
+}
+
 /* Older kernels name a request's disk in the request; newer ones only through its queue. */
 struct request___with_rq_disk {
 	struct gendisk *rq_disk;

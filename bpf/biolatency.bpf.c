@@ -70,10 +70,8 @@ static __always_inline int on_request_start(struct request *rq, bool insert)
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
 	known = bpf_map_lookup_elem(&requests, &rq);
-	if (known && known->issued_ns)
-		__sync_fetch_and_add(&unseen_completions, 1);
 	/* a requeued request is inserted again: keep its first time */
-	else if (known && insert)
+	if (known && !earlier_request(known->issued_ns) && insert)
 		return 0;
 	if (targ_per_cgroup)
 		times.cgroup_id = current_cgroup();
@@ -89,9 +87,7 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 	if (!dev_selected(rq))
 		return 0;
 	times = bpf_map_lookup_elem(&requests, &rq);
-	if (times && times->issued_ns) {
-		/* an earlier request's */
-		__sync_fetch_and_add(&unseen_completions, 1);
+	if (times && earlier_request(times->issued_ns)) {
 		bpf_map_delete_elem(&requests, &rq);
 		times = NULL;
 	}

@@ -73,10 +73,8 @@ static __always_inline int on_request_start(struct request *rq, bool insert)
 	if (!task_selected() || !dev_selected(rq))
 		return 0;
 	known = bpf_map_lookup_elem(&requests, &rq);
-	if (known && known->issued_ns)
-		__sync_fetch_and_add(&unseen_completions, 1);
 	/* a requeued request is inserted again: keep its first time */
-	else if (known && insert)
+	if (known && !earlier_request(known->issued_ns) && insert)
 		return 0;
 	current_origin(&info.origin);
 	update_or_count(&requests, &rq, &info, BPF_ANY);
@@ -90,9 +88,7 @@ static __always_inline int on_request_issue(struct request *rq, struct request_o
 	if (!dev_selected(rq))
 		return 0;
 	info = bpf_map_lookup_elem(&requests, &rq);
-	if (info && info->issued_ns) {
-		/* an earlier request's */
-		__sync_fetch_and_add(&unseen_completions, 1);
+	if (info && earlier_request(info->issued_ns)) {
 		bpf_map_delete_elem(&requests, &rq);
 		info = NULL;
 	}
