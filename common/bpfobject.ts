@@ -3,6 +3,8 @@
 // code; here the object's own BTF tells where each variable lives.
 import { fileURLToPath } from 'node:url';
 import { Btf, type StructLayout } from './btf.js';
+import { coreBtfPath } from './corebtf.js';
+import { kernelBtf } from './kernelbtf.js';
 import { RuntimeError } from './errors.js';
 import { libbpfLog } from './log.js';
 import { bpf, errnoText, koffi, lastErrno, libcCalls } from './native.js';
@@ -53,18 +55,25 @@ export class BpfObject {
     return `${BPF_DIR}${tool}.bpf.o`;
   }
 
-  /** Opens bpf/<tool>.bpf.o after checking privileges and kernel BTF. */
+  /**
+   * Opens bpf/<tool>.bpf.o after checking privileges and kernel BTF, to be
+   * relocated against the part of the kernel's BTF it looks at (corebtf.ts).
+   */
   static open(tool: string): BpfObject {
     checkPrivileges();
     checkKernelBtf();
-    return BpfObject.openUnchecked(tool);
+    return BpfObject.openUnchecked(tool, coreBtfPath(BpfObject.path(tool), kernelBtf));
   }
 
-  /** Opens without the privilege checks: parsing an object needs none (tests, layout checks). */
-  static openUnchecked(tool: string): BpfObject {
+  /**
+   * Opens without the privilege checks: parsing an object needs none (tests,
+   * layout checks). `coreBtf`: the BTF file CO-RE relocates against, in place of the kernel's.
+   */
+  static openUnchecked(tool: string, coreBtf?: string): BpfObject {
     libbpfLog.install();
     const path = BpfObject.path(tool);
-    const obj = bpf.object_open_file(path, null);
+    const opts = coreBtf ? { sz: koffi.sizeof('bpf_object_open_opts'), btf_custom_path: coreBtf } : null;
+    const obj = bpf.object_open_file(path, opts);
     if (!obj) throw new RuntimeError(`cannot open ${path}: ${errnoText(lastErrno())}${libbpfLog.hint()}`);
     return new BpfObject(tool, obj);
   }

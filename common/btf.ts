@@ -5,7 +5,7 @@
 
 const BTF_MAGIC = 0xeb9f;
 
-enum Kind {
+export enum Kind {
   Int = 1, Ptr, Array, Struct, Union, Enum, Fwd, Typedef, Volatile, Const, Restrict,
   Func, FuncProto, Var, Datasec, Float, DeclTag, TypeTag, Enum64,
 }
@@ -33,9 +33,11 @@ export interface StructLayout {
   fields: Map<string, Field>;
 }
 
-interface RawType {
+export interface RawType {
   kind: Kind;
   name: string;
+  /** where the name is in the string table */
+  nameOffset: number;
   kindFlag: boolean;
   /** size for sized kinds, referenced type id for the rest */
   sizeOrType: number;
@@ -44,7 +46,7 @@ interface RawType {
   extra: number[];
 }
 
-const VOID: RawType = { kind: 0 as Kind, name: 'void', kindFlag: false, sizeOrType: 0, vlen: 0, extra: [] };
+const VOID: RawType = { kind: 0 as Kind, name: 'void', nameOffset: 0, kindFlag: false, sizeOrType: 0, vlen: 0, extra: [] };
 
 /**
  * BTF data, read on demand: where each type starts is found on the first
@@ -92,7 +94,7 @@ export class Btf {
     return this.starts;
   }
 
-  private stringAt(offset: number): string {
+  stringAt(offset: number): string {
     const end = this.strings.indexOf(0, offset);
     return this.decoder.decode(this.strings.subarray(offset, end < 0 ? undefined : end));
   }
@@ -105,7 +107,13 @@ export class Btf {
     return true;
   }
 
-  private type(id: number): RawType {
+  /** Type ids run from 1 to count - 1 (0 is void). */
+  get count(): number {
+    return this.typeStarts.length;
+  }
+
+  /** A type as it is stored: its kind, name and the words that follow its header. */
+  type(id: number): RawType {
     if (id === 0) return VOID;
     let t = this.decoded.get(id);
     if (t) return t;
@@ -115,8 +123,9 @@ export class Btf {
     const vlen = info & 0xffff;
     const extra: number[] = [];
     for (let i = 0, words = extraWords(kind, vlen); i < words; i++) extra.push(this.view.getUint32(pos + 12 + 4 * i, true));
+    const nameOffset = this.view.getUint32(pos, true);
     t = {
-      kind, name: this.stringAt(this.view.getUint32(pos, true)), kindFlag: info >>> 31 === 1,
+      kind, name: this.stringAt(nameOffset), nameOffset, kindFlag: info >>> 31 === 1,
       sizeOrType: this.view.getUint32(pos + 8, true), vlen, extra,
     };
     this.decoded.set(id, t);
@@ -132,6 +141,47 @@ export class Btf {
       if (kinds.includes(kind) && this.stringIs(this.view.getUint32(starts[id], true), bytes)) return id;
     }
     return -1;
+  }
+
+  /**
+   * The ids of the types named `name` or a flavour of it (`name___x`, as
+   * libbpf matches CO-RE candidates), for each name: one walk over the type
+   * headers, where a name is only compared in full when its first four
+   * bytes are those of a name asked for (a search of the string table for
+   * each name would read its 3 MB every time).
+   */
+  typesNamed(names: Iterable<string>): Map<string, number[]> {
+    const found = new Map<string, number[]>();
+    const byPrefix = new Map<number, { name: Uint8Array; ids: number[] }[]>();
+    const encoder = new TextEncoder();
+    for (const name of names) {
+      const ids: number[] = [];
+      found.set(name, ids);
+      const bytes = encoder.encode(name);
+      // a flavour of a name shorter than four bytes starts with its underscores
+      const prefixes = bytes.length >= 4 ? [bytes] : [bytes, encoder.encode(`${name}___`)];
+      for (const p of prefixes) {
+        const key = prefixKey(p, 0);
+        byPrefix.set(key, [...(byPrefix.get(key) ?? []), { name: bytes, ids }]);
+      }
+    }
+    const starts = this.typeStarts;
+    for (let id = 1; id < starts.length; id++) {
+      const nameOffset = this.view.getUint32(starts[id], true);
+      if (nameOffset === 0) continue;
+      for (const { name, ids } of byPrefix.get(prefixKey(this.strings, nameOffset)) ?? []) {
+        if (this.nameOrFlavour(nameOffset, name) && ids.at(-1) !== id) ids.push(id);
+      }
+    }
+    return found;
+  }
+
+  /** Whether the string at `offset` is `name` or `name___...`. */
+  private nameOrFlavour(offset: number, name: Uint8Array): boolean {
+    const s = this.strings;
+    for (let i = 0; i < name.length; i++) if (s[offset + i] !== name[i]) return false;
+    const next = s[offset + name.length];
+    return next === 0 || (next === 0x5f && s[offset + name.length + 1] === 0x5f && s[offset + name.length + 2] === 0x5f);
   }
 
   private findId(kind: Kind, name: string): number {
@@ -235,7 +285,18 @@ export class Btf {
   }
 }
 
-function extraWords(kind: Kind, vlen: number): number {
+/** The first four bytes of the string at `offset` (fewer where it is shorter), as a number. */
+function prefixKey(bytes: Uint8Array, offset: number): number {
+  let key = 0;
+  for (let i = 0; i < 4; i++) {
+    const b = bytes[offset + i];
+    if (b === 0 || b === undefined) break;
+    key |= b << (8 * i);
+  }
+  return key;
+}
+
+export function extraWords(kind: Kind, vlen: number): number {
   switch (kind) {
     case Kind.Int: return 1;
     case Kind.Array: return 3;

@@ -44,6 +44,17 @@ function libbpf(): LibraryHandle {
   if (major < 1) throw new RuntimeError(`libbpf ${major}.${minor} is too old: ${LIBBPF_PACKAGE_HINT}`);
   libbpfVersion = `${major}.${minor}`;
   for (const name of ['bpf_object', 'bpf_program', 'bpf_map', 'bpf_link', 'btf']) koffi.opaque(name);
+  // struct bpf_object_open_opts up to btf_custom_path (libbpf 0.6), as libbpf.h declares it;
+  // libbpf reads no further than the sz it is given.
+  koffi.struct('bpf_object_open_opts', {
+    sz: 'size_t',
+    object_name: 'const char *',
+    relaxed_maps: 'bool',
+    pin_root_path: 'const char *',
+    attach_prog_fd_removed: 'uint32_t',
+    kconfig: 'const char *',
+    btf_custom_path: 'const char *',
+  });
   // libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *, va_list);
   // on x86-64 and arm64 a va_list parameter is passed as a pointer.
   koffi.proto('int libbpf_print_fn(int level, const char *format, void *args)');
@@ -57,7 +68,7 @@ function libc(): LibraryHandle {
 
 export const bpf = lazyFunctions(libbpf, {
   set_print: 'void *libbpf_set_print(libbpf_print_fn *fn)',
-  object_open_file: 'bpf_object *bpf_object__open_file(const char *path, void *opts)',
+  object_open_file: 'bpf_object *bpf_object__open_file(const char *path, const bpf_object_open_opts *opts)',
   object_load: 'int bpf_object__load(bpf_object *obj)',
   object_close: 'void bpf_object__close(bpf_object *obj)',
   object_btf: 'btf *bpf_object__btf(bpf_object *obj)',

@@ -35,10 +35,25 @@ export function stableRefusal(stage: 'load' | 'attach', errno: number): boolean 
   return STABLE_REFUSALS[stage].has(errno);
 }
 
-/** Where the record is kept: /run/ebpf-tools for root, the user's runtime directory otherwise (none without one). */
+/**
+ * Where what holds for one boot is kept (refused plans, corebtf.ts's cut of
+ * the kernel's BTF): /run/ebpf-tools for root, the user's runtime directory
+ * otherwise (none without one). Both are emptied at boot.
+ */
+export function runtimeDirectory(uid = process.getuid?.() ?? -1, env = process.env): string | undefined {
+  if (uid === 0) return '/run/ebpf-tools';
+  return env.XDG_RUNTIME_DIR ? `${env.XDG_RUNTIME_DIR}/ebpf-tools` : undefined;
+}
+
+/** Whether `dir` is ours alone and in a directory only we or root can change (what is read from it is trusted). */
+export function safeRuntimeDirectory(dir: string, uid: number): boolean {
+  return safeDirectory(lstatSync(dir), uid, false) && safeDirectory(lstatSync(dirname(dir)), uid, true);
+}
+
+/** Where the record is kept (none without a runtime directory). */
 export function refusedPlansFile(uid = process.getuid?.() ?? -1, env = process.env): string | undefined {
-  if (uid === 0) return `/run/ebpf-tools/${FILE_NAME}`;
-  return env.XDG_RUNTIME_DIR ? `${env.XDG_RUNTIME_DIR}/ebpf-tools/${FILE_NAME}` : undefined;
+  const dir = runtimeDirectory(uid, env);
+  return dir && `${dir}/${FILE_NAME}`;
 }
 
 /** What makes a record valid: this boot of this kernel. */
@@ -119,7 +134,7 @@ export class RefusedPlans {
   }
 
   private safeDir(dir: string): boolean {
-    return safeDirectory(lstatSync(dir), this.uid, false) && safeDirectory(lstatSync(dirname(dir)), this.uid, true);
+    return safeRuntimeDirectory(dir, this.uid);
   }
 
   /** The refusals recorded this boot: none if the record is missing, unreadable, someone else's or another boot's. */

@@ -1,0 +1,67 @@
+// The cut of the kernel's BTF each object is relocated against
+// (common/corebtf.ts) must give every CO-RE relocation of every program
+// the same result as the kernel's whole BTF: each object is loaded with all
+// its programs both ways, and what libbpf says it patched (every offset,
+// size, existence and enum value, and every instruction it poisoned for a
+// field this kernel lacks) must be the same, line for line. It runs on
+// every kernel of the matrix, where the types differ.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import t from 'tap';
+import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
+import { coreBtfPath, relocationNames } from '../common/corebtf.js';
+import { kernelBtf } from '../common/kernelbtf.js';
+import { libbpfLog } from '../common/log.js';
+import { bpf, koffi, libcCalls } from '../common/native.js';
+
+const objects = readdirSync(BPF_DIR).filter((f) => f.endsWith('.bpf.o')).map((f) => f.replace(/\.bpf\.o$/, ''));
+
+/** What libbpf decided for each relocation, as its debug log says it. */
+const DECISION = /^libbpf: prog '[^']+': relo #\d+: (patched insn|substituting insn|no matching targets|.*ambiguity)/;
+
+let said: string[] = [];
+libbpfLog.install();
+const buffer = Buffer.alloc(1 << 20);
+const capture = koffi.register((_level: number, format: string, args: unknown): number => {
+  const n = libcCalls.vsnprintf(buffer, buffer.length, format, args) as number;
+  said.push(...buffer.subarray(0, Math.min(n, buffer.length - 1)).toString().split('\n'));
+  return 0;
+}, koffi.pointer('libbpf_print_fn'));
+bpf.set_print(capture);
+
+/** Loads every program of `tool` relocated against `coreBtf` (the kernel's own if undefined); returns libbpf's decisions. */
+function relocations(tool: string, coreBtf: string | undefined): string[] {
+  said = [];
+  const obj = BpfObject.openUnchecked(tool, coreBtf);
+  try {
+    for (const p of obj.programs()) obj.setAutoload(p.name, true);
+    // every program is relocated before the first is loaded: a program this
+    // kernel refuses (fentry here, a function it lacks) ends the load after
+    try {
+      obj.load();
+    } catch {
+      // relocated all the same
+    }
+  } finally {
+    obj.close();
+  }
+  return said.filter((line) => DECISION.test(line));
+}
+
+for (const tool of objects) {
+  t.test(`${tool}: relocated against its cut of the kernel's BTF as against the whole`, (t) => {
+    const cut = coreBtfPath(BpfObject.path(tool), kernelBtf);
+    if (relocationNames(readFileSync(BpfObject.path(tool))).size === 0) {
+      t.equal(cut, undefined, 'no CO-RE relocation: nothing to cut');
+      return t.end();
+    }
+    t.ok(cut, 'a cut is made (no relocated type is only in a module here)');
+    if (!cut) return t.end();
+    t.ok(statSync(cut).size < statSync('/sys/kernel/btf/vmlinux').size / 20, `the cut is small (${statSync(cut).size} bytes)`);
+    t.equal(coreBtfPath(BpfObject.path(tool), () => t.fail('the cut is made once') as never), cut, 'the next start takes the same cut');
+    const whole = relocations(tool, undefined);
+    t.ok(whole.length >= relocationNames(readFileSync(BpfObject.path(tool))).size, `libbpf said what it did with each relocation (${whole.length})`);
+    t.same(relocations(tool, cut), whole);
+    t.end();
+  });
+}
+
