@@ -29,8 +29,9 @@
  * found again at dispatch as the request's first bio (rq->bio); a bio merged
  * in front of it (block_bio_frontmerge) takes its place.
  *
- * Each hook exists as a tp_btf program (typed arguments, cheapest) and as a
- * raw_tp one for kernels without BTF-enabled tracepoints.
+ * The tracepoints are raw_tp programs, not tp_btf: the same events on every
+ * kernel, and a raw tracepoint needs no kernel BTF to attach, so that
+ * libbpf need not parse the kernel's at load (~20 ms of every start).
  */
 #ifndef EBPF_TOOLS_BIO_BPF_H
 #define EBPF_TOOLS_BIO_BPF_H
@@ -244,12 +245,6 @@ static __always_inline struct request *request_arg(__u64 *ctx, bool queue_first)
 
 /* Request creation, in the issuing process. */
 
-SEC("tp_btf/block_io_start")
-int BPF_PROG(io_start_tp_btf, struct request *rq)
-{
-	return on_request_start(rq, false);
-}
-
 SEC("raw_tp/block_io_start")
 int BPF_PROG(io_start_raw_tp, struct request *rq)
 {
@@ -286,22 +281,10 @@ int BPF_KPROBE(account_start_kprobe_inner, struct request *rq)
 
 /* A bio that gets a request (the stand-in where none of the above exists), or is merged in front of one. */
 
-SEC("tp_btf/block_getrq")
-int BPF_PROG(getrq_tp_btf)
-{
-	return remember_bio_origin(getrq_bio(ctx));
-}
-
 SEC("raw_tp/block_getrq")
 int BPF_PROG(getrq_raw_tp)
 {
 	return remember_bio_origin(getrq_bio(ctx));
-}
-
-SEC("tp_btf/block_bio_frontmerge")
-int BPF_PROG(frontmerge_tp_btf)
-{
-	return remember_bio_origin(frontmerge_bio(ctx));
 }
 
 SEC("raw_tp/block_bio_frontmerge")
@@ -312,12 +295,6 @@ int BPF_PROG(frontmerge_raw_tp)
 
 /* Insertion into a scheduler queue: the last resort, for requests through a scheduler only. */
 
-SEC("tp_btf/block_rq_insert")
-int BPF_PROG(rq_insert_tp_btf)
-{
-	return on_request_start(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_insert___with_queue)), true);
-}
-
 SEC("raw_tp/block_rq_insert")
 int BPF_PROG(rq_insert_raw_tp)
 {
@@ -325,12 +302,6 @@ int BPF_PROG(rq_insert_raw_tp)
 }
 
 /* Dispatch to the driver. */
-
-SEC("tp_btf/block_rq_issue")
-int BPF_PROG(rq_issue_tp_btf)
-{
-	return request_issued(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_issue___with_queue)));
-}
 
 SEC("raw_tp/block_rq_issue")
 int BPF_PROG(rq_issue_raw_tp)
@@ -340,12 +311,6 @@ int BPF_PROG(rq_issue_raw_tp)
 
 /* Back from the driver, to be dispatched again. */
 
-SEC("tp_btf/block_rq_requeue")
-int BPF_PROG(rq_requeue_tp_btf)
-{
-	return on_request_requeue(request_arg(ctx, bpf_core_type_matches(btf_trace_block_rq_requeue___with_queue)));
-}
-
 SEC("raw_tp/block_rq_requeue")
 int BPF_PROG(rq_requeue_raw_tp)
 {
@@ -353,12 +318,6 @@ int BPF_PROG(rq_requeue_raw_tp)
 }
 
 /* Completion: the request comes first on every kernel with BTF. */
-
-SEC("tp_btf/block_rq_complete")
-int BPF_PROG(rq_complete_tp_btf, struct request *rq)
-{
-	return on_request_complete(rq);
-}
 
 SEC("raw_tp/block_rq_complete")
 int BPF_PROG(rq_complete_raw_tp, struct request *rq)

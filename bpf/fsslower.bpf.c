@@ -441,9 +441,9 @@ static __always_inline void exit_syscall(enum syscall_kind kind, long ret)
 }
 
 /*
- * raw_syscalls' sys_enter and sys_exit, as BTF raw tracepoints (tp_btf, the
- * registers read directly): two programs for all the syscalls (the syscall
- * tracepoints below are two per syscall), and detached at once, where
+ * raw_syscalls' sys_enter and sys_exit, as raw tracepoints (raw_tp): two
+ * programs for all the syscalls (the syscall tracepoints below are two per
+ * syscall), and detached at once, where
  * detaching a syscall tracepoint's program waits for an RCU grace period
  * (tens of milliseconds each on 6.x). Every syscall of the machine runs
  * them, and those not traced end at a switch on the number. The numbers and
@@ -491,22 +491,26 @@ static __always_inline bool compat_syscall(void)
 	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
 }
 
-SEC("tp_btf/sys_enter")
+/*
+ * raw_tp, not tp_btf: the same events, and a raw tracepoint needs no
+ * kernel BTF to attach, so libbpf does not parse the kernel's at load.
+ */
+SEC("raw_tp/sys_enter")
 int BPF_PROG(fs_sys_enter, struct pt_regs *regs, long nr)
 {
 	enum syscall_kind kind = x86_64_syscall_kind(nr);
 
 	/* the first and fourth arguments of an x86-64 syscall */
 	if (kind != NOT_TRACED && !compat_syscall())
-		enter_syscall(kind, regs->di, regs->r10);
+		enter_syscall(kind, BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, r10));
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
+SEC("raw_tp/sys_exit")
 int BPF_PROG(fs_sys_exit, struct pt_regs *regs, long ret)
 {
 	/* the number, as syscall_get_nr() reads it */
-	enum syscall_kind kind = x86_64_syscall_kind(regs->orig_ax);
+	enum syscall_kind kind = x86_64_syscall_kind(BPF_CORE_READ(regs, orig_ax));
 
 	if (kind != NOT_TRACED && !compat_syscall())
 		exit_syscall(kind, ret);

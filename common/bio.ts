@@ -2,29 +2,15 @@
 // them on this kernel (the programs of bpf/bio.bpf.h), how to name their
 // flags, and how to report requests the kernel side could not follow.
 import type { BpfObject } from './bpfobject.js';
-import { kernelBtf, kernelBtfHasName, kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
+import { kernelBtf, kernelBtfHasName } from './kernelbtf.js';
+import { kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
 
 /** Requests in flight the kernel side can follow (MAX_REQUESTS in bio.bpf.h). */
 const MAX_REQUESTS = 32768;
 
-interface Flavour {
-  /** program name suffix in bio.bpf.h */
-  suffix: 'tp_btf' | 'raw_tp';
-  unavailable: () => string | null;
-}
-
-/** Tracepoints as tp_btf (typed arguments, kernel 5.5+) where the kernel has them, else raw_tp. */
-const FLAVOURS: Flavour[] = [
-  {
-    suffix: 'tp_btf',
-    unavailable: () => (kernelBtfHasName('btf_trace_block_rq_issue') ? null : 'no BTF-enabled block tracepoints'),
-  },
-  { suffix: 'raw_tp', unavailable: () => null },
-];
-
 interface StartHook {
   name: string;
-  programs: (flavour: Flavour) => string[];
+  programs: string[];
   unavailable: () => string | null;
   limits?: string;
 }
@@ -32,7 +18,7 @@ interface StartHook {
 function fentryHook(fn: string, program: string): StartHook {
   return {
     name: `fentry ${fn}`,
-    programs: () => [program],
+    programs: [program],
     unavailable: () => {
       if (kernelBtfHasName(fn)) return null;
       return kernelHasFunction(fn) ? `no function ${fn} in the kernel's BTF` : `${fn} is not a function of this kernel (inlined, or absent)`;
@@ -43,7 +29,7 @@ function fentryHook(fn: string, program: string): StartHook {
 function kprobeHook(fn: string, program: string): StartHook {
   return {
     name: `kprobe ${fn}`,
-    programs: () => [program],
+    programs: [program],
     unavailable: () => {
       if (!kprobesAvailable()) return 'kprobes are not available';
       return kernelHasFunction(fn) ? null : `no function ${fn} to probe (inlined, or absent)`;
@@ -65,7 +51,7 @@ function kprobeHook(fn: string, program: string): StartHook {
 const START_HOOKS: StartHook[] = [
   {
     name: 'block_io_start',
-    programs: (f) => [`io_start_${f.suffix}`],
+    programs: ['io_start_raw_tp'],
     unavailable: () => (kernelBtfHasName('btf_trace_block_io_start') ? null : 'no block_io_start tracepoint (kernel before 6.5)'),
   },
   fentryHook('blk_account_io_start', 'account_start_fentry'),
@@ -74,14 +60,14 @@ const START_HOOKS: StartHook[] = [
   kprobeHook('__blk_account_io_start', 'account_start_kprobe_inner'),
   {
     name: 'block_getrq',
-    programs: (f) => [`getrq_${f.suffix}`, `frontmerge_${f.suffix}`],
+    programs: ['getrq_raw_tp', 'frontmerge_raw_tp'],
     unavailable: () => null,
     limits: 'requests made without a bio (passthrough commands) are not seen created: no process, no queued time',
   },
   {
     // only requests that go through a scheduler queue
     name: 'block_rq_insert',
-    programs: (f) => [`rq_insert_${f.suffix}`],
+    programs: ['rq_insert_raw_tp'],
     unavailable: () => null,
     limits: 'only requests through an I/O scheduler queue are seen created (none on a disk whose scheduler is "none"): the others have no process and no queued time',
   },
@@ -93,23 +79,14 @@ const START_HOOKS: StartHook[] = [
  * (needed to know the issuing process, and for queued time).
  */
 export function blockAttachPlans(withStart: boolean): AttachPlan[] {
-  const plans: AttachPlan[] = [];
-  for (const flavour of FLAVOURS) {
-    const requestPrograms = [`rq_issue_${flavour.suffix}`, `rq_requeue_${flavour.suffix}`, `rq_complete_${flavour.suffix}`];
-    if (!withStart) {
-      plans.push({ name: flavour.suffix, programs: requestPrograms, unavailable: flavour.unavailable });
-      continue;
-    }
-    for (const hook of START_HOOKS) {
-      plans.push({
-        name: `${flavour.suffix} start at ${hook.name}`,
-        programs: [...requestPrograms, ...hook.programs(flavour)],
-        unavailable: () => flavour.unavailable() ?? hook.unavailable(),
-        ...(hook.limits ? { limits: hook.limits } : {}),
-      });
-    }
-  }
-  return plans;
+  const requestPrograms = ['rq_issue_raw_tp', 'rq_requeue_raw_tp', 'rq_complete_raw_tp'];
+  if (!withStart) return [{ name: 'raw_tp', programs: requestPrograms }];
+  return START_HOOKS.map((hook) => ({
+    name: `raw_tp start at ${hook.name}`,
+    programs: [...requestPrograms, ...hook.programs],
+    unavailable: hook.unavailable,
+    ...(hook.limits ? { limits: hook.limits } : {}),
+  }));
 }
 
 /**

@@ -70,10 +70,10 @@ function schedulers(disk: string): { current: string; offered: string[] } {
   return { current: /\[(\S+)\]/.exec(text)![1], offered: text.replace(/[[\]]/g, '').split(/\s+/) };
 }
 
-/** The plans that biosnoop would take before block_getrq (all of the tp_btf flavour). */
+/** The plans that biosnoop would take before block_getrq. */
 const BEFORE_GETRQ = (() => {
   const names = blockAttachPlans(true).map((p) => p.name);
-  return names.slice(0, names.indexOf('tp_btf start at block_getrq'));
+  return names.slice(0, names.indexOf('raw_tp start at block_getrq'));
 })();
 
 /** Where `file`'s data is on its disk: [first sector, sectors] of each extent (filefrag, 512-byte units). */
@@ -114,7 +114,7 @@ for (const forced of [false, true]) {
       for (let waited = 0; written() < 16n << 20n && waited < 20000; waited += 50) await sleep(50);
       const done = await tool.stop();
       t.equal(done.code, 0);
-      if (forced) t.match(tool.stderr, /^biosnoop: using plan tp_btf start at block_getrq$/m, '-v names the plan');
+      if (forced) t.match(tool.stderr, /^biosnoop: using plan raw_tp start at block_getrq$/m, '-v names the plan');
       const onFile = tool.lines.slice(1).filter((l) => /^\S+ +\S+ +\d+ +\S+ +\S+ +\d+ /.test(l) && inFile(l));
       t.ok(onFile.length > 0, `${onFile.length} requests to the file`);
       t.same(onFile.filter((l) => !ddLine.test(l)), [], 'every request to the file is dd\'s, with its PID');

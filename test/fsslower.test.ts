@@ -257,7 +257,7 @@ t.test('attach plans: fentry, kprobe, raw syscall tracepoints, syscall tracepoin
   t.same(FILE_SYSTEMS.nfs.functions, ['nfs_file_read', 'nfs_file_write', 'nfs_file_open', 'nfs_file_fsync']);
   t.same(FILE_SYSTEMS.fuse.functions, ['fuse_file_read_iter', 'fuse_file_write_iter', 'fuse_open', 'fuse_fsync']);
   const plans = attachPlans(parseOptions([]));
-  t.same(RAW_SYSCALL_PROGRAMS.map((name) => sections.get(name)), ['tp_btf/sys_enter', 'tp_btf/sys_exit'], 'two raw tracepoints for all the syscalls');
+  t.same(RAW_SYSCALL_PROGRAMS.map((name) => sections.get(name)), ['raw_tp/sys_enter', 'raw_tp/sys_exit'], 'two raw tracepoints for all the syscalls');
   t.equal(plans[2].unavailable?.(), null, 'x86-64: the raw tracepoints know its syscall numbers');
   for (const syscall of SYSCALLS) {
     t.equal(sections.get(`fs_enter_${syscall}`), `tracepoint/syscalls/sys_enter_${syscall}`);

@@ -11,24 +11,24 @@ export type Variant = (typeof VARIANTS)[number];
 
 export const EXPECTED_PLANS: Record<string, Record<Variant, string>> = {
   '5.10': {
-    opensnoop: 'syscall tracepoints', ext4slower: 'kprobe', biolatency: 'tp_btf',
-    'biolatency -Q': 'tp_btf start at fentry blk_account_io_start', biosnoop: 'tp_btf start at fentry blk_account_io_start',
+    opensnoop: 'syscall tracepoints', ext4slower: 'kprobe', biolatency: 'raw_tp',
+    'biolatency -Q': 'raw_tp start at fentry blk_account_io_start', biosnoop: 'raw_tp start at fentry blk_account_io_start',
   },
   '6.1': {
-    opensnoop: 'syscall tracepoints', ext4slower: 'fentry', biolatency: 'tp_btf',
-    'biolatency -Q': 'tp_btf start at block_getrq', biosnoop: 'tp_btf start at block_getrq',
+    opensnoop: 'syscall tracepoints', ext4slower: 'fentry', biolatency: 'raw_tp',
+    'biolatency -Q': 'raw_tp start at block_getrq', biosnoop: 'raw_tp start at block_getrq',
   },
   '6.12': {
-    opensnoop: 'syscall tracepoints', ext4slower: 'fentry', biolatency: 'tp_btf',
-    'biolatency -Q': 'tp_btf start at block_io_start', biosnoop: 'tp_btf start at block_io_start',
+    opensnoop: 'syscall tracepoints', ext4slower: 'fentry', biolatency: 'raw_tp',
+    'biolatency -Q': 'raw_tp start at block_io_start', biosnoop: 'raw_tp start at block_io_start',
   },
   '7': {
-    opensnoop: 'syscall tracepoints', ext4slower: 'fentry', biolatency: 'tp_btf',
-    'biolatency -Q': 'tp_btf start at block_io_start', biosnoop: 'tp_btf start at block_io_start',
+    opensnoop: 'syscall tracepoints', ext4slower: 'fentry', biolatency: 'raw_tp',
+    'biolatency -Q': 'raw_tp start at block_io_start', biosnoop: 'raw_tp start at block_io_start',
   },
   '6.18': {
-    opensnoop: 'syscall tracepoints', ext4slower: 'raw syscall tracepoints', biolatency: 'tp_btf',
-    'biolatency -Q': 'tp_btf start at block_io_start', biosnoop: 'tp_btf start at block_io_start',
+    opensnoop: 'syscall tracepoints', ext4slower: 'raw syscall tracepoints', biolatency: 'raw_tp',
+    'biolatency -Q': 'raw_tp start at block_io_start', biosnoop: 'raw_tp start at block_io_start',
   },
 };
 

@@ -20,7 +20,8 @@ import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
 import { readArrayElement } from '../common/maps.js';
 import { Output } from '../common/output.js';
-import { kernelBtfHasName, kernelHasFunction, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
+import { kernelBtfHasName } from '../common/kernelbtf.js';
+import { kernelHasFunction, kprobesAvailable, loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { ensureTracefs } from '../common/preflight.js';
 import {
   cgroupNaming, eventToolOptions, openExporter, prometheusFromArgs, type PrometheusOptions,
@@ -190,7 +191,7 @@ const FILE_OPS = ['read', 'write', 'open', 'fsync'];
 /** The fentry/fexit programs of a file system (fsslower.bpf.c's FILE_OPERATIONS). */
 export const fentryPrograms = (fs: FileSystem): string[] => FILE_OPS.flatMap((op) => [`${fs.name}_fentry_${op}`, `${fs.name}_fexit_${op}`]);
 export const kprobePrograms = (fs: FileSystem): string[] => FILE_OPS.flatMap((op) => [`${fs.name}_kprobe_${op}`, `${fs.name}_kretprobe_${op}`]);
-/** raw_syscalls' sys_enter and sys_exit (tp_btf): the syscalls below by their x86-64 numbers. */
+/** raw_syscalls' sys_enter and sys_exit (raw_tp): the syscalls below by their x86-64 numbers. */
 export const RAW_SYSCALL_PROGRAMS = ['fs_sys_enter', 'fs_sys_exit'];
 /** The syscalls that reach a file system's read, write, open and fsync operations. */
 export const SYSCALLS = [
@@ -235,7 +236,7 @@ function syscallPlan(options: Options): AttachPlan {
 
 /**
  * fentry, then kprobes, then the syscalls: the first the kernel accepts. The
- * syscalls are seen by two BTF raw tracepoints (tp_btf) on x86-64, elsewhere
+ * syscalls are seen by two raw tracepoints (raw_tp) on x86-64, elsewhere
  * by two syscall tracepoints per syscall, whose detaching costs an RCU grace
  * period each (about 2 s at exit on 6.x for the 34 of them, against
  * milliseconds).
@@ -266,10 +267,7 @@ export function attachPlans(options: Options): AttachPlan[] {
       name: 'raw syscall tracepoints',
       programs: RAW_SYSCALL_PROGRAMS,
       limits: SYSCALL_PLAN_LIMITS,
-      unavailable: () => {
-        if (process.arch !== 'x64') return `syscall numbers and registers of ${process.arch} not known (x86-64 only)`;
-        return kernelBtfHasName('btf_trace_sys_enter') ? null : 'no BTF-enabled syscall tracepoints (kernel before 5.5)';
-      },
+      unavailable: () => (process.arch === 'x64' ? null : `syscall numbers and registers of ${process.arch} not known (x86-64 only)`),
     },
     syscallPlan(options),
   ];
