@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-// The compile cache is turned on before the rest is loaded, so that it covers it.
-import { enableCompileCache } from '../dist/common/compilecache.js';
-
-enableCompileCache();
-const { run } = await import('../dist/bundle/fsslower.js');
-run('fsslower');
+// CommonJS (bin/package.json): the compile cache is turned on before the tool's bundle is loaded, so that it covers it.
+require('../dist/bundle/compilecache.cjs').enableCompileCache();
+require('../dist/bundle/fsslower.cjs').run('fsslower');

@@ -62,7 +62,9 @@ export class BpfObject {
   static open(tool: string): BpfObject {
     checkPrivileges();
     checkKernelBtf();
-    return BpfObject.openUnchecked(tool, coreBtfPath(BpfObject.path(tool), kernelBtf));
+    const coreBtf = coreBtfPath(BpfObject.path(tool), kernelBtf);
+    libbpfLog.note(`${tool}.bpf.o: CO-RE against ${coreBtf ?? "the kernel's whole BTF"}`);
+    return BpfObject.openUnchecked(tool, coreBtf);
   }
 
   /**

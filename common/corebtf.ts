@@ -240,11 +240,16 @@ function moduleBtfNames(names: string[]): boolean {
 /** Bumped whenever what minimalCoreBtf() keeps changes, so that no cut of an earlier version is used. */
 const CUT_VERSION = 1;
 
-/** A 64-bit FNV-1a of `text`, as 16 hex digits (names a cache file; not a defence: the directory is). */
-function fnv64(text: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(text)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
-  return h.toString(16).padStart(16, '0');
+/** Two 32-bit FNV-1a hashes of `text` (of its bytes, and of them backwards), as 16 hex digits: names a cache file, no defence (the directory is). */
+function fileHash(text: string): string {
+  const bytes = Buffer.from(text);
+  let forward = 0x811c9dc5;
+  let backward = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    forward = Math.imul(forward ^ bytes[i], 0x01000193);
+    backward = Math.imul(backward ^ bytes[bytes.length - 1 - i], 0x01000193);
+  }
+  return [forward, backward].map((h) => (h >>> 0).toString(16).padStart(8, '0')).join('');
 }
 
 /**
@@ -264,7 +269,7 @@ export function coreBtfPath(objectPath: string, kernel: () => Btf): string | und
   const names = relocationNames(readFileSync(objectPath));
   if (names.size === 0) return undefined;
   const key = [CUT_VERSION, boot.id, boot.kernel, moduleBtfs().join(' '), [...names].sort().join(' ')].join('\n');
-  const file = `${dir}/core-btf-${fnv64(key)}.btf`;
+  const file = `${dir}/core-btf-${fileHash(key)}.btf`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!safeRuntimeDirectory(dir, uid)) return undefined;

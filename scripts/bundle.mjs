@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One file per tool module, run by the bin/ launchers: dist/bundle/<tool>.js
+// One file per tool module, run by the bin/ launchers: dist/bundle/<tool>.cjs
 // holds the tool and every module of ours and of its dependencies it
 // imports, built from what tsc wrote to dist/. A start then reads and
 // compiles one file instead of resolving, reading and linking some forty
@@ -17,6 +17,13 @@
 // The bundles live two levels below the package, as dist/tools/ does, so the
 // paths our modules take from import.meta.url (bpf/, package.json, bin/)
 // are the same from either.
+//
+// The bundles and launchers are CommonJS: Node's ES module loader costs a
+// start ~35 ms on Node 20, and an ES module's import of one of Node's own
+// modules evaluates every lazy export of it (node:fs loads its streams and
+// fs/promises, node:process opens stdin) where require() does not. The
+// compile cache's switch (common/compilecache.ts) is bundled on its own, as
+// the launcher turns it on before it loads the tool's bundle.
 import { build } from 'esbuild';
 import { rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -27,8 +34,22 @@ const { COMMANDS } = await import(`${root}/dist/common/commands.js`);
 const outdir = `${root}/dist/bundle`;
 rmSync(outdir, { recursive: true, force: true });
 
+const options = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  // what our ES modules take from import.meta.url, from the bundle's own file
+  define: { 'import.meta.url': 'bundleUrl' },
+  banner: { js: "const bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  external: ['koffi', 'yargs', 'cli-table3'],
+  logLevel: 'warning',
+};
+
+await build({ ...options, entryPoints: [`${root}/dist/common/compilecache.js`], outfile: `${outdir}/compilecache.cjs` });
 for (const tool of new Set(COMMANDS.map((c) => c.tool))) {
   await build({
+    ...options,
     stdin: {
       contents: `import { launch } from './dist/common/launch.js';
 export const run = (command) => launch(command, () => import('./dist/tools/${tool}.js'));
@@ -36,12 +57,6 @@ export const run = (command) => launch(command, () => import('./dist/tools/${too
       resolveDir: root,
       sourcefile: `bundle-${tool}.js`,
     },
-    outfile: `${outdir}/${tool}.js`,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    external: ['koffi', 'yargs', 'cli-table3'],
-    logLevel: 'warning',
+    outfile: `${outdir}/${tool}.cjs`,
   });
 }

@@ -5,13 +5,14 @@
 // size, existence and enum value, and every instruction it poisoned for a
 // field this kernel lacks) must be the same, line for line. It runs on
 // every kernel of the matrix, where the types differ.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import t from 'tap';
 import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
-import { coreBtfPath, relocationNames } from '../common/corebtf.js';
+import { coreBtfPath, FULL_BTF_VARIABLE, relocationNames } from '../common/corebtf.js';
 import { kernelBtf } from '../common/kernelbtf.js';
 import { libbpfLog } from '../common/log.js';
 import { bpf, koffi, libcCalls } from '../common/native.js';
+import { startVerboseAttached } from './helpers.js';
 
 const objects = readdirSync(BPF_DIR).filter((f) => f.endsWith('.bpf.o')).map((f) => f.replace(/\.bpf\.o$/, ''));
 
@@ -65,3 +66,26 @@ for (const tool of objects) {
   });
 }
 
+
+t.test('a cut that is not ours alone is not used, but made again', (t) => {
+  const cut = coreBtfPath(BpfObject.path('opensnoop'), kernelBtf)!;
+  chmodSync(cut, 0o666);
+  let made = false;
+  t.equal(coreBtfPath(BpfObject.path('opensnoop'), () => ((made = true), kernelBtf())), cut);
+  t.ok(made, 'made again');
+  t.equal(statSync(cut).mode & 0o777, 0o600);
+  t.end();
+});
+
+t.test(`${FULL_BTF_VARIABLE}: libbpf gets the kernel's whole BTF`, (t) => {
+  process.env[FULL_BTF_VARIABLE] = '1';
+  t.teardown(() => delete process.env[FULL_BTF_VARIABLE]);
+  t.equal(coreBtfPath(BpfObject.path('opensnoop'), () => t.fail('no cut') as never), undefined);
+  t.end();
+});
+
+t.test('-v says what the programs were relocated against', async (t) => {
+  const tool = await startVerboseAttached('opensnoop', []);
+  await tool.stop();
+  t.match(tool.stderr, /^opensnoop\.bpf\.o: CO-RE against \/run\/ebpf-tools\/core-btf-[0-9a-f]{16}\.btf$/m);
+});

@@ -27,9 +27,10 @@ t.test('the tarball holds what runs and nothing of the build or tests', async (t
   for (const tool of Object.keys(pkg.bin)) {
     t.ok(files.includes(`bin/${tool}.js`), `bin/${tool}.js`);
     t.ok(files.includes(`bpf/${toolOf(tool)}.bpf.o`), `bpf/${toolOf(tool)}.bpf.o`);
-    t.ok(files.includes(`dist/bundle/${toolOf(tool)}.js`), `dist/bundle/${toolOf(tool)}.js`);
+    t.ok(files.includes(`dist/bundle/${toolOf(tool)}.cjs`), `dist/bundle/${toolOf(tool)}.cjs`);
     t.ok(files.includes(`man/man8/${tool}.8`), `man/man8/${tool}.8`);
   }
+  t.ok(files.includes('bin/package.json') && files.includes('dist/bundle/compilecache.cjs'), 'the launchers are CommonJS, with the compile cache bundled');
   const unwanted = files.filter((f) => /^(test|dist\/test|bench|dist\/bench|scripts|tools|common|\.ci)\/|\.bpf\.c$|\.h$|\.ts$/.test(f));
   t.same(unwanted, [], 'no tests, sources or build scripts');
 });

@@ -1,6 +1,7 @@
 // opensnoop: trace every open (open, openat, openat2), as bcc's opensnoop.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { BpfObject } from '../common/bpfobject.js';
 import type { StructLayout } from '../common/btf.js';
 import { commandLine, integerOption, Lifetime, parseCommandLine, PARSER_CONFIGURATION } from '../common/cli.js';
@@ -689,6 +690,8 @@ class TracedCommand {
   private continued = false;
 
   constructor(readonly command: string[]) {
+    // loaded here, not at the top: node:child_process costs every start ~4 ms
+    const { spawn } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
     this.child = spawn('/bin/sh', ['-c', 'kill -STOP $$ && exec "$@"', 'opensnoop', ...command], { stdio: 'inherit' });
   }
 
