@@ -2,7 +2,8 @@
 // them on this kernel (the programs of bpf/bio.bpf.h), how to name their
 // flags, and how to report requests the kernel side could not follow.
 import type { BpfObject } from './bpfobject.js';
-import { kernelBtf, kernelBtfHasName } from './kernelbtf.js';
+import { kernelTypes } from './corebtf.js';
+import { kernelBtfHasName } from './kernelbtf.js';
 import { kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
 
 /** Requests in flight the kernel side can follow (MAX_REQUESTS in bio.bpf.h). */
@@ -158,9 +159,9 @@ export class RequestFlags {
     for (const [name, bit] of flagBits) this.bits.set(name.replace(/^__REQ_/, ''), bit);
   }
 
-  /** From the running kernel's BTF (the two enums alone are decoded: a few milliseconds). */
+  /** From the running kernel's BTF (the enums alone, cut from it once a boot: corebtf.ts). */
   static fromKernel(): RequestFlags {
-    const btf = kernelBtf();
+    const btf = kernelTypes(['req_op', 'req_opf', 'req_flag_bits']);
     const ops = btf.enumerators('req_op') ?? btf.enumerators('req_opf') ?? new Map<string, number>();
     return new RequestFlags(ops, btf.enumerators('req_flag_bits') ?? new Map<string, number>());
   }

@@ -4,7 +4,6 @@
 import { fileURLToPath } from 'node:url';
 import { Btf, type StructLayout } from './btf.js';
 import { coreBtfPath } from './corebtf.js';
-import { kernelBtf } from './kernelbtf.js';
 import { RuntimeError } from './errors.js';
 import { libbpfLog } from './log.js';
 import { bpf, errnoText, koffi, lastErrno, libcCalls } from './native.js';
@@ -62,7 +61,7 @@ export class BpfObject {
   static open(tool: string): BpfObject {
     checkPrivileges();
     checkKernelBtf();
-    const coreBtf = coreBtfPath(BpfObject.path(tool), kernelBtf);
+    const coreBtf = coreBtfPath(BpfObject.path(tool));
     libbpfLog.note(`${tool}.bpf.o: CO-RE against ${coreBtf ?? "the kernel's whole BTF"}`);
     return BpfObject.openUnchecked(tool, coreBtf);
   }

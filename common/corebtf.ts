@@ -15,9 +15,11 @@
 // type is in no type of vmlinux but a module's BTF has its name, libbpf
 // would look for it in modules: then nothing is cut, and libbpf does it all.
 // Making the cut walks the kernel's BTF (~15 ms), so it is made once a boot
-// for each set of types relocated, and kept in the runtime directory.
+// for each set of types relocated, and kept in the runtime directory. User
+// space reads the few kernel types it needs (kernelTypes) from a cut too.
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Btf, extraWords, Kind, type RawType } from './btf.js';
+import { kernelBtf } from './kernelbtf.js';
 import { currentBoot, runtimeDirectory, safeRuntimeDirectory } from './refusedplans.js';
 
 /** Set (non-empty): libbpf relocates against the kernel's whole BTF, as without this module (for testing). */
@@ -253,21 +255,38 @@ function fileHash(text: string): string {
 }
 
 /**
- * The file libbpf is to relocate the object at `objectPath` against: a cut
- * of the kernel's BTF, made on the first start of this boot for the set of
- * types the object relocates and kept in our runtime directory for the next
- * ones; undefined to let libbpf use the kernel's own (asked by
- * EBPF_TOOLS_FULL_KERNEL_BTF, needed where a module may have a type, or no
- * safe place to keep the cut: only slower).
+ * The file libbpf is to relocate the object at `objectPath` against (see
+ * cutFile); undefined to let libbpf use the kernel's own (asked by
+ * EBPF_TOOLS_FULL_KERNEL_BTF, or no cut: only slower).
  */
-export function coreBtfPath(objectPath: string, kernel: () => Btf): string | undefined {
+export function coreBtfPath(objectPath: string, kernel: () => Btf = kernelBtf): string | undefined {
   if (process.env[FULL_BTF_VARIABLE]) return undefined;
+  const names = relocationNames(readFileSync(objectPath));
+  return names.size === 0 ? undefined : cutFile(names, kernel);
+}
+
+/**
+ * The kernel's types of these names and what they hold, as user space
+ * reads them (biosnoop's request flag enums): from their cut where there is
+ * one, so that a start reads a few hundred bytes, not a walk of the kernel's
+ * whole BTF; else from the whole.
+ */
+export function kernelTypes(names: string[], kernel: () => Btf = kernelBtf): Btf {
+  const file = cutFile(new Set(names), kernel);
+  return file ? new Btf(readFileSync(file)) : kernel();
+}
+
+/**
+ * The file of the kernel's BTF cut to these names: made on the first start
+ * of this boot that asks for this set of names, and kept in our runtime
+ * directory for the next ones; undefined where a module may have one of
+ * them (libbpf would look there) or there is no safe place to keep it.
+ */
+function cutFile(names: Set<string>, kernel: () => Btf): string | undefined {
   const uid = process.getuid?.() ?? -1;
   const dir = runtimeDirectory(uid);
   const boot = currentBoot();
   if (!dir || !boot) return undefined;
-  const names = relocationNames(readFileSync(objectPath));
-  if (names.size === 0) return undefined;
   const key = [CUT_VERSION, boot.id, boot.kernel, moduleBtfs().join(' '), [...names].sort().join(' ')].join('\n');
   const file = `${dir}/core-btf-${fileHash(key)}.btf`;
   try {
@@ -282,7 +301,7 @@ export function coreBtfPath(objectPath: string, kernel: () => Btf): string | und
     renameSync(temporary, file);
     return btf ? file : undefined;
   } catch {
-    return undefined; // a read-only or full /run: libbpf reads the kernel's BTF itself
+    return undefined; // a read-only or full /run: the kernel's whole BTF is read
   }
 }
 

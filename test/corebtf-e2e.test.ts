@@ -8,7 +8,7 @@
 import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import t from 'tap';
 import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
-import { coreBtfPath, FULL_BTF_VARIABLE, relocationNames } from '../common/corebtf.js';
+import { coreBtfPath, FULL_BTF_VARIABLE, kernelTypes, relocationNames } from '../common/corebtf.js';
 import { kernelBtf } from '../common/kernelbtf.js';
 import { libbpfLog } from '../common/log.js';
 import { bpf, koffi, libcCalls } from '../common/native.js';
@@ -88,4 +88,13 @@ t.test('-v says what the programs were relocated against', async (t) => {
   const tool = await startVerboseAttached('opensnoop', []);
   await tool.stop();
   t.match(tool.stderr, /^opensnoop\.bpf\.o: CO-RE against \/run\/ebpf-tools\/core-btf-[0-9a-f]{16}\.btf$/m);
+});
+
+t.test("the request flag enums biosnoop reads, from their cut as from the kernel's BTF", (t) => {
+  const names = ['req_op', 'req_opf', 'req_flag_bits'];
+  const cut = kernelTypes(names);
+  t.not(cut, kernelBtf(), 'from a cut');
+  for (const name of names) t.same(cut.enumerators(name), kernelBtf().enumerators(name), name);
+  t.ok(cut.enumerators('req_flag_bits')?.has('__REQ_SYNC'), 'the cut has them');
+  t.end();
 });
