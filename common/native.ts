@@ -112,6 +112,30 @@ export const libcCalls = lazyFunctions(libc, {
   sysconf: 'long sysconf(int name)',
 });
 
+/**
+ * Wraps the completion of a koffi async call (`fn.async(...args, nativeCompletion(done))`)
+ * so that `done` runs on the next turn of the event loop, outside koffi's
+ * callback, and a failure of the call is thrown there.
+ *
+ * An exception that escapes a JS function native code called stays pending
+ * in Node-API while Node runs the 'uncaughtException' handlers for it; and
+ * koffi, built for the experimental Node-API, has its finalizers run inside
+ * the garbage collector, where each finds that exception and raises it
+ * again: JavaScript called from the collector, a V8 fatal error (`Check
+ * failed: AllowJavascriptExecution::IsAllowed(isolate)`) that kills the
+ * process. A tool ends from its 'uncaughtException' handler when stdout
+ * closes, and a collection there that freed a koffi object crashed it. An
+ * exception thrown from an immediate never passes through Node-API.
+ */
+export function nativeCompletion<T>(done: (result: T) => void): (err: unknown, result: T) => void {
+  return (err, result) => {
+    setImmediate(() => {
+      if (err) throw err;
+      done(result);
+    });
+  };
+}
+
 /** The calling thread's errno after the last native call. */
 export function lastErrno(): number {
   return koffi.errno();

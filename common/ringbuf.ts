@@ -13,7 +13,7 @@
 // bits, u32 page offset; records and the area are 8-byte aligned, so a
 // header never wraps.
 import { RuntimeError } from './errors.js';
-import { errnoText, koffi, lastErrno, libcCalls } from './native.js';
+import { errnoText, koffi, lastErrno, libcCalls, nativeCompletion } from './native.js';
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -210,15 +210,12 @@ export class RingBufferReader {
         return;
       }
       this.waiting = true;
-      // The next turn runs outside koffi's callback: a tool may end the
-      // process from a turn (a closed stdout), and exiting from inside a
-      // native callback is the likeliest cause of a crash in V8's finalizers
-      // seen once (not reproduced since).
-      libcCalls.epoll_wait.async(this.epollFd, this.epollEvents, 1, WAIT_TIMEOUT_MS, () => {
+      // A tool ends the process from a turn (a closed stdout throws): never from inside koffi's callback.
+      libcCalls.epoll_wait.async(this.epollFd, this.epollEvents, 1, WAIT_TIMEOUT_MS, nativeCompletion(() => {
         this.waiting = false;
         if (this.stopped) this.release();
-        else setImmediate(turn);
-      });
+        else turn();
+      }));
     };
     turn();
   }
