@@ -24,7 +24,7 @@ export type Command = [string, ...string[]];
 export function oursAvailable(command: string): boolean {
   const tool = toolOf(command);
   return existsSync(`${ROOT}tools/${tool}.ts`) && existsSync(`${ROOT}bpf/${tool}.bpf.o`)
-    && existsSync(`${ROOT}dist/bundle/${tool}.js`);
+    && existsSync(`${ROOT}dist/bundle/${tool}.cjs`);
 }
 
 /** Our tool, started as its bin/ launcher starts it. */

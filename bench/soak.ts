@@ -741,7 +741,7 @@ function summary(results: SoakResult[]): string {
 async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   if (process.getuid?.() !== 0) throw new RuntimeError('must be run as root: the tools load BPF programs');
-  for (const tool of options.tools) if (!oursAvailable(tool)) throw new RuntimeError(`${tool} is not built (tools/${tool}.ts, bpf/${tool}.bpf.o, dist/bundle/${tool}.js)`);
+  for (const tool of options.tools) if (!oursAvailable(tool)) throw new RuntimeError(`${tool} is not built (tools/${tool}.ts, bpf/${tool}.bpf.o, dist/bundle/${tool}.cjs)`);
   if (spawnSync('bpftool', ['version']).status !== 0) throw new RuntimeError('bpftool is needed to check that the tools\' programs are unloaded');
   ensureTracefs();
   // On the root file system, which is ext4 here, as the ext4 and block loads need.
