@@ -99,19 +99,6 @@ export class Btf {
     return this.decoder.decode(this.strings.subarray(offset, end < 0 ? undefined : end));
   }
 
-  /** Whether the string at `offset` of the string table is `name` (given as bytes), without decoding it. */
-  private stringIs(offset: number, name: Uint8Array): boolean {
-    const s = this.strings;
-    if (offset + name.length >= s.length || s[offset + name.length] !== 0) return false;
-    for (let i = 0; i < name.length; i++) if (s[offset + i] !== name[i]) return false;
-    return true;
-  }
-
-  /** Type ids run from 1 to count - 1 (0 is void). */
-  get count(): number {
-    return this.typeStarts.length;
-  }
-
   /** A type as it is stored: its kind, name and the words that follow its header. */
   type(id: number): RawType {
     if (id === 0) return VOID;
@@ -132,15 +119,10 @@ export class Btf {
     return t;
   }
 
-  /** The id of the first type of one of `kinds` named `name`, or -1. */
+  /** The id of the first type of one of `kinds` named `name` (not a flavour of it), or -1. */
   private find(kinds: Kind[], name: string): number {
-    const bytes = new TextEncoder().encode(name);
-    const starts = this.typeStarts;
-    for (let id = 1; id < starts.length; id++) {
-      const kind = ((this.view.getUint32(starts[id] + 4, true) >>> 24) & 0x1f) as Kind;
-      if (kinds.includes(kind) && this.stringIs(this.view.getUint32(starts[id], true), bytes)) return id;
-    }
-    return -1;
+    const ids = this.typesNamed([name]).get(name) ?? [];
+    return ids.find((id) => kinds.includes(this.type(id).kind) && this.type(id).name === name) ?? -1;
   }
 
   /**

@@ -261,6 +261,7 @@ function fileHash(text: string): string {
  */
 export function coreBtfPath(objectPath: string, kernel: () => Btf = kernelBtf): string | undefined {
   if (process.env[FULL_BTF_VARIABLE]) return undefined;
+  // read from the file here: libbpf takes the cut's path when it opens the object, before its own parse
   const names = relocationNames(readFileSync(objectPath));
   return names.size === 0 ? undefined : cutFile(names, kernel);
 }

@@ -61,7 +61,7 @@ export function loadWithPlans(
       const wanted = new Set(plan.programs);
       for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));
       const afterLoad = configure(obj, plan);
-      // libbpf parses a copy of the kernel's BTF while loading: ours need not be resident meanwhile
+      // libbpf parses a copy of the kernel's BTF while loading a plan that attaches by it (fentry): ours need not be resident meanwhile
       dropKernelBtfPages();
       obj.load();
       afterLoad?.();
