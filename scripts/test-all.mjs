@@ -87,19 +87,24 @@ function run(label, command, args, { env = {}, buffered = false, plans = `${plan
     });
     const files = [];
     let pending = '';
+    // the current file's lines, for what failed in it (see failures())
+    let fileLines = [];
     child.stdout.setEncoding('utf8').on('data', (chunk) => {
       write(process.stdout, chunk);
       pending += chunk;
       const lines = pending.split('\n');
       pending = lines.pop();
       for (const line of lines) {
+        fileLines.push(line);
         const m = /^(not )?ok \d+ - (\S+)/.exec(line);
-        if (m) files.push({ file: m[2], ok: !m[1] });
+        if (!m) continue;
+        files.push({ file: m[2], ok: !m[1], failures: m[1] ? failures(fileLines) : [] });
+        fileLines = [];
       }
     });
     child.on('close', (code, signal) => {
       const seconds = Math.round((Date.now() - started) / 1000);
-      for (const f of files) results.push({ label, name: f.file, ok: f.ok });
+      for (const f of files) results.push({ label, name: f.file, ok: f.ok, failures: f.failures });
       if (code !== 0 && files.every((f) => f.ok)) {
         results.push({ label, name: `(exit ${signal ?? code})`, ok: false });
       }
@@ -112,6 +117,28 @@ function run(label, command, args, { env = {}, buffered = false, plans = `${plan
       done();
     });
   });
+}
+
+/**
+ * The failed assertions in a file's TAP lines, each with its diagnostics
+ * (the YAML block under it), at most 40 lines each: printed again at the end
+ * of the run, where a CI log's tail shows them.
+ */
+function failures(lines) {
+  const found = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^(\s+)not ok /.exec(lines[i]);
+    if (!m) continue;
+    const block = [lines[i]];
+    if (lines[i + 1]?.startsWith(`${m[1]}  ---`)) {
+      for (let j = i + 1; j < lines.length && block.length < 40; j++) {
+        block.push(lines[j]);
+        if (lines[j] === `${m[1]}  ...`) break;
+      }
+    }
+    found.push(block.join('\n'));
+  }
+  return found;
 }
 
 /** A command that loads BPF on this machine, under EBPF_TOOLS_TEST_LOCK if set. */
@@ -171,6 +198,9 @@ for (const version of nodes) {
 
 const failed = results.filter((r) => !r.ok);
 console.log('');
-for (const f of failed) console.log(`failed: ${f.label}: ${f.name}`);
+for (const f of failed) {
+  console.log(`failed: ${f.label}: ${f.name}`);
+  for (const failure of f.failures ?? []) console.log(failure);
+}
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 process.exitCode = failed.length ? 1 : 0;

@@ -1,10 +1,15 @@
 // Piped into a reader that stops early (| head -1), every tool ends quietly
 // with status 0, in human and in JSON form: the write that finds the pipe
-// closed ends the run like Ctrl-C, without EPIPE noise.
+// closed ends the run like Ctrl-C, without EPIPE noise. The one line a
+// tool may print on stderr is biolatency's or biosnoop's report of requests
+// whose completion the kernel ran no program for (unseenCompletions): under
+// load on this machine an interrupt can complete a request in a thread where
+// the kernel runs no BPF program (CI, 2026-12-02).
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { unseenCompletions } from './bio-helpers.js';
 import { kernelSnapshot, leftovers, sleep, toolPath } from './helpers.js';
 
 /** Each tool as piped, and what its first line must be. */
@@ -36,7 +41,7 @@ function workload(): void {
 }
 
 for (const { tool, args, first } of CASES) {
-  t.test(`${tool} ${args.join(' ')} | head -1: status 0, one line, nothing on stderr`, async (t) => {
+  t.test(`${tool} ${args.join(' ')} | head -1: status 0, one line, no EPIPE noise`, async (t) => {
     const command = `${process.execPath} ${toolPath(tool)} ${args.join(' ')} | head -1`;
     const pipeline = spawn('/bin/bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -52,7 +57,7 @@ for (const { tool, args, first } of CASES) {
       await sleep(30);
     }
     t.equal(await exited, 0, 'pipeline status (pipefail) is 0');
-    t.equal(err, '', 'no EPIPE noise');
+    t.same(unseenCompletions(tool, err).otherLines, [], 'no EPIPE noise: nothing on stderr but requests reported not traced');
     t.ok(out.endsWith('\n') && out.indexOf('\n') === out.length - 1, `one line (${JSON.stringify(out.slice(0, 80))})`);
     t.match(out.trimEnd(), first);
     t.same(await leftovers(before, tool), [], 'nothing left behind in the kernel');
