@@ -23,7 +23,7 @@
  * that): the tools count it in unseen_completions.
  *
  * Where blk_account_io_start is inlined and block_io_start does not exist
- * (5.10 to 6.4 kernels, Debian 12's 6.1), the creation is seen at
+ * (5.16 to 6.4, as in Debian 12's 6.1), the creation is seen at
  * block_getrq instead: it fires in the issuing process when a bio gets a new
  * request, with the bio but not yet the request. The bio is remembered and
  * found again at dispatch as the request's first bio (rq->bio); a bio merged
@@ -257,24 +257,8 @@ int BPF_PROG(account_start_fentry, struct request *rq)
 	return on_request_start(rq, false);
 }
 
-/*
- * 5.16 on, where the compiler kept it a function (Ubuntu 22.04's HWE 6.2,
- * not Debian 12's 6.1): the one behind an inline blk_account_io_start
- */
-SEC("fentry/__blk_account_io_start")
-int BPF_PROG(account_start_fentry_inner, struct request *rq)
-{
-	return on_request_start(rq, false);
-}
-
 SEC("kprobe/blk_account_io_start")
 int BPF_KPROBE(account_start_kprobe, struct request *rq)
-{
-	return on_request_start(rq, false);
-}
-
-SEC("kprobe/__blk_account_io_start")
-int BPF_KPROBE(account_start_kprobe_inner, struct request *rq)
 {
 	return on_request_start(rq, false);
 }

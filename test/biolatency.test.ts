@@ -204,7 +204,7 @@ t.test('attach plans: best first, and every program they name is in both objects
   t.same(without.map((p) => p.programs), [['rq_issue_raw_tp', 'rq_requeue_raw_tp', 'rq_complete_raw_tp']]);
   t.same(withStart[0].programs, ['rq_issue_raw_tp', 'rq_requeue_raw_tp', 'rq_complete_raw_tp', 'io_start_raw_tp']);
   t.same(withStart.map((p) => p.programs.slice(3).join(' ')), [
-    'io_start_raw_tp', 'account_start_fentry', 'account_start_fentry_inner', 'account_start_kprobe', 'account_start_kprobe_inner',
+    'io_start_raw_tp', 'account_start_fentry', 'account_start_kprobe',
     'getrq_raw_tp frontmerge_raw_tp', 'rq_insert_raw_tp',
   ]);
   for (const tool of ['biolatency', 'biosnoop']) {
