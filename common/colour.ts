@@ -2,7 +2,15 @@
 // files (piped output is byte for byte the plain format), off with NO_COLOR,
 // and FORCE_COLOR wins over both. JSON and CSV are never coloured: tools
 // only paint their human column output.
+//
+// Whether stdout is a terminal is libc's isatty(1), not process.stdout.isTTY:
+// Node makes the stream on first use, and a terminal's or a pipe's loads
+// node:tty, node:net and the streams (~3.5 ms of a start) that the tools,
+// which write with fs.writeSync, never use. For the same reason the bundles
+// leave out chalk's own detection of the terminal (scripts/bundle.mjs):
+// the level is always ours.
 import { Chalk, type ChalkInstance } from 'chalk';
+import { libcCalls } from './native.js';
 
 export type ColourLevel = 0 | 1 | 2 | 3;
 
@@ -35,6 +43,6 @@ function painter(chalk: ChalkInstance): Paint {
 
 /** The paint for this process's stdout; plain unless colour is wanted and `enabled` (false for JSON/CSV). */
 export function stdoutPaint(enabled: boolean): Paint {
-  const level = enabled ? colourLevel(process.env, process.stdout.isTTY === true) : 0;
+  const level = enabled ? colourLevel(process.env, libcCalls.isatty(1) === 1) : 0;
   return level === 0 ? plain : painter(new Chalk({ level }));
 }

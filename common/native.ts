@@ -110,6 +110,7 @@ export const libcCalls = lazyFunctions(libc, {
   vsnprintf: 'int vsnprintf(uint8_t *buf, size_t size, const char *format, void *args)',
   strerror: 'const char *strerror(int errnum)',
   sysconf: 'long sysconf(int name)',
+  isatty: 'int isatty(int fd)',
 });
 
 /**

@@ -14,6 +14,9 @@
 // Node's own modules are imported at the top of a bundle whoever imports
 // them: one that only some runs need and that costs (node:http) is imported
 // where it is used (common/exporter.ts).
+// chalk's detection of the terminal (its '#supports-color', which loads
+// node:tty, node:net and the streams as a start's stdio does not) is left
+// out: our tools always give chalk its level (common/colour.ts).
 // The bundles live two levels below the package, as dist/tools/ does, so the
 // paths our modules take from import.meta.url (bpf/, package.json, bin/)
 // are the same from either.
@@ -45,6 +48,13 @@ const options = {
   banner: { js: "const bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   external: ['koffi', 'yargs', 'cli-table3'],
   logLevel: 'warning',
+  plugins: [{
+    name: 'no-chalk-detection',
+    setup(bundle) {
+      bundle.onResolve({ filter: /^#supports-color$/ }, () => ({ path: 'supports-color', namespace: 'no-chalk-detection' }));
+      bundle.onLoad({ filter: /.*/, namespace: 'no-chalk-detection' }, () => ({ contents: 'export default { stdout: false, stderr: false };' }));
+    },
+  }],
 };
 
 await build({ ...options, entryPoints: [`${root}/dist/common/compilecache.js`], outfile: `${outdir}/compilecache.cjs` });

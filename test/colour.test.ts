@@ -1,4 +1,5 @@
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { colourLevel } from '../common/colour.js';
 
 t.test('colour only on a terminal, NO_COLOR turns it off, FORCE_COLOR wins', async (t) => {
@@ -11,4 +12,16 @@ t.test('colour only on a terminal, NO_COLOR turns it off, FORCE_COLOR wins', asy
   t.equal(colourLevel({ FORCE_COLOR: '3', NO_COLOR: '1' }, false), 3);
   t.equal(colourLevel({ FORCE_COLOR: '0' }, true), 0);
   t.equal(colourLevel({ FORCE_COLOR: '' }, false), 1);
+});
+
+t.test('stdoutPaint: coloured on a terminal (script(1) gives the child one), plain in a pipe', async (t) => {
+  const module = new URL('../common/colour.js', import.meta.url).href;
+  const code = `const { stdoutPaint, plain } = await import(${JSON.stringify(module)}); console.log(stdoutPaint(true) === plain ? 'plain' : stdoutPaint(true).header('h'))`;
+  const env = { ...process.env, NO_COLOR: '', FORCE_COLOR: undefined, TERM: 'xterm' };
+  const piped = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env });
+  t.equal(piped.stdout, 'plain\n', 'stdout a pipe');
+  const command = [process.execPath, '--input-type=module', '-e', code].map((w) => `'${w.replace(/'/g, "'\\''")}'`).join(' ');
+  const terminal = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', env });
+  t.equal(terminal.status, 0, terminal.stderr);
+  t.equal(terminal.stdout.replace(/\r/g, ''), '\u001b[1mh\u001b[22m\n', 'stdout a terminal: bold header');
 });
