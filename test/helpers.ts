@@ -311,13 +311,16 @@ const ownNames = new Map<string, (name: string) => boolean>();
  * Programs, maps and links of `tool`'s object (of any of our tools if none
  * is given) in the kernel now that were not in `before`: what finished runs
  * left behind. The kernel frees a closed object a moment after its process
- * has gone, so this waits up to two seconds for them to go.
+ * has gone (its maps only once the programs that hold them are freed, after
+ * an RCU grace period and a work item: more than two seconds, once, on a
+ * loaded machine), so this waits up to ten seconds for them to go; what a
+ * run truly leaked stays.
  */
 export async function leftovers(before: KernelSnapshot, tool?: string): Promise<string[]> {
   const tools = tool ? [tool] : TOOLS;
   const ours = tools.map((name) => ownNames.get(name) ?? ownNames.set(name, namesOf(name)).get(name)!);
   let left: KernelObject[] = [];
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < 100; i++) {
     left = kernelObjects().filter((o) => !before.has(objectKey(o)) && ours.some((isOurs) => isOurs(o.name)));
     if (left.length === 0) break;
     await sleep(100);
