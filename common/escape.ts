@@ -131,3 +131,40 @@ export function bytesOfLosslessString(text: string): Uint8Array {
   }
   return Uint8Array.from(out);
 }
+
+// Spans: a string the kernel wrote, read where it lies (a ring buffer
+// record) without a copy; the text is made only where it is not plain ASCII.
+
+/** Where the NUL-terminated string at bytes[start] ends, at most at `limit`. */
+export function stringEnd(bytes: Uint8Array, start: number, limit: number): number {
+  let end = start;
+  while (end < limit && bytes[end] !== 0) end++;
+  return end;
+}
+
+/** A span of bytes as terminal text: as is when plain ASCII (nearly always), else escaped. */
+export function terminalText(bytes: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i];
+    if (b < 0x20 || b > 0x7e || b === 0x5c) return escapeText(bytes.subarray(start, end));
+  }
+  return bytes.toString('latin1', start, end);
+}
+
+/** A span of bytes as a JSON string literal with its exact bytes (see losslessString). */
+export function jsonText(bytes: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i];
+    if (b < 0x20 || b > 0x7e || b === 0x22 || b === 0x5c) return terminalSafeJson(losslessString(bytes.subarray(start, end)));
+  }
+  return `"${bytes.toString('latin1', start, end)}"`;
+}
+
+/** How a span of bytes becomes text (terminalText, or losslessText for JSON). */
+export type SpanText = (bytes: Buffer, start: number, end: number) => string;
+
+/** A span of bytes as the string JSON.stringify turns into exactly those bytes (see losslessString). */
+export function losslessText(bytes: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return losslessString(bytes.subarray(start, end));
+  return bytes.toString('latin1', start, end);
+}

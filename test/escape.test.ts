@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bytesOfLosslessString, escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
+import { bytesOfLosslessString, escapeText, jsonText, losslessString, losslessText, stringEnd, terminalSafeJson, terminalText } from '../common/escape.js';
 
 const bytes = (...parts: (string | number[])[]): Uint8Array =>
   Uint8Array.from(parts.flatMap((p) => (typeof p === 'string' ? [...Buffer.from(p)] : p)));
@@ -51,4 +51,22 @@ t.test('terminalSafeJson: nothing invisible reaches a terminal, and the value pa
   t.notMatch(json, /[^\x20-\x7e]/, 'printable ASCII only');
   t.equal(JSON.parse(json).path, hostile);
   t.equal(terminalSafeJson({ name: 'café 日本' }), '{"name":"café 日本"}', 'visible text stays as it is');
+});
+
+t.test('text of a span: plain ASCII as is, anything else escaped (terminal) or exact (JSON)', async (t) => {
+  const bytes = Buffer.from([0x61, 0x22, 0x5c, 0x7f, 0xc3, 0xa9, 0xff]); // a " \ DEL é, and a byte that is not UTF-8
+  t.equal(terminalText(bytes, 0, 2), 'a"');
+  t.equal(terminalText(bytes, 0, 7), 'a"\\\\\\x7fé\\xff');
+  t.equal(jsonText(bytes, 0, 1), '"a"');
+  t.equal(JSON.parse(jsonText(bytes, 0, 7)), 'a"\\\x7fé\udcff');
+  t.equal(jsonText(bytes, 0, 3), JSON.stringify('a"\\'));
+  t.equal(losslessText(bytes, 0, 4), 'a"\\\x7f', 'ASCII as is');
+  t.equal(losslessText(bytes, 4, 7), 'é\udcff', 'UTF-8 decoded, a byte that is not as its surrogate');
+});
+
+t.test('stringEnd: at the NUL, or at the limit without one', async (t) => {
+  const bytes = Buffer.from('ab\0cd');
+  t.equal(stringEnd(bytes, 0, 5), 2);
+  t.equal(stringEnd(bytes, 3, 5), 5);
+  t.equal(stringEnd(bytes, 0, 1), 1, 'never past the limit');
 });

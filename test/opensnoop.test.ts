@@ -3,10 +3,11 @@ import { cgroup2Root, usageError } from './helpers.js';
 import { BpfObject } from '../common/bpfobject.js';
 import { START_NS } from '../common/clock.js';
 import { errnoName } from '../common/errno.js';
+import { terminalText } from '../common/escape.js';
 import { PAGE_SIZE } from '../common/ringbuf.js';
 import {
-  decodeInto, DirStatus, emptyEvent, eventDecoder, eventOf, FullPaths, header, JsonRenderer, jsonText,
-  kernelConfig, LineRenderer, modeText, parseFlagFilter, parseOptions, ringBytes, terminalText, tracepointPlan,
+  decodeInto, DirStatus, emptyEvent, eventDecoder, eventOf, FullPaths, header, JsonRenderer,
+  kernelConfig, LineRenderer, modeText, parseFlagFilter, parseOptions, ringBytes, tracepointPlan,
 } from '../tools/opensnoop.js';
 
 const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s));
@@ -208,15 +209,6 @@ t.test('-F: directory names outermost first; truncated and unknown directories',
   t.equal(full({ path: b('y'), dirs: b('new\nline\0'), dirStatus: DirStatus.Complete }), '/new\\nline/y', 'the same directory again');
   t.equal(full({ path: b('y'), dirs: b('new\nline\0'), dirStatus: DirStatus.Truncated }), '.../new\\nline/y', 'same names, now truncated');
   t.equal(full({ path: b('y'), dirs: b('c\0a\0'), dirStatus: DirStatus.Complete }), '/a/c/y', 'another directory');
-});
-
-t.test('text of a span: plain ASCII as is, anything else escaped (terminal) or exact (JSON)', async (t) => {
-  const bytes = Buffer.from([0x61, 0x22, 0x5c, 0x7f, 0xc3, 0xa9, 0xff]); // a " \ DEL é, and a byte that is not UTF-8
-  t.equal(terminalText(bytes, 0, 2), 'a"');
-  t.equal(terminalText(bytes, 0, 7), 'a"\\\\\\x7fé\\xff');
-  t.equal(jsonText(bytes, 0, 1), '"a"');
-  t.equal(JSON.parse(jsonText(bytes, 0, 7)), 'a"\\\x7fé\udcff');
-  t.equal(jsonText(bytes, 0, 3), JSON.stringify('a"\\'));
 });
 
 t.test('columns as libbpf-tools opensnoop', async (t) => {

@@ -9,7 +9,7 @@ import { hhmmss, secondsSinceStart, wallClock } from '../common/clock.js';
 import { plain, stdoutPaint, type Paint } from '../common/colour.js';
 import { errnoName } from '../common/errno.js';
 import { invalidValue, UsageError } from '../common/errors.js';
-import { escapeText, losslessString, terminalSafeJson } from '../common/escape.js';
+import { escapeText, jsonText, losslessString, losslessText, type SpanText, stringEnd, terminalSafeJson, terminalText } from '../common/escape.js';
 import { type Cgroup, cgroupHeader, cgroupIdJson, cgroupModeFromArgs, CgroupNames, type CgroupMode, configureCgroupNames, printCgroupOption } from '../common/cgroups.js';
 import { DEFAULT_RING_BYTES, EventStream, ringBufferBytes } from '../common/events.js';
 import type { Exporter } from '../common/exporter.js';
@@ -364,13 +364,6 @@ export function eventDecoder(layout: StructLayout) {
   });
 }
 
-/** Where the NUL-terminated string at bytes[start] ends, at most at `limit`. */
-function stringEnd(bytes: Uint8Array, start: number, limit: number): number {
-  let end = start;
-  while (end < limit && bytes[end] !== 0) end++;
-  return end;
-}
-
 /** A new event to decode into. */
 export function emptyEvent(): OpenEvent {
   return {
@@ -427,33 +420,6 @@ export function decodeInto(
   event.pathEnd = stringEnd(event.bytes, event.pathStart, pathLimit);
   event.dirsStart = pathLimit;
   event.dirsEnd = Math.min(pathLimit + view.getUint16(offset + at.dir_size, true), recordEnd);
-}
-
-/** A span of bytes as terminal text: as is when plain ASCII (nearly always), else escaped. */
-export function terminalText(bytes: Buffer, start: number, end: number): string {
-  for (let i = start; i < end; i++) {
-    const b = bytes[i];
-    if (b < 0x20 || b > 0x7e || b === 0x5c) return escapeText(bytes.subarray(start, end));
-  }
-  return bytes.toString('latin1', start, end);
-}
-
-/** A span of bytes as a JSON string literal with its exact bytes (see losslessString). */
-export function jsonText(bytes: Buffer, start: number, end: number): string {
-  for (let i = start; i < end; i++) {
-    const b = bytes[i];
-    if (b < 0x20 || b > 0x7e || b === 0x22 || b === 0x5c) return terminalSafeJson(losslessString(bytes.subarray(start, end)));
-  }
-  return `"${bytes.toString('latin1', start, end)}"`;
-}
-
-/** How a span of bytes becomes text (terminalText, or losslessText for JSON). */
-export type SpanText = (bytes: Buffer, start: number, end: number) => string;
-
-/** A span of bytes as the string JSON.stringify turns into exactly those bytes (see losslessString). */
-export function losslessText(bytes: Buffer, start: number, end: number): string {
-  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return losslessString(bytes.subarray(start, end));
-  return bytes.toString('latin1', start, end);
 }
 
 const TRUNCATED_PREFIX = '...';
