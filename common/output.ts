@@ -19,13 +19,19 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
  * collector, and events lost; with parts of 1024 lines, 6% and none lost).
  */
 const MAX_QUEUED_LINES = 1024;
+/**
+ * Room for one write, made once and kept (grown for a larger batch): a
+ * Buffer made per write is memory outside V8's heap that only a later
+ * collection frees, and a storm writes every millisecond or so.
+ */
+const WRITE_BUFFER_BYTES = 128 << 10;
 
 /** Writes all of `data` to `fd`, waiting out EAGAIN (a non-blocking stdout). */
-export function writeAll(fd: number, data: Buffer): void {
+export function writeAll(fd: number, data: Buffer, length = data.length): void {
   let offset = 0;
-  while (offset < data.length) {
+  while (offset < length) {
     try {
-      offset += writeSync(fd, data, offset);
+      offset += writeSync(fd, data, offset, length - offset);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') Atomics.wait(sleeper, 0, 0, 1);
@@ -36,7 +42,8 @@ export function writeAll(fd: number, data: Buffer): void {
 }
 
 export class Output {
-  private pending: string[] = [];
+  private readonly pending: string[] = [];
+  private bytes = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
 
   constructor(private readonly fd = 1) {}
 
@@ -49,8 +56,11 @@ export class Output {
   /** Writes everything queued. */
   flush(): void {
     if (this.pending.length === 0) return;
-    const data = Buffer.from(this.pending.join(''));
-    this.pending = [];
-    writeAll(this.fd, data);
+    const text = this.pending.join('');
+    this.pending.length = 0;
+    const length = Buffer.byteLength(text);
+    if (length > this.bytes.length) this.bytes = Buffer.allocUnsafe(length);
+    this.bytes.write(text, 0, length);
+    writeAll(this.fd, this.bytes, length);
   }
 }
