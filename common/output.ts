@@ -58,9 +58,13 @@ export class Output {
     if (this.pending.length === 0) return;
     const text = this.pending.join('');
     this.pending.length = 0;
-    const length = Buffer.byteLength(text);
-    if (length > this.bytes.length) this.bytes = Buffer.allocUnsafe(length);
-    this.bytes.write(text, 0, length);
+    // one pass over the text where it fits (write stops short of a
+    // character that does not: within 3 bytes of the end, it may not have)
+    let length = this.bytes.write(text);
+    if (length > this.bytes.length - 4 && Buffer.byteLength(text) > length) {
+      this.bytes = Buffer.allocUnsafe(Buffer.byteLength(text));
+      length = this.bytes.write(text);
+    }
     writeAll(this.fd, this.bytes, length);
   }
 }
