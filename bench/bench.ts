@@ -4,7 +4,8 @@
 // (tools/<tool>.ts and bpf/<tool>.bpf.o), so the benchmark works at every
 // stage of the port.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { cpus, release, tmpdir } from 'node:os';
 import { commandLine, integerOption, PACKAGE_VERSION, parseCommandLine, runMain } from '../common/cli.js';
 import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
@@ -54,6 +55,13 @@ function parseOptions(argv: string[]): Options {
       output: { type: 'string', default: `${ROOT}bench/RESULTS.md`, requiresArg: true, description: 'where to write the results' },
     }), argv);
   const sections = new Set(String(args.sections).split(',').map((s) => s.trim()).filter(Boolean));
+  const output = String(args.output);
+  // checked before the minutes of measuring, not found when writing at the end
+  try {
+    accessSync(dirname(output), fsConstants.W_OK);
+  } catch {
+    throw invalidValue('--output', output, `${quoted(dirname(output))} is not a directory this user can write in`);
+  }
   for (const s of sections) if (!SECTIONS.includes(s)) throw invalidValue('--sections', args.sections, `${quoted(s)} is not one of ${SECTIONS.join(',')}`);
   return {
     opens: integerOption('--opens', args.opens, 1, 100_000_000),
@@ -63,7 +71,7 @@ function parseOptions(argv: string[]): Options {
     markers: integerOption('--markers', args.markers, 1, 1000),
     sections,
     nodes: String(args.nodes).split(',').map((s) => s.trim()).filter(Boolean),
-    output: String(args.output),
+    output,
   };
 }
 
