@@ -481,11 +481,13 @@ async function soakTool(tool: string, options: Options, workDir: string, progres
   });
 
   try {
-    // Ready when the tool shows a probe (biolatency: its first histogram).
+    // Ready when the tool shows a probe (biolatency: its first histogram,
+    // which an idle disk would not give: it leaves empty intervals out, so
+    // its probes are made too; histograms before the load are not counted).
     let lastProbe = 0;
     const ready = await waitUntil(() => {
       if (probed || gone()) return true;
-      if (!histograms && nowMs() - lastProbe > PROBE_EVERY_MS) {
+      if (nowMs() - lastProbe > PROBE_EVERY_MS) {
         load.probe();
         lastProbe = nowMs();
       }
