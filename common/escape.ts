@@ -49,11 +49,18 @@ const NAMED_ESCAPES: Record<number, string> = { 0x09: '\\t', 0x0a: '\\n', 0x0d: 
 
 const hex2 = (n: number): string => n.toString(16).padStart(2, '0');
 
-function isPlainAscii(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) {
+/** Whether bytes[start, end) is printable ASCII without a backslash: shown as it is. */
+function isPlainAscii(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+  for (let i = start; i < end; i++) {
     const b = bytes[i];
     if (b < 0x20 || b > 0x7e || b === 0x5c) return false;
   }
+  return true;
+}
+
+/** Whether bytes[start, end) is ASCII: the same string whether decoded as UTF-8 or Latin-1. */
+function isAscii(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return false;
   return true;
 }
 
@@ -94,9 +101,7 @@ export function escapeText(bytes: Uint8Array): string {
  * (Python's "surrogateescape"), which JSON writes as \udcXX.
  */
 export function losslessString(bytes: Uint8Array): string {
-  let ascii = true;
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0x80) { ascii = false; break; }
-  if (ascii) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+  if (isAscii(bytes)) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
   let out = '';
   for (let i = 0; i < bytes.length;) {
     const b = bytes[i];
@@ -144,11 +149,7 @@ export function stringEnd(bytes: Uint8Array, start: number, limit: number): numb
 
 /** A span of bytes as terminal text: as is when plain ASCII (nearly always), else escaped. */
 export function terminalText(bytes: Buffer, start: number, end: number): string {
-  for (let i = start; i < end; i++) {
-    const b = bytes[i];
-    if (b < 0x20 || b > 0x7e || b === 0x5c) return escapeText(bytes.subarray(start, end));
-  }
-  return bytes.toString('latin1', start, end);
+  return isPlainAscii(bytes, start, end) ? bytes.toString('latin1', start, end) : escapeText(bytes.subarray(start, end));
 }
 
 /** A span of bytes as a JSON string literal with its exact bytes (see losslessString). */
@@ -165,6 +166,5 @@ export type SpanText = (bytes: Buffer, start: number, end: number) => string;
 
 /** A span of bytes as the string JSON.stringify turns into exactly those bytes (see losslessString). */
 export function losslessText(bytes: Buffer, start: number, end: number): string {
-  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return losslessString(bytes.subarray(start, end));
-  return bytes.toString('latin1', start, end);
+  return isAscii(bytes, start, end) ? bytes.toString('latin1', start, end) : losslessString(bytes.subarray(start, end));
 }
