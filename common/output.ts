@@ -61,9 +61,12 @@ export class Output {
     // one pass over the text where it fits (write stops short of a
     // character that does not: within 3 bytes of the end, it may not have)
     let length = this.bytes.write(text);
-    if (length > this.bytes.length - 4 && Buffer.byteLength(text) > length) {
-      this.bytes = Buffer.allocUnsafe(Buffer.byteLength(text));
-      length = this.bytes.write(text);
+    if (length > this.bytes.length - 4) {
+      const needed = Buffer.byteLength(text);
+      if (needed > length) {
+        this.bytes = Buffer.allocUnsafe(needed);
+        length = this.bytes.write(text);
+      }
     }
     writeAll(this.fd, this.bytes, length);
   }
