@@ -1,7 +1,49 @@
 // Bindings to the system libbpf (>= 1.0) and the few libc calls the runtime
 // needs (mmap, epoll, mount), through koffi. Nothing here knows about tools.
-import koffi, { type LibraryHandle } from 'koffi';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as KoffiModule from 'koffi';
+import type { LibraryHandle } from 'koffi';
 import { RuntimeError } from './errors.js';
+
+/**
+ * koffi's native module, opened directly where npm put its prebuilt binary
+ * (@koromix/koffi-<platform>-<arch>, beside koffi or inside it) and its
+ * version is koffi's. koffi's own loader, all that require('koffi') adds,
+ * imports node:util as a bundle does, which evaluates util's lazy parts:
+ * on Node 22 and 24 they create process.stderr, and with it load the
+ * streams, node:net and worker_threads, none of which a tool uses (~6 ms
+ * and ~3 MiB of a start, measured). Anything else (koffi built from source,
+ * a binary of another version, another libc) goes through koffi's loader,
+ * which finds it or says why not.
+ */
+function loadKoffi(): typeof KoffiModule {
+  const require = createRequire(import.meta.url);
+  const prebuilt = `@koromix/koffi-${process.platform}-${process.arch}`;
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const modules = `${dir}/node_modules`;
+    if (!existsSync(`${modules}/koffi/package.json`)) continue;
+    const { version } = JSON.parse(readFileSync(`${modules}/koffi/package.json`, 'utf8')) as { version: string };
+    for (const binaries of [`${modules}/koffi/node_modules/${prebuilt}`, `${modules}/${prebuilt}`]) {
+      for (const libc of ['linux', 'musl']) {
+        const binary = `${binaries}/${libc}_${process.arch}/koffi.node`;
+        if (!existsSync(binary)) continue;
+        try {
+          const native = require(binary) as typeof KoffiModule & { version?: string };
+          if (native.version === version) return native;
+        } catch {
+          // not this libc's
+        }
+      }
+    }
+    break;
+  }
+  return require('koffi') as typeof KoffiModule;
+}
+
+const koffi = loadKoffi();
 
 const LIBBPF_PACKAGE_HINT =
   'install libbpf 1.0 or later (Debian/Ubuntu: apt install libbpf1; Fedora/RHEL: dnf install libbpf)';
