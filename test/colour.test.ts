@@ -16,7 +16,7 @@ t.test('colour only on a terminal, NO_COLOR turns it off, FORCE_COLOR wins', asy
 
 t.test('stdoutPaint: coloured on a terminal (script(1) gives the child one), plain in a pipe', async (t) => {
   const module = new URL('../common/colour.js', import.meta.url).href;
-  const code = `const { stdoutPaint, plain } = await import(${JSON.stringify(module)}); console.log(stdoutPaint(true) === plain ? 'plain' : stdoutPaint(true).header('h'))`;
+  const code = `const { stdoutPaint, plain } = await import(${JSON.stringify(module)}); const paint = await stdoutPaint(true); console.log(paint === plain ? 'plain' : paint.header('h'))`;
   const env = { ...process.env, NO_COLOR: '', FORCE_COLOR: undefined, TERM: 'xterm' };
   const piped = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env });
   t.equal(piped.stdout, 'plain\n', 'stdout a pipe');

@@ -337,7 +337,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   const out = new Output();
-  const paint = stdoutPaint(!options.json);
+  const paint = await stdoutPaint(!options.json);
   const decoder = eventDecoder(obj.struct('event'));
   const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
   const onEvent = (view: DataView, offset: number): void => {

@@ -731,7 +731,7 @@ export async function main(argv: string[]): Promise<void> {
   const out = new Output();
   const decoder = eventDecoder(obj.struct('event'));
   const event = emptyEvent();
-  const paint = stdoutPaint(!options.json);
+  const paint = await stdoutPaint(!options.json);
   const cgroups = options.printCgroup && new CgroupNames(obj, options.printCgroup);
   const renderer = options.json ? new JsonRenderer(options, cgroups || undefined) : new LineRenderer(options, paint, cgroups || undefined);
   const paths = options.paths && options.fullPath ? new PathFilter(options.paths) : undefined;
