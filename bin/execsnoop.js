@@ -1,4 +1,3 @@
 #!/usr/bin/env node
-// CommonJS (bin/package.json): the compile cache is turned on before the tool's bundle is loaded, so that it covers it.
-require('../dist/bundle/compilecache.cjs').enableCompileCache();
-require('../dist/bundle/execsnoop.cjs').run('execsnoop');
+// CommonJS (bin/package.json), as the bundles: see common/compilecache.ts for how the tool's bundle is run.
+require('../dist/bundle/compilecache.cjs').runBundle(`${__dirname}/../dist/bundle/execsnoop.cjs`, 'execsnoop');

@@ -399,9 +399,9 @@ function reportFailure(err: unknown): number {
 }
 
 /** Runs a tool's main(): a thrown error becomes its one line and exit status. */
-export function runMain(tool: string, main: () => void | Promise<void>): void {
+export function runMain(tool: string, main: () => void | Promise<void>): Promise<void> {
   toolName = tool;
-  Promise.resolve()
+  return Promise.resolve()
     .then(main)
     .catch((err: unknown) => process.exit(reportFailure(err)));
 }

@@ -62,7 +62,7 @@ export class Exporter {
     // imported here, not at the top: in a tool's bundle (scripts/bundle.mjs)
     // a top-level import of node:http would run at every start, and it costs
     // Node 24 some 20 ms (it loads undici)
-    const { createServer } = await import('node:http');
+    const { createServer } = process.getBuiltinModule('node:http');
     const server = createServer();
     const exporter = new Exporter(tool, server, options);
     server.on('request', (request, response) => exporter.answer(request, response));

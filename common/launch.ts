@@ -9,8 +9,9 @@ export interface ToolModule {
   main(argv: string[], command: string): void | Promise<void>;
 }
 
-export function launch(command: string, load: () => Promise<ToolModule>): void {
-  runMain(command, async () => {
+/** Runs the tool; settles once its main has returned (it has started: loaded, attached, reading). */
+export function launch(command: string, load: () => Promise<ToolModule>): Promise<void> {
+  return runMain(command, async () => {
     const module = await load();
     await module.main(process.argv.slice(2), command);
   });

@@ -25,11 +25,13 @@
 // tool's start ~25 ms on Node 20 (~12 on 24), and an ES module's import of
 // one of Node's own modules evaluates every lazy export of it (node:fs loads
 // its streams and fs/promises, node:process opens stdin) where require()
-// does not. The
-// compile cache's switch (common/compilecache.ts) is bundled on its own, as
-// the launcher turns it on before it loads the tool's bundle.
+// does not. What runs a tool's bundle from its code cache
+// (common/compilecache.ts) is bundled on its own, for the launchers; the
+// first line of a tool's bundle is a hash of the rest, which names its
+// cache.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -59,7 +61,7 @@ const options = {
 
 await build({ ...options, entryPoints: [`${root}/dist/common/compilecache.js`], outfile: `${outdir}/compilecache.cjs` });
 for (const tool of new Set(COMMANDS.map((c) => c.tool))) {
-  await build({
+  const { outputFiles } = await build({
     ...options,
     stdin: {
       contents: `import { launch } from './dist/common/launch.js';
@@ -69,5 +71,11 @@ export const run = (command) => launch(command, () => import('./dist/tools/${too
       sourcefile: `bundle-${tool}.js`,
     },
     outfile: `${outdir}/${tool}.cjs`,
+    write: false,
   });
+  mkdirSync(outdir, { recursive: true });
+  for (const { path, contents } of outputFiles) {
+    const hash = createHash('sha256').update(contents).digest('hex').slice(0, 16);
+    writeFileSync(path, Buffer.concat([Buffer.from(`// ebpf-tools bundle ${hash}\n`), contents]));
+  }
 }

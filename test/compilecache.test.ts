@@ -1,16 +1,19 @@
-// The compile cache directory: where it is, and that a directory anyone
-// else could write to (and so put code in that root would run) is refused.
+// How a launcher runs its tool's bundle: the code cache's directory (where it
+// is, and that a directory anyone else could write to, and so put code in
+// that root would run, is refused), and the cache itself: made once a
+// bundle has started, used by the next run, made again for a changed bundle.
 import t from 'tap';
-import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import module from 'node:module';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { compileCacheDir, safeDirectory } from '../common/compilecache.js';
-import { runTool } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ebpf-tools-cache-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const uid = process.getuid!();
+const launcher = fileURLToPath(new URL('../bundle/compilecache.cjs', import.meta.url));
 
 t.test('root caches in /var/cache, a user in their cache directory', async (t) => {
   t.equal(compileCacheDir(0, {}), '/var/cache/ebpf-tools/compile-cache');
@@ -33,15 +36,35 @@ t.test('only a directory of ours that no one else may write is used', async (t) 
   t.notOk(safeDirectory(lstatSync('/tmp'), uid, true), 'a world-writable parent (/tmp)');
 });
 
-t.test('a tool run leaves its compiled code in the cache where Node has one', async (t) => {
-  const enable = (module as { enableCompileCache?: unknown }).enableCompileCache;
-  if (enable === undefined) {
-    t.match(process.version, /^v(20|21|22\.0)\./, `Node ${process.version} has no compile cache: nothing to do`);
-    return;
-  }
-  const r = runTool('execsnoop', ['--version']);
-  t.equal(r.code, 0);
+t.test("a bundle's code cache: made once it has started, used by the next run, made again when the bundle changes", async (t) => {
   const cache = compileCacheDir(uid);
+  const name = `test-bundle-${process.pid}`;
+  const bundle = join(dir, `${name}.cjs`);
+  const caches = () => (existsSync(cache) ? readdirSync(cache).filter((f) => f.startsWith(`${name}-`)) : []);
+  t.teardown(() => { for (const f of caches()) rmSync(join(cache, f)); });
+  // started at once, then busy for longer than the cache waits: as a tool that traces
+  const write = (hashLine: string, body: string) => writeFileSync(bundle, `${hashLine}` +
+    `exports.run = async (command) => { ${body}; console.log(command); setTimeout(() => {}, 600); };\n`);
+  const run = () => {
+    const code = `const { cached } = require(${JSON.stringify(launcher)}).runBundle(${JSON.stringify(bundle)}, 'cmd'); console.log(cached)`;
+    const r = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '' }, encoding: 'utf8' });
+    t.equal(r.status, 0, r.stderr);
+    return r.stdout.trim().split('\n');
+  };
+
+  write('// ebpf-tools bundle 0123456789abcdef\n', 'const a = [1, 2, 3].map((x) => x * 2)');
+  t.same(run(), ['cmd', 'false'], 'a first run compiles');
+  t.same(caches(), [`${name}-0123456789abcdef-${process.version}-${process.arch}.v8`], 'and leaves its cache, named by the hash and Node');
   t.equal(statSync(cache).mode & 0o777, 0o700, `${cache} is 0700`);
-  t.ok(readdirSync(cache).length > 0, 'and holds a cache');
+  t.equal(statSync(join(cache, caches()[0])).mode & 0o777, 0o600, 'the cache is a file only its owner reads');
+  t.same(run(), ['cmd', 'true'], 'the next run takes its code from it');
+
+  write('// ebpf-tools bundle fedcba9876543210\n', 'const b = [4, 5, 6].filter((x) => x > 4)');
+  t.same(run(), ['cmd', 'false'], 'a changed bundle compiles');
+  t.same(caches(), [`${name}-fedcba9876543210-${process.version}-${process.arch}.v8`], "and its cache replaces the old one's");
+
+  for (const f of caches()) rmSync(join(cache, f));
+  write('', '');
+  t.same(run(), ['cmd', 'false'], 'a bundle without its hash line runs');
+  t.same(caches(), [], 'uncached');
 });

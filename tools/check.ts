@@ -6,6 +6,7 @@
 // (common/plan.ts) say which plan it uses and why the better ones were not.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ALL_ATTACHED, BpfObject } from '../common/bpfobject.js';
@@ -183,7 +184,7 @@ function probeCommand(command: string): Promise<{ plan: ToolPlan; stderr: string
 const printable = (text: string): string => text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
 async function table(head: string[], rows: string[][], colWidths: number[]): Promise<string> {
-  const { default: Table } = await import('cli-table3');
+  const Table = createRequire(import.meta.url)('cli-table3') as typeof import('cli-table3');
   const t = new Table({ head, style: { head: [], border: [] }, wordWrap: true, colWidths });
   t.push(...rows.map((r) => r.map((cell) => cell.split('\n').map(printable).join('\n'))));
   return t.toString();
