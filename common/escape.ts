@@ -50,7 +50,7 @@ const NAMED_ESCAPES: Record<number, string> = { 0x09: '\\t', 0x0a: '\\n', 0x0d: 
 const hex2 = (n: number): string => n.toString(16).padStart(2, '0');
 
 /** Whether bytes[start, end) is printable ASCII without a backslash: shown as it is. */
-function isPlainAscii(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+export function isPlainAscii(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
   for (let i = start; i < end; i++) {
     const b = bytes[i];
     if (b < 0x20 || b > 0x7e || b === 0x5c) return false;

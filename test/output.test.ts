@@ -2,7 +2,7 @@ import t from 'tap';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Output } from '../common/output.js';
+import { LineText, Output, type LineSink } from '../common/output.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ebpf-tools-output-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,4 +31,32 @@ t.test('every byte of every batch, whatever its size and wherever a multibyte ch
     const line = `${'a'.repeat(pad)}日`;
     t.equal(written([[line], ['z']]), `${line}\nz\n`, `${pad} bytes before the character`);
   }
+});
+
+t.test('a line made part by part: text as it is, spans from the kernel as terminal text, as LineText makes it', async (t) => {
+  const file = join(dir, 'parts');
+  const fd = openSync(file, 'w');
+  const out = new Output(fd);
+  const record = Buffer.from('xx/etc/passwd\0yy/tmp/a\x1b[31m\xffb\0', 'latin1');
+  const lines: string[] = [];
+  const render = (sink: LineSink, start: number, end: number) => {
+    sink.text('1234   cat              3   0 ');
+    sink.span(record, start, end);
+  };
+  for (const [start, end] of [[2, 13], [16, 29], [2, 2]]) {
+    render(out, start, end);
+    out.end();
+    const text = new LineText();
+    render(text, start, end);
+    lines.push(text.value);
+  }
+  // a line longer than the kept buffer, in parts: the buffer grows with the part begun in it
+  const long = 'é'.repeat(100000);
+  out.text('> ');
+  out.text(long);
+  out.end();
+  out.flush();
+  closeSync(fd);
+  t.same(lines, ['1234   cat              3   0 /etc/passwd', '1234   cat              3   0 /tmp/a\\x1b[31m\\xffb', '1234   cat              3   0 ']);
+  t.equal(readFileSync(file, 'utf8'), `${lines.join('\n')}\n> ${long}\n`);
 });

@@ -18,7 +18,7 @@ import { applySelection, selectionFromArgs, selectionOptionsWithoutShortCgroup, 
 import { left, right } from '../common/format.js';
 import { structDecoder } from '../common/layout.js';
 import { libbpfLog } from '../common/log.js';
-import { Output } from '../common/output.js';
+import { LineText, Output, type LineSink } from '../common/output.js';
 import { loadWithPlans, syscallTracepointsExist, type AttachPlan } from '../common/plan.js';
 import { checkPrivileges, ensureTracefs } from '../common/preflight.js';
 import {
@@ -575,18 +575,24 @@ export class LineRenderer {
     return text;
   }
 
-  line(e: OpenEvent): string {
+  /** Renders the line of `e` into `sink`, part by part (an Output: no string of its own). */
+  write(e: OpenEvent, sink: LineSink): void {
     const o = this.options;
-    let text = '';
-    if (o.timestamp) text += this.time(e.tsNs);
-    if (o.printUid) text += this.uidColumn(e.uid);
-    text += this.processColumns(e);
-    text += this.resultColumns(e.ret);
-    if (o.extended) text += this.flagColumns(e.flags, e.mode);
-    if (this.cgroups) text += this.cgroups.of(e.cgroupId).column;
-    text += o.fullPath ? this.fullPaths.of(e) : terminalText(e.bytes, e.pathStart, e.pathEnd);
-    if (o.callers) for (const name of this.callers.names(e.pid, e.callers)) text += `\n${this.callerIndent}${escapeText(Buffer.from(name, 'latin1'))}`;
-    return text;
+    if (o.timestamp) sink.text(this.time(e.tsNs));
+    if (o.printUid) sink.text(this.uidColumn(e.uid));
+    sink.text(this.processColumns(e));
+    sink.text(this.resultColumns(e.ret));
+    if (o.extended) sink.text(this.flagColumns(e.flags, e.mode));
+    if (this.cgroups) sink.text(this.cgroups.of(e.cgroupId).column);
+    if (o.fullPath) sink.text(this.fullPaths.of(e));
+    else sink.span(e.bytes, e.pathStart, e.pathEnd);
+    if (o.callers) for (const name of this.callers.names(e.pid, e.callers)) sink.text(`\n${this.callerIndent}${escapeText(Buffer.from(name, 'latin1'))}`);
+  }
+
+  line(e: OpenEvent): string {
+    const text = new LineText();
+    this.write(e, text);
+    return text.value;
   }
 }
 
@@ -605,6 +611,10 @@ export class JsonRenderer {
     private readonly options: Options, private readonly cgroups?: { of(id: number): Cgroup },
     private readonly callers: CallerNames = new Symbolizer(),
   ) {}
+
+  write(e: OpenEvent, sink: LineSink): void {
+    sink.text(this.line(e));
+  }
 
   line(e: OpenEvent): string {
     const ms = Math.floor(e.tsNs / 1e6);
@@ -738,7 +748,8 @@ export async function main(argv: string[]): Promise<void> {
   const onEvent = (view: DataView, offset: number, length: number): void => {
     decodeInto(event, decoder, view, offset, length);
     if (paths && !paths.selected(event)) return;
-    out.line(renderer.line(event));
+    renderer.write(event, out);
+    out.end();
   };
   if (!options.json) out.line(paint.header(header(options)));
   out.flush();
