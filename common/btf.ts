@@ -99,6 +99,11 @@ export class Btf {
     return this.decoder.decode(this.strings.subarray(offset, end < 0 ? undefined : end));
   }
 
+  /** A type's name, read without decoding the rest of it (a struct's members). */
+  nameOf(id: number): string {
+    return id === 0 ? VOID.name : this.stringAt(this.view.getUint32(this.typeStarts[id], true));
+  }
+
   /** A type as it is stored: its kind, name and the words that follow its header. */
   type(id: number): RawType {
     if (id === 0) return VOID;
@@ -119,10 +124,24 @@ export class Btf {
     return t;
   }
 
-  /** The id of the first type of one of `kinds` named `name` (not a flavour of it), or -1. */
+  /**
+   * The id of the first type of one of `kinds` named `name` (not a flavour
+   * of it), or -1: the name is looked for in the string table (a native
+   * search), then among the type headers by its offset, without a string
+   * made for any other type (a start looks up several types of its object).
+   */
   private find(kinds: Kind[], name: string): number {
-    const ids = this.typesNamed([name]).get(name) ?? [];
-    return ids.find((id) => kinds.includes(this.type(id).kind) && this.type(id).name === name) ?? -1;
+    const strings = Buffer.from(this.strings.buffer, this.strings.byteOffset, this.strings.byteLength);
+    // every string follows the NUL of the one before (the table starts with the empty string)
+    const needle = Buffer.from(`\0${name}\0`);
+    const offsets: number[] = [];
+    for (let at = strings.indexOf(needle); at >= 0; at = strings.indexOf(needle, at + 1)) offsets.push(at + 1);
+    if (offsets.length === 0) return -1;
+    const starts = this.typeStarts;
+    for (let id = 1; id < starts.length; id++) {
+      if (offsets.includes(this.view.getUint32(starts[id], true)) && kinds.includes(this.type(id).kind)) return id;
+    }
+    return -1;
   }
 
   /**
