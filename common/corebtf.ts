@@ -168,7 +168,7 @@ export function relocationNames(object: Uint8Array): Set<string> {
   if (!localBtf || !ext) return names;
   const local = new Btf(localBtf);
   for (const id of relocationRoots(ext)) {
-    const name = local.type(id).name;
+    const name = local.nameOf(id);
     if (name) names.add(essential(name)); // libbpf refuses anonymous ones itself
   }
   return names;
