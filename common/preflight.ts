@@ -11,10 +11,15 @@ const CAP_BPF = 39;
 /** Where the kernel's BTF is read; overridable so tests can simulate its absence. */
 export const VMLINUX_BTF = process.env.EBPF_TOOLS_VMLINUX_BTF ?? '/sys/kernel/btf/vmlinux';
 
+let capabilities: bigint | undefined;
+
+/** This process's effective capabilities, read once: a start checks them before each step that needs them. */
 function effectiveCapabilities(): bigint {
+  if (capabilities !== undefined) return capabilities;
   const status = readFileSync('/proc/self/status', 'utf8');
   const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-  return match ? BigInt(`0x${match[1]}`) : 0n;
+  capabilities = match ? BigInt(`0x${match[1]}`) : 0n;
+  return capabilities;
 }
 
 const has = (caps: bigint, cap: number): boolean => ((caps >> BigInt(cap)) & 1n) === 1n;
