@@ -181,17 +181,25 @@ export class BpfObject {
   }
 
   /** Attaches every program chosen to load, mounting tracefs first if a classic tracepoint needs it. */
-  attach(): void {
+  /** Attaches every program loaded where its section says, and to the tracepoints `alsoAttached` names for it. */
+  attach(alsoAttached: Record<string, string[]> = {}): void {
     const chosen = this.programs().filter((p) => bpf.program_autoload(this.program(p.name)));
     if (chosen.some((p) => /^(tracepoint|tp)\//.test(p.section))) libbpfLog.note(ensureTracefs());
-    for (const p of chosen) {
-      const link = bpf.program_attach(this.program(p.name));
+    const attached = (link: Pointer | null, where: string, name: string): void => {
       if (!link) {
         const errno = lastErrno();
-        throw new KernelRefusal('attach', `failed to attach ${p.section}: ${errnoText(errno)}`, errno, libbpfLog.hint());
+        throw new KernelRefusal('attach', `failed to attach ${where}: ${errnoText(errno)}`, errno, libbpfLog.hint());
       }
       this.links.push(link);
-      libbpfLog.note(`attached ${p.name} (${p.section})`);
+      libbpfLog.note(`attached ${name} (${where})`);
+    };
+    for (const p of chosen) {
+      const program = this.program(p.name);
+      attached(bpf.program_attach(program) as Pointer | null, p.section, p.name);
+      for (const tracepoint of alsoAttached[p.name] ?? []) {
+        const [category, name] = tracepoint.split('/');
+        attached(bpf.program_attach_tracepoint(program, category, name) as Pointer | null, `tracepoint/${tracepoint}`, p.name);
+      }
     }
     // the line that says tracing has begun (the tests wait for it)
     libbpfLog.note(`all ${chosen.length} programs attached`);

@@ -123,6 +123,7 @@ export const bpf = lazyFunctions(libbpf, {
   program_autoload: 'bool bpf_program__autoload(bpf_program *prog)',
   program_fd: 'int bpf_program__fd(bpf_program *prog)',
   program_attach: 'bpf_link *bpf_program__attach(bpf_program *prog)',
+  program_attach_tracepoint: 'bpf_link *bpf_program__attach_tracepoint(bpf_program *prog, const char *category, const char *name)',
   link_destroy: 'int bpf_link__destroy(bpf_link *link)',
   map_fd: 'int bpf_map__fd(bpf_map *map)',
   map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',

@@ -19,6 +19,8 @@ export interface AttachPlan {
   name: string;
   /** the programs this plan loads; every other program of the object is not loaded */
   programs: string[];
+  /** tracepoints ("category/name") a program is attached to as well as its section's (one program for several of the same layout) */
+  alsoAttached?: Record<string, string[]>;
   /** returns why the plan cannot work here, or null if it may */
   unavailable?: () => string | null;
   /** what a user misses with this plan, against the better ones (said with -v, and by ebpf-tools check) */
@@ -65,7 +67,7 @@ export function loadWithPlans(
       dropKernelBtfPages();
       obj.load();
       afterLoad?.();
-      obj.attach();
+      obj.attach(plan.alsoAttached);
       libbpfLog.note(`${tool}: using plan ${plan.name}`);
       if (plan.limits) libbpfLog.note(`${tool}: plan ${plan.name} sees less: ${plan.limits}`);
       releaseLoadMemory();

@@ -116,13 +116,16 @@ t.test('-f: access modes compare the mode, other flags their bits, per architect
 
 t.test('tracepoints: a syscall without them is left out; without openat nothing works', async (t) => {
   const everything = tracepointPlan(() => true);
-  t.same(everything.programs, ['enter_open', 'exit_open', 'enter_openat', 'exit_openat', 'enter_openat2', 'exit_openat2']);
+  t.same(everything.programs, ['enter_open', 'enter_openat', 'enter_openat2', 'exit_open_calls']);
+  t.same(everything.alsoAttached, { exit_open_calls: ['syscalls/sys_exit_open', 'syscalls/sys_exit_openat2'] }, 'one exit program, attached to each exit');
   t.equal(everything.unavailable?.(), null);
   const arm64 = tracepointPlan((s) => s !== 'open');
-  t.same(arm64.programs, ['enter_openat', 'exit_openat', 'enter_openat2', 'exit_openat2'], 'no open() on arm64');
+  t.same(arm64.programs, ['enter_openat', 'enter_openat2', 'exit_open_calls'], 'no open() on arm64');
+  t.same(arm64.alsoAttached, { exit_open_calls: ['syscalls/sys_exit_openat2'] });
   t.equal(arm64.unavailable?.(), null);
   const old = tracepointPlan((s) => s !== 'openat2');
-  t.same(old.programs, ['enter_open', 'exit_open', 'enter_openat', 'exit_openat'], 'no openat2() before 5.6');
+  t.same(old.programs, ['enter_open', 'enter_openat', 'exit_open_calls'], 'no openat2() before 5.6');
+  t.same(old.alsoAttached, { exit_open_calls: ['syscalls/sys_exit_open'] });
   const none = tracepointPlan(() => false);
   t.match(none.unavailable?.(), /CONFIG_FTRACE_SYSCALLS/);
 });
@@ -136,7 +139,7 @@ t.test('the object: event layout, programs, and config written at the BTF offset
   t.ok(decoder.size <= 80, `the fixed part of a record is small (${decoder.size} bytes, -c's two addresses included)`);
   t.equal(decoder.sizes.callers, 16, '-c: two return addresses');
   t.same(obj.programs().map((p) => p.name).sort(),
-    ['enter_open', 'enter_openat', 'enter_openat2', 'exit_open', 'exit_openat', 'exit_openat2']);
+    ['enter_open', 'enter_openat', 'enter_openat2', 'exit_open_calls']);
   obj.setConfig(kernelConfig(parseOptions(['-n', 'bash', '-p', '77', '-f', 'O_CREAT'])));
   const rodata = obj.btf.datasec('.rodata');
   const view = obj.sectionView('.rodata');

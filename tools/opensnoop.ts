@@ -303,11 +303,13 @@ export function ringBytes(options: Options): number {
 }
 
 /** The syscalls traced, each by its entry and exit programs. */
+/** The syscalls traced, each by its own entry program; one program, attached to each of their exits, takes the results. */
 export const SYSCALLS = [
-  { name: 'open', programs: ['enter_open', 'exit_open'] },
-  { name: 'openat', programs: ['enter_openat', 'exit_openat'] },
-  { name: 'openat2', programs: ['enter_openat2', 'exit_openat2'] },
+  { name: 'open', entry: 'enter_open' },
+  { name: 'openat', entry: 'enter_openat' },
+  { name: 'openat2', entry: 'enter_openat2' },
 ];
+const EXIT_PROGRAM = 'exit_open_calls';
 
 /**
  * The one way to attach: the syscall tracepoints of the syscalls this kernel
@@ -319,7 +321,9 @@ export function tracepointPlan(exists: (syscall: string) => boolean = syscallTra
   for (const s of SYSCALLS) if (!present.includes(s)) libbpfLog.note(`opensnoop: no tracepoints for ${s.name}(): not traced`);
   return {
     name: 'syscall tracepoints',
-    programs: present.flatMap((s) => s.programs),
+    programs: [...present.map((s) => s.entry), EXIT_PROGRAM],
+    // its section's is sys_exit_openat, which the plan needs
+    alsoAttached: { [EXIT_PROGRAM]: present.filter((s) => s.name !== 'openat').map((s) => `syscalls/sys_exit_${s.name}`) },
     unavailable: () => (present.some((s) => s.name === 'openat')
       ? null
       : 'no syscalls/sys_enter_openat tracepoint (needs a kernel with CONFIG_FTRACE_SYSCALLS=y)'),
