@@ -4,6 +4,7 @@
 import type { BpfObject } from './bpfobject.js';
 import { kernelTypes } from './corebtf.js';
 import { kernelBtfHasName } from './kernelbtf.js';
+import { readMap } from './maps.js';
 import { kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
 
 /** Requests in flight the kernel side can follow (MAX_REQUESTS in bio.bpf.h). */
@@ -216,6 +217,14 @@ const UNTRACED_COUNTERS = [
 ];
 
 /**
+ * How long before the end of a run a request must have been dispatched for
+ * its completion, not seen by then, to be reported: a disk completes
+ * requests in milliseconds, and the last ones of a run are still in flight.
+ */
+export const UNFINISHED_AFTER_NS = 1_000_000_000n;
+export const UNFINISHED_WHY = 'dispatched a second or more before the end and not seen to complete';
+
+/**
  * Reports on stderr the requests the kernel side could not follow (too
  * many in flight, or completed where the kernel runs no BPF program), so
  * that none goes missing silently.
@@ -223,9 +232,13 @@ const UNTRACED_COUNTERS = [
 export class UntrackedRequests {
   private readonly view: DataView;
   private readonly counters: { offset: number; why: string; reported: number }[];
+  private readonly requests: { fd: number; size: number; issuedOffset: number };
 
-  /** Reads the loaded object's counters. */
-  constructor(private readonly obj: BpfObject) {
+  /**
+   * Reads the loaded object's counters, and its `requests` map, whose values
+   * (struct `requestStruct`) say when each request followed was dispatched.
+   */
+  constructor(private readonly obj: BpfObject, requestStruct: string) {
     const bss = obj.btf.datasec('.bss');
     this.view = obj.sectionView('.bss');
     this.counters = UNTRACED_COUNTERS.map(({ variable, why }) => {
@@ -233,6 +246,10 @@ export class UntrackedRequests {
       if (!found) throw new Error(`${obj.tool}.bpf.o has no ${variable} counter`);
       return { offset: found.offset, why, reported: 0 };
     });
+    const layout = obj.struct(requestStruct);
+    const issued = layout.fields.get('issued_ns');
+    if (issued?.type.size !== 8) throw new Error(`struct ${requestStruct} has no 64-bit issued_ns`);
+    this.requests = { fd: obj.mapFd('requests'), size: layout.size, issuedOffset: issued.offset };
   }
 
   /** Prints how many more requests went unfollowed since the last report, and why, if any. */
@@ -240,9 +257,35 @@ export class UntrackedRequests {
     for (const counter of this.counters) {
       const count = Number(this.view.getBigUint64(counter.offset, true));
       if (count === counter.reported) continue;
-      const more = count - counter.reported;
-      process.stderr.write(`${this.obj.tool}: ${more} request${more === 1 ? '' : 's'} not traced: ${counter.why} (${count} in all)\n`);
+      this.print(count - counter.reported, counter.why, count);
       counter.reported = count;
     }
+  }
+
+  /**
+   * The report at the end of a run: also the requests still followed that
+   * were dispatched UNFINISHED_AFTER_NS or more before `nowNs` (monotonic, as
+   * bpf_ktime_get_ns). The kernel side counts a completion it missed only
+   * when another request comes to the same address, which may not happen
+   * before the end; a request still in flight that long is not shown either.
+   */
+  finalReport(nowNs = process.hrtime.bigint()): void {
+    this.report();
+    const unfinished = this.unfinished(nowNs);
+    if (unfinished) this.print(unfinished, UNFINISHED_WHY, unfinished);
+  }
+
+  /** The requests followed, dispatched UNFINISHED_AFTER_NS or more before `nowNs`, not seen to complete. */
+  unfinished(nowNs: bigint): number {
+    let count = 0;
+    for (const { value } of readMap(this.requests.fd, 8, this.requests.size)) {
+      const issuedNs = value.readBigUInt64LE(this.requests.issuedOffset);
+      if (issuedNs !== 0n && nowNs - issuedNs >= UNFINISHED_AFTER_NS) count++;
+    }
+    return count;
+  }
+
+  private print(more: number, why: string, inAll: number): void {
+    process.stderr.write(`${this.obj.tool}: ${more} request${more === 1 ? '' : 's'} not traced: ${why} (${inAll} in all)\n`);
   }
 }

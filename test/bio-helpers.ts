@@ -124,16 +124,19 @@ export function rootDisk(): RootDisk {
   return { dir, disk: basename(sysfs), startSector: 0n };
 }
 
+/** Why a request was not seen to complete, as biolatency and biosnoop report it: during the run, and at its end. */
+const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|dispatched a second or more before the end and not seen to complete)';
+
 /**
  * What a run of biolatency or biosnoop said on stderr: how many requests it
- * reported not traced because the kernel ran no BPF program at their
- * completion (on this project's own machine the kernel runs none in its
- * agent's threads, and an interrupt that completes a request there is never
- * seen), and every other line. A request may be missing from a run only if
- * it is counted there.
+ * reported not traced because no program saw their completion (on this
+ * project's own machine the kernel runs none in its agent's threads, and an
+ * interrupt that completes a request there is never seen; the last of a run
+ * are counted at its end), and every other line. A request may be missing
+ * from a run only if it is counted there.
  */
 export function unseenCompletions(tool: string, stderr: string): { count: number; otherLines: string[] } {
-  const report = new RegExp(`^${tool}: (\\d+) requests? not traced: the kernel ran no BPF program at their completion \\(\\d+ in all\\)$`);
+  const report = new RegExp(`^${tool}: (\\d+) requests? not traced: ${UNSEEN_COMPLETION} \\(\\d+ in all\\)$`);
   let count = 0;
   const otherLines: string[] = [];
   for (const line of stderr.split('\n').filter((l) => l !== '')) {

@@ -6,12 +6,18 @@
 // the CPU when an interrupt completes a request, and this project's own
 // machine runs no BPF program in its agent's threads: such a request must be
 // counted (and reported as not traced), never lost silently, while a
-// requeued request, which is dispatched twice, must not be.
-import t from 'tap';
+// requeued request, which is dispatched twice, must not be. Then the real
+// tools, ended while a request they saw dispatched is held in flight (its
+// loop disk's backing file on a frozen filesystem): it is reported too.
+import t, { type Test } from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { koffi } from '../common/native.js';
 import { BpfObject } from '../common/bpfobject.js';
-import { configureBlockPlan } from '../common/bio.js';
-import { leftovers, kernelSnapshot } from './helpers.js';
+import { configureBlockPlan, UNFINISHED_AFTER_NS, UntrackedRequests } from '../common/bio.js';
+import { makeLoopDisk } from './bio-helpers.js';
+import { leftovers, kernelSnapshot, sleep, SLOWDOWN, startAttached } from './helpers.js';
 
 /** libbpf's struct bpf_test_run_opts (bpf/bpf.h). */
 const TestRunOpts = koffi.struct('bpf_test_run_opts', {
@@ -33,6 +39,9 @@ const TestRunOpts = koffi.struct('bpf_test_run_opts', {
 });
 const testRun = koffi.load('libbpf.so.1').func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)');
 
+/** The value of each tool's `requests` map. */
+const REQUEST_STRUCT = { biolatency: 'request_times', biosnoop: 'request_info' };
+
 type Hook = 'start' | 'insert' | 'issue' | 'requeue' | 'complete';
 const PROGRAMS: Record<Hook, string> = {
   start: 'io_start_raw_tp', insert: 'rq_insert_raw_tp', issue: 'rq_issue_raw_tp',
@@ -45,6 +54,8 @@ class Requests {
   private readonly bss: DataView;
   private readonly unseenOffset: number;
 
+  readonly untracked: UntrackedRequests;
+
   constructor(tool: 'biolatency' | 'biosnoop') {
     this.obj = BpfObject.open(tool);
     const wanted = new Set(Object.values(PROGRAMS));
@@ -53,6 +64,7 @@ class Requests {
     this.obj.load();
     this.bss = this.obj.sectionView('.bss');
     this.unseenOffset = this.obj.btf.datasec('.bss').get('unseen_completions')!.offset;
+    this.untracked = new UntrackedRequests(this.obj, REQUEST_STRUCT[tool]);
   }
 
   /**
@@ -102,6 +114,98 @@ for (const tool of ['biosnoop', 'biolatency'] as const) {
       for (const hook of c.steps) requests.run(hook, address);
       t.equal(requests.unseen - was, c.unseen, `${c.what}: ${c.steps.join(', ')}`);
     }
+  });
+}
+
+for (const tool of ['biosnoop', 'biolatency'] as const) {
+  t.test(`${tool}: at the end, a request dispatched a second before and not seen to complete is counted`, async (t) => {
+    const requests = new Requests(tool);
+    t.teardown(() => requests.close());
+    const steps: [bigint, Hook[]][] = [
+      [0x20000n, ['start', 'issue']],
+      [0x21000n, ['start', 'issue', 'complete']],
+      [0x22000n, ['start']],
+      [0x23000n, ['issue']],
+    ];
+    for (const [address, hooks] of steps) for (const hook of hooks) requests.run(hook, address);
+    const now = process.hrtime.bigint();
+    t.equal(requests.untracked.unfinished(now), 0, 'none dispatched a second before');
+    t.equal(requests.untracked.unfinished(now + UNFINISHED_AFTER_NS), 2, 'the two dispatched, a second later: not the completed one, nor the one never dispatched');
+    requests.run('requeue', 0x23000n);
+    t.equal(requests.untracked.unfinished(now + UNFINISHED_AFTER_NS), 1, 'a requeued request waits to be dispatched again: not counted');
+  });
+}
+
+function run(command: string, args: string[]): string {
+  const r = spawnSync(command, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/**
+ * A loop disk whose requests can be held in flight: its backing file is on
+ * ext4 on another loop disk, frozen by hold() (the loop driver's write to
+ * the file then waits for release()). At the test's end it is released,
+ * `users` waited for, and everything removed, in that order.
+ */
+function holdingDisk(t: Test): { disk: string; users: Promise<unknown>[]; hold(): void; release(): void } {
+  const dir = mkdtempSync('/var/tmp/ebpf-tools-held-');
+  const lower = makeLoopDisk();
+  let upper: string | undefined;
+  let held = false;
+  const disk = {
+    disk: '',
+    users: [] as Promise<unknown>[],
+    hold(): void {
+      run('fsfreeze', ['-f', dir]);
+      held = true;
+    },
+    release(): void {
+      if (held) run('fsfreeze', ['-u', dir]);
+      held = false;
+    },
+  };
+  t.teardown(async () => {
+    disk.release();
+    await Promise.all(disk.users);
+    if (upper) spawnSync('losetup', ['-d', upper]);
+    spawnSync('umount', [dir]);
+    rmSync(dir, { recursive: true, force: true });
+    lower.remove();
+  });
+  run('mkfs.ext4', ['-q', `/dev/${lower.disk}`]);
+  run('mount', [`/dev/${lower.disk}`, dir]);
+  const file = join(dir, 'disk');
+  writeFileSync(file, '');
+  truncateSync(file, 16 << 20);
+  upper = run('losetup', ['--find', '--show', file]).trim();
+  disk.disk = basename(upper);
+  return disk;
+}
+
+const HEADERS = { biolatency: /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/, biosnoop: /^TIME\(s\) +COMM +PID +DISK +T +SECTOR +BYTES +LAT\(ms\)$/ };
+
+for (const tool of ['biosnoop', 'biolatency'] as const) {
+  t.test(`${tool}: a request still in flight a second before the end is reported, not dropped silently`, async (t) => {
+    const held = holdingDisk(t);
+    const running = await startAttached(tool, ['-d', held.disk], HEADERS[tool]);
+    held.hold();
+    const dd = spawn('dd', ['if=/dev/zero', `of=/dev/${held.disk}`, 'bs=4096', 'count=1', 'oflag=direct'], { stdio: 'ignore' });
+    const ddDone = new Promise((resolve) => dd.on('close', resolve));
+    held.users.push(ddDone);
+    // /sys/block/<disk>/inflight: requests the driver has, reads then writes
+    const inflight = (): number[] => readFileSync(`/sys/block/${held.disk}/inflight`, 'utf8').trim().split(/\s+/).map(Number);
+    for (let waited = 0; inflight()[1] === 0; waited += 20) {
+      if (waited > 20000 * SLOWDOWN) throw new Error(`dd's write to ${held.disk} never reached its driver`);
+      await sleep(20);
+    }
+    await sleep(Number(UNFINISHED_AFTER_NS / 1_000_000n) + 500);
+    const done = await running.stop();
+    t.equal(done.code, 0);
+    t.equal(done.stderr, `${tool}: 1 request not traced: dispatched a second or more before the end and not seen to complete (1 in all)\n`);
+    t.same(done.stdout.split('\n').filter((l) => l !== '').slice(1), [], 'nothing but the header: the request never completed');
+    held.release();
+    t.equal(await ddDone, 0, 'dd ends once the file system thaws');
   });
 }
 

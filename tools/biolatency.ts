@@ -372,7 +372,9 @@ export async function main(argv: string[]): Promise<void> {
     return applySelection(o, options);
   });
   lifetime.onEnd(() => obj.close());
-  const untracked = new UntrackedRequests(obj);
+  const untracked = new UntrackedRequests(obj, 'request_times');
+  // after the last histogram, before the object goes
+  lifetime.onEnd(() => untracked.finalReport());
   if (exporter) {
     serveMetrics(exporter, obj, plan.name, options);
     setInterval(() => untracked.report(), 1000);

@@ -266,8 +266,10 @@ export async function main(argv: string[]): Promise<void> {
   });
   lifetime.onEnd(() => obj.close());
   const events = stream!;
-  const untracked = new UntrackedRequests(obj);
+  const untracked = new UntrackedRequests(obj, 'request_info');
   setInterval(() => untracked.report(), 1000);
+  // after the last events, before the object goes
+  lifetime.onEnd(() => untracked.finalReport());
   if (exporter) {
     serveMetrics(exporter, obj, events, plan.name, options);
     lifetime.onEnd(() => events.stop(() => {}));
@@ -294,7 +296,6 @@ export async function main(argv: string[]): Promise<void> {
   lifetime.onEnd(() => {
     events.stop(onEvent);
     out.flush();
-    untracked.report();
   });
   lifetime.endOn(options.duration);
 }
