@@ -3,7 +3,7 @@
 // read exactly what the tool printed.
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ALL_ATTACHED, BpfObject } from '../common/bpfobject.js';
@@ -170,9 +170,38 @@ export class RunningTool {
     return this.exited;
   }
 
-  finished(): Promise<Finished> {
-    return this.exited;
+  /**
+   * Waits for exit (and every pipe closed: a process it started may hold
+   * them). A run that does not end in `ms` is killed, and the test fails
+   * with what it printed and what it and its children were waiting in.
+   */
+  finished(ms = 60000 * SLOWDOWN): Promise<Finished> {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const state = processStates(this.proc.pid!);
+        this.proc.kill('SIGKILL');
+        reject(new Error(`${this.proc.spawnargs.join(' ')} had not ended after ${ms} ms:\n${state}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`));
+      }, ms);
+    });
+    return Promise.race([this.exited, stuck]).finally(() => clearTimeout(timer));
   }
+}
+
+/** A process and its children (ps), with what each of its threads waits in (/proc's wchan): for a run that did not end. */
+function processStates(pid: number): string {
+  const threads = (p: number): string => {
+    try {
+      return readdirSync(`/proc/${p}/task`).map((tid) => {
+        const read = (f: string): string => readFileSync(`/proc/${p}/task/${tid}/${f}`, 'utf8').trim();
+        return `  ${tid} ${read('comm')} ${/\) (\S)/.exec(read('stat'))?.[1]} ${read('wchan')}`;
+      }).join('\n');
+    } catch {
+      return '  (gone)';
+    }
+  };
+  const ps = spawnSync('ps', ['-o', 'pid,ppid,stat,wchan:24,args', '--ppid', String(pid), '-p', String(pid)], { encoding: 'utf8' }).stdout;
+  return `${ps}threads of ${pid}:\n${threads(pid)}`;
 }
 
 /** Starts one of our tools with node, as its bin launcher does. */
