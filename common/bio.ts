@@ -222,7 +222,7 @@ const UNTRACED_COUNTERS = [
  * requests in milliseconds, and the last ones of a run are still in flight.
  */
 export const UNFINISHED_AFTER_NS = 1_000_000_000n;
-export const UNFINISHED_WHY = 'dispatched a second or more before the end and not seen to complete';
+const UNFINISHED_WHY = 'dispatched a second or more before the end and not seen to complete';
 
 /**
  * Reports on stderr the requests the kernel side could not follow (too
@@ -236,9 +236,9 @@ export class UntrackedRequests {
 
   /**
    * Reads the loaded object's counters, and its `requests` map, whose values
-   * (struct `requestStruct`) say when each request followed was dispatched.
+   * say when each request followed was dispatched.
    */
-  constructor(private readonly obj: BpfObject, requestStruct: string) {
+  constructor(private readonly obj: BpfObject) {
     const bss = obj.btf.datasec('.bss');
     this.view = obj.sectionView('.bss');
     this.counters = UNTRACED_COUNTERS.map(({ variable, why }) => {
@@ -246,9 +246,9 @@ export class UntrackedRequests {
       if (!found) throw new Error(`${obj.tool}.bpf.o has no ${variable} counter`);
       return { offset: found.offset, why, reported: 0 };
     });
-    const layout = obj.struct(requestStruct);
+    const layout = obj.mapValue('requests');
     const issued = layout.fields.get('issued_ns');
-    if (issued?.type.size !== 8) throw new Error(`struct ${requestStruct} has no 64-bit issued_ns`);
+    if (issued?.type.size !== 8) throw new Error(`struct ${layout.name} has no 64-bit issued_ns`);
     this.requests = { fd: obj.mapFd('requests'), size: layout.size, issuedOffset: issued.offset };
   }
 

@@ -83,6 +83,11 @@ export class BpfObject {
     return this.btf.struct(name);
   }
 
+  /** The layout of map `name`'s values, as its declaration (`__type(value, ...)`) gives it. */
+  mapValue(name: string): StructLayout {
+    return this.btf.structAt(bpf.map_btf_value_type_id(this.map(name)) as number);
+  }
+
   private map(name: string): Pointer {
     const map = bpf.object_find_map(this.obj, name);
     if (!map) throw new Error(`${this.tool}.bpf.o has no map ${name}`);

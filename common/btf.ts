@@ -237,7 +237,14 @@ export class Btf {
 
   /** The layout of `struct name`. */
   struct(name: string): StructLayout {
-    const t = this.type(this.findId(Kind.Struct, name));
+    return this.structAt(this.findId(Kind.Struct, name));
+  }
+
+  /** The layout of the struct that is type `id`. */
+  structAt(id: number): StructLayout {
+    const t = this.type(id);
+    if (t.kind !== Kind.Struct) throw new Error(`BTF type ${id} is not a struct`);
+    const name = this.nameOf(id);
     const fields = new Map<string, Field>();
     for (let i = 0; i < t.vlen; i++) {
       const [nameOffset, typeId, offsetWord] = t.extra.slice(3 * i, 3 * i + 3);

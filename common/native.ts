@@ -126,6 +126,7 @@ export const bpf = lazyFunctions(libbpf, {
   program_attach_tracepoint: 'bpf_link *bpf_program__attach_tracepoint(bpf_program *prog, const char *category, const char *name)',
   link_destroy: 'int bpf_link__destroy(bpf_link *link)',
   map_fd: 'int bpf_map__fd(bpf_map *map)',
+  map_btf_value_type_id: 'uint32_t bpf_map__btf_value_type_id(const bpf_map *map)',
   map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
   map_initial_value: 'void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *psize)',
   map_reuse_fd: 'int bpf_map__reuse_fd(bpf_map *map, int fd)',

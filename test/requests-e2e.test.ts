@@ -39,9 +39,6 @@ const TestRunOpts = koffi.struct('bpf_test_run_opts', {
 });
 const testRun = koffi.load('libbpf.so.1').func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)');
 
-/** The value of each tool's `requests` map. */
-const REQUEST_STRUCT = { biolatency: 'request_times', biosnoop: 'request_info' };
-
 type Hook = 'start' | 'insert' | 'issue' | 'requeue' | 'complete';
 const PROGRAMS: Record<Hook, string> = {
   start: 'io_start_raw_tp', insert: 'rq_insert_raw_tp', issue: 'rq_issue_raw_tp',
@@ -64,7 +61,7 @@ class Requests {
     this.obj.load();
     this.bss = this.obj.sectionView('.bss');
     this.unseenOffset = this.obj.btf.datasec('.bss').get('unseen_completions')!.offset;
-    this.untracked = new UntrackedRequests(this.obj, REQUEST_STRUCT[tool]);
+    this.untracked = new UntrackedRequests(this.obj);
   }
 
   /**

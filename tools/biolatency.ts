@@ -372,7 +372,7 @@ export async function main(argv: string[]): Promise<void> {
     return applySelection(o, options);
   });
   lifetime.onEnd(() => obj.close());
-  const untracked = new UntrackedRequests(obj, 'request_times');
+  const untracked = new UntrackedRequests(obj);
   // after the last histogram, before the object goes
   lifetime.onEnd(() => untracked.finalReport());
   if (exporter) {

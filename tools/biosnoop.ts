@@ -266,7 +266,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   lifetime.onEnd(() => obj.close());
   const events = stream!;
-  const untracked = new UntrackedRequests(obj, 'request_info');
+  const untracked = new UntrackedRequests(obj);
   setInterval(() => untracked.report(), 1000);
   // after the last events, before the object goes
   lifetime.onEnd(() => untracked.finalReport());
