@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import type { Argv, InferredOptionTypes, Options as OptionDeclaration, PositionalOptions } from 'yargs';
 import yargsParser from 'yargs-parser';
 import { invalidValue, oneLine, quoted, RuntimeError, UsageError } from './errors.js';
+import { exitNow } from './native.js';
 import { OutputClosed } from './output.js';
 
 export const PACKAGE_VERSION: string = JSON.parse(
@@ -373,7 +374,7 @@ export class Lifetime {
         }
       }
     }
-    process.exit(code);
+    exitNow(code);
   }
 
   /** Also ends after `seconds`, if given (-d/--duration, a count of intervals). */
@@ -403,5 +404,5 @@ export function runMain(tool: string, main: () => void | Promise<void>): Promise
   toolName = tool;
   return Promise.resolve()
     .then(main)
-    .catch((err: unknown) => process.exit(reportFailure(err)));
+    .catch((err: unknown) => exitNow(reportFailure(err)));
 }

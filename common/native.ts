@@ -155,6 +155,7 @@ export const libcCalls = lazyFunctions(libc, {
   strerror: 'const char *strerror(int errnum)',
   sysconf: 'long sysconf(int name)',
   isatty: 'int isatty(int fd)',
+  _exit: 'void _exit(int status)',
 });
 
 /**
@@ -179,6 +180,23 @@ export function nativeCompletion<T>(done: (result: T) => void): (err: unknown, r
       done(result);
     });
   };
+}
+
+/**
+ * Ends the process with `code` as process.exit() does ('exit' listeners
+ * run: libbpf's last messages are written there), but leaves the threads to
+ * the kernel instead of joining them. process.exit() joins V8's background
+ * threads, and one of them in a concurrent compile can be waiting for a
+ * garbage collection that only the exiting main thread could run: the
+ * process never ends (Node's open shutdown deadlock, nodejs/node#54918 and
+ * #64274; caught here in about one test run in three of opensnoop's under
+ * Node 24). Nothing is left to flush: a tool writes stdout with writeSync,
+ * and Node writes stderr to files, pipes and terminals synchronously.
+ */
+export function exitNow(code: number): never {
+  process.exitCode = code;
+  process.emit('exit', code);
+  return libcCalls._exit(code) as never;
 }
 
 /** The calling thread's errno after the last native call. */

@@ -75,7 +75,7 @@ export class RingBufferReader {
   private wrapped = new DataView(new ArrayBuffer(0));
   private readonly mask: number;
   private readonly epollFd: number;
-  /** Written by stop() to end a wait in flight at once (process.exit waits for the worker thread that waits). */
+  /** Written by stop() to end a wait in flight at once (until it ends, it keeps the event loop alive and the mappings in place). */
   private readonly wakeFd: number;
   private readonly epollEvents = Buffer.alloc(16);
   /** Atomics.wait's target for the short sleeps of drainToNow. */
