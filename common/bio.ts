@@ -217,12 +217,14 @@ const UNTRACED_COUNTERS = [
 ];
 
 /**
- * How long before the end of a run a request must have been dispatched for
- * its completion, not seen by then, to be reported: a disk completes
- * requests in milliseconds, and the last ones of a run are still in flight.
+ * How long the end of a run waits for the requests dispatched before it to
+ * complete (and be shown or counted) before it reports those it has not seen
+ * complete: a disk completes requests in milliseconds.
  */
-export const UNFINISHED_AFTER_NS = 1_000_000_000n;
-const UNFINISHED_WHY = 'dispatched a second or more before the end and not seen to complete';
+export const END_SETTLE_MS = 250;
+const UNFINISHED_WHY = `dispatched before the end and not seen to complete within ${END_SETTLE_MS} ms of it`;
+/** Atomics.wait's target for the short sleeps of settle(). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Reports on stderr the requests the kernel side could not follow (too
@@ -233,6 +235,8 @@ export class UntrackedRequests {
   private readonly view: DataView;
   private readonly counters: { offset: number; why: string; reported: number }[];
   private readonly requests: { fd: number; size: number; issuedOffset: number };
+  /** When the run ended (monotonic, as bpf_ktime_get_ns), once settle() has run. */
+  private endNs?: bigint;
 
   /**
    * Reads the loaded object's counters, and its `requests` map, whose values
@@ -263,24 +267,37 @@ export class UntrackedRequests {
   }
 
   /**
-   * The report at the end of a run: also the requests still followed that
-   * were dispatched UNFINISHED_AFTER_NS or more before `nowNs` (monotonic, as
-   * bpf_ktime_get_ns). The kernel side counts a completion it missed only
-   * when another request comes to the same address, which may not happen
-   * before the end; a request still in flight that long is not shown either.
+   * The first thing done at the end of a run (its finalizer is registered
+   * last): waits up to END_SETTLE_MS for the requests dispatched until now
+   * to complete, so that they are read and shown with the rest rather than
+   * reported as not seen to complete.
    */
-  finalReport(nowNs = process.hrtime.bigint()): void {
+  settle(): void {
+    const endNs = process.hrtime.bigint();
+    this.endNs = endNs;
+    const deadline = performance.now() + END_SETTLE_MS;
+    while (this.unfinished(endNs) > 0 && performance.now() < deadline) Atomics.wait(PAUSE, 0, 0, 2);
+  }
+
+  /**
+   * The report at the end of a run: also the requests still followed that
+   * were dispatched before its end (settle()). The kernel side counts a
+   * completion it missed only when another request comes to the same
+   * address, which may not happen before the end; a request still in flight
+   * is not shown either.
+   */
+  finalReport(): void {
     this.report();
-    const unfinished = this.unfinished(nowNs);
+    const unfinished = this.unfinished(this.endNs ?? process.hrtime.bigint());
     if (unfinished) this.print(unfinished, UNFINISHED_WHY, unfinished);
   }
 
-  /** The requests followed, dispatched UNFINISHED_AFTER_NS or more before `nowNs`, not seen to complete. */
-  unfinished(nowNs: bigint): number {
+  /** The requests followed, dispatched before `endNs` (and not requeued since), not seen to complete. */
+  unfinished(endNs: bigint): number {
     let count = 0;
     for (const { value } of readMap(this.requests.fd, 8, this.requests.size)) {
       const issuedNs = value.readBigUInt64LE(this.requests.issuedOffset);
-      if (issuedNs !== 0n && nowNs - issuedNs >= UNFINISHED_AFTER_NS) count++;
+      if (issuedNs !== 0n && issuedNs < endNs) count++;
     }
     return count;
   }

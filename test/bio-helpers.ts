@@ -125,7 +125,7 @@ export function rootDisk(): RootDisk {
 }
 
 /** Why a request was not seen to complete, as biolatency and biosnoop report it: during the run, and at its end. */
-const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|dispatched a second or more before the end and not seen to complete)';
+const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|dispatched before the end and not seen to complete within \\d+ ms of it)';
 
 /**
  * What a run of biolatency or biosnoop said on stderr: how many requests it

@@ -365,7 +365,7 @@ for (const { tool, jsonWith } of CASES) {
         // two CPUs: opensnoop lost 11,718 to 147,741 opens in 5 of 14 runs
         // here, on Node 20 and 24 alike, and none in the others. Keeping up
         // is bench/storms.ts's measure, not this.
-        t.ok(captured + lost >= batch.count, `${captured} marked events printed + ${lost} reported lost >= ${batch.count}`);
+        t.ok(captured + lost >= batch.count, `${captured} marked events printed + ${lost} reported lost >= ${batch.count}`, { printed: [...new Set(keys)].sort(), stderr: done.stderr });
       }
     });
   }

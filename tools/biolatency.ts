@@ -378,6 +378,7 @@ export async function main(argv: string[]): Promise<void> {
   if (exporter) {
     serveMetrics(exporter, obj, plan.name, options);
     setInterval(() => untracked.report(), 1000);
+    lifetime.onEnd(() => untracked.settle());
     return;
   }
   // after loading, which checked that the kernel's BTF is there
@@ -426,6 +427,8 @@ export async function main(argv: string[]): Promise<void> {
   lifetime.onEnd(() => {
     if (!done) report();
   });
+  // first at the end: the requests in flight complete, and the histogram above counts them
+  lifetime.onEnd(() => untracked.settle());
   // also keeps the process alive when the only histogram is printed at the end
   setInterval(() => untracked.report(), 1000);
   if (options.interval !== undefined) {

@@ -273,6 +273,7 @@ export async function main(argv: string[]): Promise<void> {
   if (exporter) {
     serveMetrics(exporter, obj, events, plan.name, options);
     lifetime.onEnd(() => events.stop(() => {}));
+    lifetime.onEnd(() => untracked.settle());
     return;
   }
 
@@ -297,5 +298,7 @@ export async function main(argv: string[]): Promise<void> {
     events.stop(onEvent);
     out.flush();
   });
+  // first at the end: the requests in flight complete, and their events are read above
+  lifetime.onEnd(() => untracked.settle());
   lifetime.endOn(options.duration);
 }
