@@ -190,8 +190,10 @@ export function nativeCompletion<T>(done: (result: T) => void): (err: unknown, r
  * garbage collection that only the exiting main thread could run: the
  * process never ends (Node's open shutdown deadlock, nodejs/node#54918 and
  * #64274; caught here in about one test run in three of opensnoop's under
- * Node 24). Nothing is left to flush: a tool writes stdout with writeSync,
- * and Node writes stderr to files, pipes and terminals synchronously.
+ * Node 24). It loses no more than process.exit() would: a tool writes
+ * stdout with writeSync, and a write to stderr is made at once to a file or
+ * terminal, and to a pipe with room (what waits for a full pipe,
+ * process.exit() drops as well).
  */
 export function exitNow(code: number): never {
   process.exitCode = code;
