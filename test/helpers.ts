@@ -262,6 +262,34 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+export interface StallWatch {
+  /** how long this process's timers were held up, in all, between two times of Date.now() */
+  stalledBetween(from: number, to: number): number;
+  stop(): void;
+}
+
+/**
+ * Watches for the machine stopping this process: a TCG guest's one CPU is
+ * the host's to give, and with four guests on two CPUs a guest stood still
+ * for three seconds at a time (a 1 s interval of biolatency came 4.4 s after
+ * the one before). A tool's timer is then held up as long as the test's;
+ * on this machine the stalls are milliseconds, and a late tool still fails.
+ */
+export function watchStalls(): StallWatch {
+  const TICK_MS = 50;
+  const stalls: { end: number; ms: number }[] = [];
+  let last = Date.now();
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (now - last > 2 * TICK_MS) stalls.push({ end: now, ms: now - last - TICK_MS });
+    last = now;
+  }, TICK_MS);
+  return {
+    stalledBetween: (from, to) => stalls.filter((s) => s.end > from && s.end - s.ms < to).reduce((sum, s) => sum + s.ms, 0),
+    stop: () => clearInterval(timer),
+  };
+}
+
 interface KernelObject {
   kind: 'program' | 'map' | 'link';
   id: number;
