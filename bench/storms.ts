@@ -225,7 +225,7 @@ export async function measureStorm(
 const completed = (runs: Traced[]): TracedRun[] => runs.filter((r): r is TracedRun => !('failed' in r));
 const missing = (r: TracedRun): number => r.made - r.captured;
 /** Storm events neither printed nor covered by a loss report. (Loss reports count every process's events, so they may cover more.) */
-const silentLoss = (r: TracedRun): number => Math.max(0, r.made - r.captured - r.lost);
+export const silentLoss = (r: TracedRun): number => Math.max(0, r.made - r.captured - r.lost);
 const perMillion = (r: TracedRun): number => (r.cpu / r.made) * 1e6;
 const kernelNsPerEvent = (r: TracedRun): number => r.programs.reduce((sum, p) => sum + p.runTimeNs, 0) / r.made;
 
