@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:chi
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { toolOf } from '../common/commands.js';
+import { LAUNCHER_NODE_OPTIONS, toolOf } from '../common/commands.js';
 
 // Not from test/helpers.ts: importing it starts a tap test (its afterEach
 // check), which would time the benchmark out after 30 s.
@@ -27,9 +27,9 @@ export function oursAvailable(command: string): boolean {
     && existsSync(`${ROOT}dist/bundle/${tool}.cjs`);
 }
 
-/** Our tool, started as its bin/ launcher starts it. */
+/** Our tool, started as its bin/ launcher starts it: node with the Node options of its shebang line (without env's exec). */
 export function ours(tool: string, args: string[] = [], node = process.execPath): Command {
-  return [node, `${ROOT}bin/${tool}.js`, ...args];
+  return [node, ...LAUNCHER_NODE_OPTIONS, `${ROOT}bin/${tool}.js`, ...args];
 }
 
 /** Debian's C tool (libbpf-tools), as installed in /usr/sbin. */

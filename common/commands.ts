@@ -28,6 +28,18 @@ export const COMMANDS: readonly Command[] = [
   { name: 'ebpf-tools', tool: 'check', summary: 'these tools, and (check) what works on this machine and how each attaches here' },
 ];
 
+/**
+ * The Node options of every bin/ launcher, on its shebang line
+ * (#!/usr/bin/env -S node ...; the package test checks each): V8 compiles a
+ * tool's hot code on the main thread rather than on a thread of its own.
+ * That thread's memory, and its own heap arena in glibc, held 3 to 4 MiB of
+ * the peak in the 500k-open storm on Node 20, 22 and 24 (66 to 62 MiB on
+ * Node 24), and the storm took no more CPU (measured 2026-12-03, bench's
+ * storm). V8 reads the option only as it starts: v8.setFlagsFromString() in
+ * the launcher is too late.
+ */
+export const LAUNCHER_NODE_OPTIONS: readonly string[] = ['--no-concurrent-recompilation'];
+
 /** The tool module a command runs. */
 export function toolOf(command: string): string {
   const found = COMMANDS.find((c) => c.name === command);

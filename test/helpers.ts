@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ALL_ATTACHED, BpfObject } from '../common/bpfobject.js';
-import { toolOf } from '../common/commands.js';
+import { LAUNCHER_NODE_OPTIONS, toolOf } from '../common/commands.js';
 import { UsageError } from '../common/errors.js';
 import { LIBBPF_LOG_LEVEL } from '../common/log.js';
 
@@ -204,9 +204,9 @@ function processStates(pid: number): string {
   return `${ps}threads of ${pid}:\n${threads(pid)}`;
 }
 
-/** Starts one of our tools with node, as its bin launcher does. */
+/** Starts one of our tools with node, as its bin launcher does (with the Node options of its shebang line). */
 export function startTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): RunningTool {
-  return new RunningTool(process.execPath, [toolPath(tool), ...args], env);
+  return new RunningTool(process.execPath, [...LAUNCHER_NODE_OPTIONS, toolPath(tool), ...args], env);
 }
 
 /** Starts a tool and waits for its first stdout line (the header, printed once attached). */
@@ -252,7 +252,7 @@ export async function perfBufferOpen(tool: RunningTool): Promise<void> {
 
 /** Runs a tool to completion synchronously (for usage errors and --help). */
 export function runTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): Finished {
-  const r = spawnSync(...withoutTapHooks(process.execPath, [toolPath(tool), ...args]), {
+  const r = spawnSync(...withoutTapHooks(process.execPath, [...LAUNCHER_NODE_OPTIONS, toolPath(tool), ...args]), {
     env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000 * SLOWDOWN,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { toolOf } from '../common/commands.js';
+import { LAUNCHER_NODE_OPTIONS, toolOf } from '../common/commands.js';
 import { RunningTool, ROOT, sleep, withoutTapHooks } from './helpers.js';
 
 const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { bin: Record<string, string>; version: string };
@@ -26,6 +26,7 @@ t.test('the tarball holds what runs and nothing of the build or tests', async (t
   const files = (JSON.parse(packed.stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
   for (const tool of Object.keys(pkg.bin)) {
     t.ok(files.includes(`bin/${tool}.js`), `bin/${tool}.js`);
+    t.equal(readFileSync(`${ROOT}bin/${tool}.js`, 'utf8').split('\n')[0], `#!/usr/bin/env -S node ${LAUNCHER_NODE_OPTIONS.join(' ')}`, `bin/${tool}.js starts node with the launchers' options`);
     t.ok(files.includes(`bpf/${toolOf(tool)}.bpf.o`), `bpf/${toolOf(tool)}.bpf.o`);
     t.ok(files.includes(`dist/bundle/${toolOf(tool)}.cjs`), `dist/bundle/${toolOf(tool)}.cjs`);
     t.ok(files.includes(`man/man8/${tool}.8`), `man/man8/${tool}.8`);
@@ -69,6 +70,8 @@ t.test('the installed man pages are found and render without warnings', async (t
 t.test('the installed execsnoop traces for real', async (t) => {
   const tool = new RunningTool(join(prefix, 'bin', 'execsnoop'), []);
   await tool.waitForLine(/^PCOMM/);
+  const argv = readFileSync(`/proc/${tool.proc.pid}/cmdline`, 'utf8').split('\0');
+  t.same(argv.slice(1, 1 + LAUNCHER_NODE_OPTIONS.length), LAUNCHER_NODE_OPTIONS, `node runs it with its shebang's options: ${argv.join(' ')}`);
   const marker = `installed-${process.pid}`;
   for (let i = 0; i < 50 && !tool.lines.some((l) => l.includes(marker)); i++) {
     spawnSync('/bin/echo', [marker], { stdio: 'ignore' });
