@@ -152,15 +152,29 @@ export class Symbolizer {
   names(pid: number, addresses: number[]): string[] {
     const wanted = addresses.filter((a) => a !== 0);
     if (wanted.length === 0) return [];
-    const mappings = executableMappings(pid);
-    return wanted.map((address) => this.name(pid, mappings, address));
+    // its root opened first: a process that exits after its maps are read
+    // still has its files named through it (a guest's 6.1 run read the maps
+    // of an exiting process, then found its /proc/PID/root gone)
+    let root: number | undefined;
+    try {
+      root = openSync(`/proc/${pid}/root`, 'r');
+    } catch {
+      // gone already: its maps are too
+    }
+    try {
+      const mappings = executableMappings(pid);
+      const rootPath = root === undefined ? `/proc/${pid}/root` : `/proc/self/fd/${root}`;
+      return wanted.map((address) => this.name(rootPath, mappings, address));
+    } finally {
+      if (root !== undefined) closeSync(root);
+    }
   }
 
-  private name(pid: number, mappings: Mapping[], address: number): string {
+  private name(rootPath: string, mappings: Mapping[], address: number): string {
     const mapping = mappings.find((m) => address >= m.start && address < m.end);
     if (!mapping) return `0x${address.toString(16)}`;
     const fileOffset = address - mapping.start + mapping.offset;
-    const table = this.table(pid, mapping.path);
+    const table = this.table(rootPath, mapping.path);
     const load = table?.loads.find((l) => fileOffset >= l.offset && fileOffset < l.offset + l.size);
     if (table && load) {
       const vaddr = fileOffset - load.offset + load.vaddr;
@@ -170,8 +184,8 @@ export class Symbolizer {
     return `${mapping.path}+0x${fileOffset.toString(16)}`;
   }
 
-  private table(pid: number, path: string): SymbolTable | undefined {
-    const file = `/proc/${pid}/root${path}`;
+  private table(rootPath: string, path: string): SymbolTable | undefined {
+    const file = `${rootPath}${path}`;
     let key: string;
     try {
       const fd = openSync(file, 'r');
