@@ -188,11 +188,14 @@ async function hostRuns() {
 // two CPUs left none idle (measured 2026-12-03: 0% idle, each qemu at 42%),
 // so more guests at once do not end sooner, and a guest only waits where a
 // test does (a test's waits are 10 times longer in a guest). The runs on
-// this machine, one file at a time, leave about a CPU idle, which the
-// guests take without slowing them: they go first whenever they want a CPU.
-// Run one after the other, the host runs took 12, 2 and 2.5 minutes and
-// the guests 35 to 38 (2026-12-03): 53 minutes, and 62 in CI. TCG runs a Node program 10 to 100 times slower
-// than this machine: a file gets 30 minutes, not 2, and a guest an hour.
+// this machine go first whenever they want a CPU (the guests are niced)
+// and leave the rest to the guests. Run one after the other, the host runs
+// took 12, 2 and 2.5 minutes and the guests 35 to 38 (2026-12-03): 53
+// minutes, and 62 in CI; side by side, the guests took 49 to 51 and the
+// whole run 50 to 52. A guest then stands still for seconds at a time (24 s
+// once): a time bound in a guest's test allows for it (watchStalls in
+// test/helpers.ts). TCG runs a Node program 10 to 100 times slower than
+// this machine: a file gets 30 minutes, not 2, and a guest an hour.
 // The files run one by one without tap's runner (scripts/run-tap-files.mjs),
 // which would cost each about a minute more there. The plans the guest's
 // tests take come back in a directory shared read-write (the rest of its /
