@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { unseenCompletions } from './bio-helpers.js';
 import { checkHistograms, parseExposition } from './exposition-check.js';
-import { baseArgs, kernelSnapshot, leftovers, RunningTool, runTool, sleep, startTool, toolPath, TOOLS } from './helpers.js';
+import { baseArgs, kernelSnapshot, leftovers, RunningTool, runTool, sleep, startTool, toolArgv, TOOLS } from './helpers.js';
 
 const work = mkdtempSync('/var/tmp/ebpf-tools-exporter-');
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
@@ -238,7 +238,7 @@ t.test('a terminal run, to its header and Ctrl-C, never loads node:http; the sam
   let runs = 0;
   const modulesOf = async (tool: string, args: string[], ready: (running: RunningTool) => Promise<unknown>): Promise<string[]> => {
     const list = join(work, `modules-${runs++}`);
-    const running = new RunningTool(process.execPath, ['--import', pathToFileURL(probe).href, toolPath(tool), ...args], { MODULES_AT_EXIT: list });
+    const running = new RunningTool(process.execPath, ['--import', pathToFileURL(probe).href, ...toolArgv(tool, args)], { MODULES_AT_EXIT: list });
     await ready(running);
     const done = await running.stop('SIGINT');
     t.equal(done.code, 0, `${tool} ${args.join(' ')}: Ctrl-C exits 0`);

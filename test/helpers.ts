@@ -21,8 +21,13 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
  */
 export const SLOWDOWN = process.env.VM_RUN_KERNEL ? 10 : 1;
 
-export function toolPath(tool: string): string {
+function toolPath(tool: string): string {
   return `${ROOT}bin/${tool}.js`;
+}
+
+/** node's arguments that start one of our tools as its bin launcher does: the Node options of its shebang line, the launcher, `args`. */
+export function toolArgv(tool: string, args: string[]): string[] {
+  return [...LAUNCHER_NODE_OPTIONS, toolPath(tool), ...args];
 }
 
 export interface Finished {
@@ -204,9 +209,9 @@ function processStates(pid: number): string {
   return `${ps}threads of ${pid}:\n${threads(pid)}`;
 }
 
-/** Starts one of our tools with node, as its bin launcher does (with the Node options of its shebang line). */
+/** Starts one of our tools with node, as its bin launcher does. */
 export function startTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): RunningTool {
-  return new RunningTool(process.execPath, [...LAUNCHER_NODE_OPTIONS, toolPath(tool), ...args], env);
+  return new RunningTool(process.execPath, toolArgv(tool, args), env);
 }
 
 /** Starts a tool and waits for its first stdout line (the header, printed once attached). */
@@ -252,7 +257,7 @@ export async function perfBufferOpen(tool: RunningTool): Promise<void> {
 
 /** Runs a tool to completion synchronously (for usage errors and --help). */
 export function runTool(tool: string, args: string[], env: NodeJS.ProcessEnv = {}): Finished {
-  const r = spawnSync(...withoutTapHooks(process.execPath, [...LAUNCHER_NODE_OPTIONS, toolPath(tool), ...args]), {
+  const r = spawnSync(...withoutTapHooks(process.execPath, toolArgv(tool, args)), {
     env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000 * SLOWDOWN,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };

@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { unseenCompletions } from './bio-helpers.js';
-import { kernelSnapshot, leftovers, sleep, toolPath } from './helpers.js';
+import { kernelSnapshot, leftovers, sleep, toolArgv } from './helpers.js';
 
 /** Each tool as piped, and what its first line must be. */
 const CASES: { tool: string; args: string[]; first: RegExp }[] = [
@@ -42,7 +42,7 @@ function workload(): void {
 
 for (const { tool, args, first } of CASES) {
   t.test(`${tool} ${args.join(' ')} | head -1: status 0, one line, no EPIPE noise`, async (t) => {
-    const command = `${process.execPath} ${toolPath(tool)} ${args.join(' ')} | head -1`;
+    const command = `${[process.execPath, ...toolArgv(tool, args)].join(' ')} | head -1`;
     const pipeline = spawn('/bin/bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';

@@ -10,7 +10,7 @@ import { bytesOfLosslessString } from '../common/escape.js';
 import { left, right } from '../common/format.js';
 import { removeDir, rootDisk } from './bio-helpers.js';
 import {
-  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, toolPath, TOOLS, withoutTapHooks, baseArgs, type RunningTool,
+  kernelSnapshot, leftovers, runTool, sleep, startAttached, startTool, toolArgv, TOOLS, withoutTapHooks, baseArgs, type RunningTool,
 } from './helpers.js';
 
 const tools = TOOLS;
@@ -29,7 +29,7 @@ t.test('environment faults: one line that says what to do, exit 1, nothing loade
     t.match(noBtf.stderr, /kernel BTF not found at \/nonexistent\/vmlinux: needs a kernel built with CONFIG_DEBUG_INFO_BTF=y/);
     t.ok(oneLine(noBtf.stderr));
 
-    const r = spawnSync(...withoutTapHooks('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, toolPath(tool), ...baseArgs(tool)]), { encoding: 'utf8' });
+    const r = spawnSync(...withoutTapHooks('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...toolArgv(tool, baseArgs(tool))]), { encoding: 'utf8' });
     t.equal(r.status, 1, `${tool}: not root exits 1`);
     t.match(r.stderr, /must be run as root \(needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN\)/);
     t.ok(oneLine(r.stderr), `one line: ${JSON.stringify(r.stderr)}`);

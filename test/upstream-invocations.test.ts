@@ -7,7 +7,7 @@ import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync
 import { join } from 'node:path';
 import { rootDisk } from './bio-helpers.js';
 import { compileOps, makeFileSystem } from './fsslower-ops.js';
-import { RunningTool, sleep, startTool, toolPath, withoutTapHooks, type Finished } from './helpers.js';
+import { RunningTool, sleep, startTool, toolArgv, withoutTapHooks, type Finished } from './helpers.js';
 import { INVOCATIONS, type Invocation, type Workload } from './upstream-invocations.js';
 
 t.setTimeout(15 * 60 * 1000);
@@ -107,7 +107,7 @@ function runWorkload(kind: Workload, m: string): (line: string) => boolean {
 const histogramShown = (stdout: string): boolean => /\|\*+/.test(stdout) || /^\{.*"(data|buckets|vals)"/m.test(stdout);
 
 function runAsync(tool: string, argv: string[]): Promise<Finished> {
-  const [file, args] = withoutTapHooks(process.execPath, [toolPath(tool), ...argv]);
+  const [file, args] = withoutTapHooks(process.execPath, toolArgv(tool, argv));
   const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
