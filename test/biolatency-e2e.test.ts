@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BLOCK_BYTES, makeLoopDisk, parseHistograms, removeDir, rootDisk, runWorkload, unseenCompletions, type ParsedHistogram } from './bio-helpers.js';
 import { cgroupDir, makeCgroups } from './cgroup-helpers.js';
-import { runTool, SLOWDOWN, startAttached, startTool, startVerboseAttached, watchStalls } from './helpers.js';
+import { runTool, sleep, SLOWDOWN, startAttached, startTool, startVerboseAttached, watchStalls, type RunningTool } from './helpers.js';
 
 const HEADER = /^Tracing block device I\/O\.\.\. Hit Ctrl-C to end\.$/;
 const BLOCKS = 16;
@@ -93,17 +93,26 @@ t.test('--cgroups: a histogram per cgroup of the issuing process; past --cgroups
   t.equal(quietObject?.data.reduce((sum, b) => sum + b.count, 0), quietTotal);
 });
 
+/** When the header and each interval's time (-T) reached the test, read as whole lines. */
+function intervalArrivals(tool: RunningTool): { attached: () => number; arrivals: number[] } {
+  let attached = 0;
+  const arrivals: number[] = [];
+  let read = 0;
+  // after the RunningTool's own listener, which splits the chunks into lines
+  tool.proc.stdout!.on('data', () => {
+    const lines = tool.completedLines;
+    for (; read < lines.length; read++) {
+      if (/^\d\d:\d\d:\d\d$/.test(lines[read])) arrivals.push(Date.now());
+      else if (lines[read].startsWith('Tracing ')) attached = Date.now();
+    }
+  });
+  return { attached: () => attached, arrivals };
+}
+
 t.test('interval and count: histograms on time while I/O flows, then the end', async (t) => {
   const stalls = watchStalls();
   const tool = startTool('biolatency', ['-T', '1', '3']);
-  let attached = 0;
-  const arrivals: number[] = [];
-  tool.proc.stdout!.on('data', (chunk: string) => {
-    for (const line of chunk.split('\n')) {
-      if (/^\d\d:\d\d:\d\d$/.test(line)) arrivals.push(Date.now());
-      else if (line.startsWith('Tracing ')) attached = Date.now();
-    }
-  });
+  const { attached, arrivals } = intervalArrivals(tool);
   // I/O without a gap: one shell writing on and on (a workload started
   // again and again left a 6.12 guest's last two intervals without any)
   const load = spawn('sh', ['-c', `while :; do dd if=/dev/zero of="$0" bs=${BLOCK_BYTES} count=${BLOCKS} oflag=direct conv=fsync 2>/dev/null; done`, scratch()],
@@ -122,10 +131,27 @@ t.test('interval and count: histograms on time while I/O flows, then the end', a
     t.ok(gap > 1000 - 300 * SLOWDOWN && gap < 1000 + 300 * SLOWDOWN + stalled, `interval ${i} after ${gap} ms (the machine stood still ${stalled} ms of it)`);
   }
   // from the header, printed once attached (start-up itself takes a minute in a loaded TCG guest)
-  const stalledInAll = stalls.stalledBetween(attached, end);
-  t.ok(attached > 0 && end - attached < 3000 + 1000 * SLOWDOWN + stalledInAll, `three seconds from the header to the end (${end - attached} ms, the machine stood still ${stalledInAll} ms of it)`);
+  const stalledInAll = stalls.stalledBetween(attached(), end);
+  t.ok(attached() > 0 && end - attached() < 3000 + 1000 * SLOWDOWN + stalledInAll, `three seconds from the header to the end (${end - attached()} ms, the machine stood still ${stalledInAll} ms of it)`);
   const histograms = parseHistograms(done.stdout);
   t.ok(histograms.length >= 2 && histograms.every((h) => h.total > 0), 'the intervals with I/O have histograms', { stdout: done.stdout });
+});
+
+t.test('interval after the tool stood still past two deadlines: one late interval, then a whole one', async (t) => {
+  const tool = startTool('biolatency', ['-T', '1', '4']);
+  const { arrivals } = intervalArrivals(tool);
+  await tool.waitForLine(/^\d\d:\d\d:\d\d$/);
+  // as a paused virtual machine stands still
+  process.kill(tool.proc.pid!, 'SIGSTOP');
+  await sleep(3000);
+  const continued = Date.now();
+  process.kill(tool.proc.pid!, 'SIGCONT');
+  const done = await tool.finished();
+  t.equal(done.code, 0, 'ends by itself with status 0');
+  t.equal(arrivals.length, 4, 'four intervals');
+  const afterPause = arrivals.filter((a) => a >= continued);
+  t.ok(afterPause.length >= 2 && afterPause[1] - continued >= 1000,
+    `the interval after the late one a whole second after the pause (${afterPause.map((a) => a - continued).join(', ')} ms after it)`);
 });
 
 t.test('-j -D: bcc\'s JSON histograms', async (t) => {

@@ -106,6 +106,11 @@ export class RunningTool {
     );
   }
 
+  /** stdout's complete non-empty lines so far. */
+  get completedLines(): readonly string[] {
+    return this.completeLines;
+  }
+
   /** stdout's non-empty lines (the last one possibly still being written). */
   get lines(): string[] {
     return this.partialLine === '' ? [...this.completeLines] : [...this.completeLines, this.partialLine];

@@ -432,18 +432,22 @@ export async function main(argv: string[]): Promise<void> {
   // also keeps the process alive when the only histogram is printed at the end
   setInterval(() => untracked.report(), 1000);
   if (options.interval !== undefined) {
-    // deadlines from the start, so that the intervals do not drift
+    // deadlines a whole interval apart, so that the intervals do not drift;
+    // but after a machine stood still past the next one too (a paused VM), the
+    // next interval is a whole one from now rather than an empty one at once
     const intervalMs = options.interval * 1000;
-    const start = performance.now();
+    let due = performance.now();
     const next = (): void => {
+      due += intervalMs;
       setTimeout(() => {
         report();
         if (options.count !== undefined && printed >= options.count) {
           done = true;
           lifetime.end(0);
         }
+        if (performance.now() - due >= intervalMs) due = performance.now();
         next();
-      }, start + (printed + 1) * intervalMs - performance.now());
+      }, due - performance.now());
     };
     next();
   }
