@@ -4,7 +4,7 @@
 //
 // The bundle is compiled as a vm.Script, and its cache is made once the tool
 // has started (its main has returned: loaded, attached, reading), so that it
-// holds every function the start ran. Node's own compile cache
+// holds every function the start ran, or as it exits if that is sooner. Node's own compile cache
 // (module.enableCompileCache, Node >= 22.1) is made at compile time, before
 // anything runs, and so holds only a module's top level: the functions of a
 // start were compiled again in every run. It is still turned on, for what a
@@ -110,7 +110,19 @@ export function runBundle(bundleFile: string, command: string): { script: Script
   (script.runInThisContext() as (...args: unknown[]) => void)(loaded.exports, createRequire(file), loaded, file, dirname(file));
   const started = loaded.exports.run(command);
   if (cacheFile && (!cachedData || script.cachedDataRejected)) {
-    void started.then(() => setTimeout(() => storeCodeCache(cacheFile, bundle, script.createCachedData()), CACHE_DELAY_MS).unref());
+    let stored = false;
+    const store = (): void => {
+      if (stored) return;
+      stored = true;
+      storeCodeCache(cacheFile, bundle, script.createCachedData());
+    };
+    void started.then(() => {
+      setTimeout(store, CACHE_DELAY_MS).unref();
+      // a run cut short before then (stopped at its header, as the
+      // benchmark's and a script's are) makes it as it exits: otherwise such
+      // runs would compile everything every time
+      process.once('exit', store);
+    });
   }
   return { script, cached: cachedData !== undefined && !script.cachedDataRejected };
 }

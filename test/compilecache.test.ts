@@ -63,6 +63,13 @@ t.test("a bundle's code cache: made once it has started, used by the next run, m
   t.same(run(), ['cmd', 'false'], 'a changed bundle compiles');
   t.same(caches(), [`${name}-fedcba9876543210-${process.version}-${process.arch}.v8`], "and its cache replaces the old one's");
 
+  // stopped right after its start, as a run cut short at its header
+  for (const f of caches()) rmSync(join(cache, f));
+  writeFileSync(bundle, '// ebpf-tools bundle 00112233aabbccdd\nexports.run = async (command) => { console.log(command); setTimeout(() => process.exit(0), 10); };\n');
+  t.same(run(), ['cmd', 'false'], 'a run that ends at once compiles');
+  t.same(caches(), [`${name}-00112233aabbccdd-${process.version}-${process.arch}.v8`], 'and leaves its cache as it exits');
+  t.same(run(), ['cmd', 'true'], 'which the next run takes its code from');
+
   for (const f of caches()) rmSync(join(cache, f));
   write('', '');
   t.same(run(), ['cmd', 'false'], 'a bundle without its hash line runs');
