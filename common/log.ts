@@ -24,6 +24,8 @@ class LibbpfLog {
   private readonly buffer = Buffer.alloc(16 << 20);
 
   private installed = false;
+  /** the callback libbpf is given, once installed */
+  private callback: unknown = null;
   /** -v: what libbpf said since the last write to stderr */
   private unwritten: string[] = [];
   private flushesAtExit = false;
@@ -42,7 +44,18 @@ class LibbpfLog {
       else this.keep(text);
       return 0;
     }, koffi.pointer('libbpf_print_fn'));
+    this.callback = callback;
     setPrint(callback);
+  }
+
+  /** Runs `work` with libbpf's messages turned off (work in other threads, which must not call back into JavaScript). */
+  silenced(work: () => void): void {
+    bpf.set_print(null);
+    try {
+      work();
+    } finally {
+      bpf.set_print(this.callback);
+    }
   }
 
   setVerbose(on: boolean): void {

@@ -156,7 +156,38 @@ export const libcCalls = lazyFunctions(libc, {
   sysconf: 'long sysconf(int name)',
   isatty: 'int isatty(int fd)',
   _exit: 'void _exit(int status)',
+  dlopen: 'void *dlopen(const char *file, int flags)',
+  dlsym: 'void *dlsym(void *handle, const char *symbol)',
+  pthread_create: 'int pthread_create(void *thread, void *attr, void *start, void *arg)',
+  pthread_join: 'int pthread_join(uint64_t thread, void *retval)',
 });
+
+const RTLD_NOW = 2;
+const RTLD_NOLOAD = 4;
+
+/**
+ * Runs libbpf's `name(arg)` for the arguments, each in a thread of its own,
+ * and returns once all have returned: how many of them, from the first,
+ * were run (fewer where no more threads could be had; none where the
+ * function is not found). `name` takes one pointer, as a thread's start
+ * routine does; its int result, the thread's, is ignored (in a register
+ * either way on x86-64 and arm64). Nothing the threads run may call back
+ * into JavaScript: this thread waits for them, and a callback would wait
+ * for this thread.
+ */
+export function inThreads(name: string, args: unknown[]): number {
+  const handle = libcCalls.dlopen(LIBBPF_SONAME, RTLD_NOW | RTLD_NOLOAD);
+  const start = handle && libcCalls.dlsym(handle, name);
+  if (!start) return 0;
+  const threads: bigint[] = [];
+  for (const arg of args) {
+    const thread = Buffer.alloc(8);
+    if (libcCalls.pthread_create(thread, null, start, arg) !== 0) break;
+    threads.push(thread.readBigUInt64LE(0));
+  }
+  for (const thread of threads) libcCalls.pthread_join(thread, null);
+  return threads.length;
+}
 
 /**
  * Wraps the completion of a koffi async call (`fn.async(...args, nativeCompletion(done))`)

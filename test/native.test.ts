@@ -4,9 +4,11 @@
 // the handler ran, and a garbage collection there that freed a koffi object
 // ran JavaScript inside the collector: a V8 fatal error that killed the tool
 // ending on a closed stdout (`biosnoop --json | head -1`, seen once in a guest).
+// And inThreads, which runs a libbpf function in threads side by side (the
+// links of a run are destroyed so, common/bpfobject.ts).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { libcCalls, nativeCompletion } from '../common/native.js';
+import { bpf, inThreads, libcCalls, nativeCompletion } from '../common/native.js';
 
 const NATIVE = new URL('../common/native.js', import.meta.url).href;
 const SC_PAGESIZE = 30;
@@ -46,4 +48,12 @@ t.test('a call koffi could not make is thrown where it completes, not ignored', 
 t.test('the result of the call is handed over', async (t) => {
   const pageSize = await new Promise<number>((resolve) => libcCalls.sysconf.async(SC_PAGESIZE, nativeCompletion(resolve)));
   t.equal(pageSize, libcCalls.sysconf(SC_PAGESIZE));
+});
+
+t.test('inThreads runs a libbpf function once per argument, each in a thread, and says how many it ran', async (t) => {
+  t.ok(bpf.set_print, 'libbpf is loaded (inThreads looks in the loaded one only)');
+  // bpf_link__destroy(NULL) does nothing and returns 0
+  t.equal(inThreads('bpf_link__destroy', [null, null, null]), 3);
+  t.equal(inThreads('bpf_link__destroy', []), 0);
+  t.equal(inThreads('bpf_no_such_function', [null]), 0, 'none where the function is not found');
 });
