@@ -12,20 +12,23 @@ const READY_TIMEOUT_MS = 30000;
 const NODE_FLOOR: Command = [process.execPath, '-e', ''];
 
 /** Spawn to the first line, and the memory at that moment (KiB): resident, and its peak so far. */
-export type Timing = { ms: number; rssKiB: number; hwmKiB: number } | { failed: string };
+type Ready = { ms: number; rssKiB: number; hwmKiB: number };
+
+/** When a command was ready, then SIGINT to its exit; or why it never was. */
+export type Timing = (Ready & { exitMs: number }) | { failed: string };
 
 function lastLine(text: string): string {
   return text.trim().split('\n').at(-1)?.trim() ?? '';
 }
 
-/** Spawns `command`, waits for its first stdout line, stops it with SIGINT; the time is spawn to that line. */
+/** Spawns `command`, waits for its first stdout line, stops it with SIGINT; the times are spawn to that line, and SIGINT to exit. */
 export async function timeToFirstLine(command: Command): Promise<Timing> {
   const startedAt = nowMs();
   const child = start(command, ['ignore', 'pipe', 'pipe']);
   let stdout = '';
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const timing = await new Promise<Timing>((resolve) => {
+  const timing = await new Promise<Ready | { failed: string }>((resolve) => {
     const timer = setTimeout(() => resolve({ failed: `no line within ${READY_TIMEOUT_MS} ms` }), READY_TIMEOUT_MS);
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
@@ -40,8 +43,9 @@ export async function timeToFirstLine(command: Command): Promise<Timing> {
       resolve({ failed: lastLine(stderr) || `exited (${code ?? signal}) before printing a line` });
     });
   });
+  const stopped = nowMs();
   await stop(child);
-  return timing;
+  return 'failed' in timing ? timing : { ...timing, exitMs: nowMs() - stopped };
 }
 
 export async function timeToExit(command: Command): Promise<number> {
@@ -56,6 +60,9 @@ export interface ReadyResult {
   floor: number[];
   ours: number[];
   c: number[];
+  /** SIGINT to exit, once ready */
+  oursExit: number[];
+  cExit: number[];
   oursFailure?: string;
   cFailure?: string;
 }
@@ -63,6 +70,7 @@ export interface ReadyResult {
 /** One side of a tool's comparison: measured, or why not. */
 class Side {
   readonly times: number[] = [];
+  readonly exitTimes: number[] = [];
   failure?: string;
 
   constructor(readonly command: Command | undefined, missing: string) {
@@ -73,7 +81,10 @@ class Side {
     if (this.failure || !this.command) return;
     const timing = await timeToFirstLine(this.command);
     if ('failed' in timing) this.failure = `fails: ${timing.failed}`;
-    else if (keep) this.times.push(timing.ms);
+    else if (keep) {
+      this.times.push(timing.ms);
+      this.exitTimes.push(timing.exitMs);
+    }
   }
 }
 
@@ -105,7 +116,8 @@ export async function measureReady(tools: string[], rounds: number, progress: (t
     }
   }
   return sides.map((s) => ({
-    tool: s.tool, floor: s.floor, ours: s.ours.times, c: s.c.times, oursFailure: s.ours.failure, cFailure: s.c.failure,
+    tool: s.tool, floor: s.floor, ours: s.ours.times, c: s.c.times, oursExit: s.ours.exitTimes, cExit: s.c.exitTimes,
+    oursFailure: s.ours.failure, cFailure: s.c.failure,
   }));
 }
 
@@ -129,6 +141,8 @@ export function readyReport(results: ReadyResult[], rounds: number): string {
       r.cFailure ?? ms(r.c),
       ratio(paired),
       goal,
+      r.oursFailure ? '–' : ms(r.oursExit),
+      r.cFailure ? '–' : ms(r.cExit),
     ];
   });
   return [
@@ -137,7 +151,8 @@ export function readyReport(results: ReadyResult[], rounds: number): string {
     `Spawn to the first stdout line (the header, printed once every program is attached), in ms: median (min–max) of ${rounds} rounds.`,
     'Ours run as the bin/ launcher does (`node bin/<tool>.js`); the C tools under `stdbuf -oL` so the header leaves their stdio buffer when printed (the stdbuf exec is counted in their time).',
     'The floor is bare `node -e \'\'` from spawn to exit, run in the same round. Goal: ours above the floor ≤ the C tool\'s whole time, i.e. the last ratio ≤ 1 (median of per-round ratios).',
+    'The last two columns: from the Ctrl-C (SIGINT) sent once the header arrived to the exit, in ms, for ours and the C tool (detaching is most of it: a syscall\'s tracepoint waits out the kernel\'s RCU grace periods; the C opensnoop traces openat alone, ours open, openat and openat2).',
     '',
-    table(['tool', 'node floor', 'ours', 'ours − floor', 'C tool', '(ours − floor) / C', 'goal'], rows),
+    table(['tool', 'node floor', 'ours', 'ours − floor', 'C tool', '(ours − floor) / C', 'goal', 'ours: Ctrl-C to exit', 'C: Ctrl-C to exit'], rows),
   ].join('\n');
 }
