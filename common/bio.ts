@@ -5,6 +5,7 @@ import type { BpfObject } from './bpfobject.js';
 import { kernelTypes } from './corebtf.js';
 import { kernelBtfHasName } from './kernelbtf.js';
 import { readMap } from './maps.js';
+import { reportSkippedRuns } from './misses.js';
 import { kernelHasFunction, kprobesAvailable, type AttachPlan } from './plan.js';
 
 /** Requests in flight the kernel side can follow (MAX_REQUESTS in bio.bpf.h). */
@@ -258,6 +259,7 @@ export class UntrackedRequests {
 
   /** Prints how many more requests went unfollowed since the last report, and why, if any. */
   report(): void {
+    reportSkippedRuns(this.obj, 'requests');
     for (const counter of this.counters) {
       const count = Number(this.view.getBigUint64(counter.offset, true));
       if (count === counter.reported) continue;

@@ -146,6 +146,11 @@ export class BpfObject {
     return list;
   }
 
+  /** The fds of the programs loaded (after load). */
+  loadedProgramFds(): number[] {
+    return this.programs().map((p) => bpf.program_fd(this.program(p.name)) as number).filter((fd) => fd >= 0);
+  }
+
   private program(name: string): Pointer {
     const prog = bpf.object_find_program(this.obj, name);
     if (!prog) throw new Error(`${this.tool}.bpf.o has no program ${name}`);

@@ -2,6 +2,7 @@
 // records arrive, and its `lost_events` counter watched so that every event
 // the kernel side could not deliver is reported on stderr.
 import type { BpfObject } from './bpfobject.js';
+import { reportSkippedRuns } from './misses.js';
 import { RingBufferReader, type RecordHandler } from './ringbuf.js';
 
 const LOST_CHECK_INTERVAL_MS = 1000;
@@ -67,6 +68,7 @@ export class EventStream {
   }
 
   private reportLost(): void {
+    reportSkippedRuns(this.obj, 'events', this.command);
     const lost = this.lost();
     if (lost === this.reportedLost) return;
     process.stderr.write(

@@ -124,8 +124,12 @@ export function rootDisk(): RootDisk {
   return { dir, disk: basename(sysfs), startSector: 0n };
 }
 
-/** Why a request was not seen to complete, as biolatency and biosnoop report it: during the run, and at its end. */
-const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|dispatched before the end and not seen to complete within \\d+ ms of it)';
+/**
+ * Why a request was not traced, as biolatency and biosnoop report it: not
+ * seen to complete (during the run, and at its end), or a program of theirs
+ * skipped by the kernel (at its start, dispatch or completion).
+ */
+const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|dispatched before the end and not seen to complete within \\d+ ms of it|the kernel skipped a program of ours already running on that CPU)';
 
 /**
  * What a run of biolatency or biosnoop said on stderr: how many requests it
@@ -136,7 +140,7 @@ const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|
  * from a run only if it is counted there.
  */
 export function unseenCompletions(tool: string, stderr: string): { count: number; otherLines: string[] } {
-  const report = new RegExp(`^${tool}: (\\d+) requests? not traced: ${UNSEEN_COMPLETION} \\(\\d+ in all\\)$`);
+  const report = new RegExp(`^${tool}: (\\d+) (?:requests?|events) not traced: ${UNSEEN_COMPLETION} \\(\\d+ in all\\)$`);
   let count = 0;
   const otherLines: string[] = [];
   for (const line of stderr.split('\n').filter((l) => l !== '')) {
