@@ -64,12 +64,16 @@ function blocksShown<T>(shown: T[], isBlock: (item: T, i: number, op: 'R' | 'W')
  * reported it among the requests it did not trace (on this project's own
  * machine a completion in an interrupt can go unseen).
  */
-function everyBlockOnce(t: Test, what: string, shown: unknown[], stderr: string): void {
+function everyBlockOnce(t: Test, what: string, shown: unknown[], done: { tool: RunningTool; stderr: string; run: WorkloadRun }): void {
   const all = RUN_ORDER.map(({ op, i }) => `${op}${i}`);
   const missing = all.filter((block) => !shown.includes(block));
-  const unseen = unseenCompletions('biosnoop', stderr).count;
+  const unseen = unseenCompletions('biosnoop', done.stderr).count;
+  // where a block is missing: every line of the workload's process or of its sectors
+  const related = (): string[] => done.tool.lines.filter((l) =>
+    l.includes(String(done.run.pid)) || done.run.sectors.some((sector) => l.includes(String(sector))));
   t.same(shown, all.filter((block) => !missing.includes(block)), `${what}: each block written, then read, once; no other data I/O`);
-  t.ok(missing.length <= unseen, `${what}: every block shown or reported not traced (${missing.length} missing${missing.length ? `: ${missing.join(' ')}` : ''}, ${unseen} reported)`);
+  t.ok(missing.length <= unseen, `${what}: every block shown or reported not traced (${missing.length} missing${missing.length ? `: ${missing.join(' ')}` : ''}, ${unseen} reported)`,
+    missing.length > unseen ? { sectors: done.run.sectors.map(String), lines: related(), stderr: done.stderr } : {});
 }
 
 /** Whether a JSON event is of block `i` of a run, in direction `op`. */
@@ -84,7 +88,7 @@ t.test('each direct write and read: the issuing process, disk, direction, sector
   t.equal(done.code, 0, 'Ctrl-C exits 0');
   t.same(unseenCompletions('biosnoop', done.stderr).otherLines, [], 'nothing else on stderr');
   // the rest of its I/O is the file's metadata and cache flushes (fdatasync)
-  everyBlockOnce(t, 'the workload', blocksShown(linesOf(tool, run.pid, BLOCK_BYTES), (l, i, op) => expectedLine(run, i, op).test(l)), done.stderr);
+  everyBlockOnce(t, 'the workload', blocksShown(linesOf(tool, run.pid, BLOCK_BYTES), (l, i, op) => expectedLine(run, i, op).test(l)), { tool, stderr: done.stderr, run });
 });
 
 /** The disk's I/O scheduler, and the ones it offers. */
@@ -158,7 +162,7 @@ t.test('-Q -P -t: TIMESTAMP, pattern and queued time columns', async (t) => {
   const done = await tool.stop();
   const line = (i: number, op: 'R' | 'W'): RegExp =>
     new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} +${columns(run, i, op)}[SR?] +\\d+\\.\\d{3} +\\d+\\.\\d{3}$`);
-  everyBlockOnce(t, '-Q -P -t', blocksShown(linesOf(tool, run.pid, BLOCK_BYTES), (l, i, op) => line(i, op).test(l)), done.stderr);
+  everyBlockOnce(t, '-Q -P -t', blocksShown(linesOf(tool, run.pid, BLOCK_BYTES), (l, i, op) => line(i, op).test(l)), { tool, stderr: done.stderr, run });
 });
 
 t.test('--json: one object per I/O with the documented fields', async (t) => {
@@ -171,7 +175,7 @@ t.test('--json: one object per I/O with the documented fields', async (t) => {
   while (mine().length < 2 * BLOCKS && Date.now() < deadline) await sleep(50);
   const done = await tool.stop();
   const events = mine();
-  everyBlockOnce(t, 'JSON', blocksShown(events, isEventOf(run)), done.stderr);
+  everyBlockOnce(t, 'JSON', blocksShown(events, isEventOf(run)), { tool, stderr: done.stderr, run });
   for (const e of events) {
     const op = (e.rwbs as string)[0];
     t.same(Object.keys(e), ['time', 'ts', 'comm', 'pid', 'disk', 'rwbs', 'flags', 'sector', 'bytes', 'pattern', 'que_ms', 'lat_ms', 'cgroup_id']);
@@ -205,7 +209,7 @@ t.test('-d with another disk and -m above the latency hide the workload; -c show
   t.same(linesOf(onOther, inside.pid), [], `-d ${other}: nothing from I/O to ${root.disk}`);
   t.same(linesOf(onOther, outside.pid), []);
   t.same(linesOf(slowOnly, inside.pid), [], '-m 10000: no I/O that fast');
-  everyBlockOnce(t, '-c: the process in the cgroup', blocksShown(linesOf(inCgroup, inside.pid, BLOCK_BYTES), (l, i, op) => expectedLine(inside, i, op).test(l)), finished[2].stderr);
+  everyBlockOnce(t, '-c: the process in the cgroup', blocksShown(linesOf(inCgroup, inside.pid, BLOCK_BYTES), (l, i, op) => expectedLine(inside, i, op).test(l)), { tool: inCgroup, stderr: finished[2].stderr, run: inside });
   t.same(linesOf(inCgroup, outside.pid), [], '-c: none of the process outside');
 });
 
@@ -230,10 +234,10 @@ t.test('--print-cgroup: the issuing process\'s cgroup, three deep, last on each 
   const [pathsDone, containersDone, jsonDone] = [await paths.stop(), await containers.stop(), await json.stop()];
   for (const done of [pathsDone, containersDone, jsonDone]) t.equal(done.code, 0);
   for (const [run, path, column] of [[inNested, nested, nested], [inDocker, docker, shortId]] as const) {
-    everyBlockOnce(t, path, blocksShown(linesOf(paths, run.pid, BLOCK_BYTES), (l, i, op) => expectedLine(run, i, op, path).test(l)), pathsDone.stderr);
-    everyBlockOnce(t, `=container, ${column}`, blocksShown(linesOf(containers, run.pid, BLOCK_BYTES), (l, i, op) => expectedLine(run, i, op, column).test(l)), containersDone.stderr);
+    everyBlockOnce(t, path, blocksShown(linesOf(paths, run.pid, BLOCK_BYTES), (l, i, op) => expectedLine(run, i, op, path).test(l)), { tool: paths, stderr: pathsDone.stderr, run });
+    everyBlockOnce(t, `=container, ${column}`, blocksShown(linesOf(containers, run.pid, BLOCK_BYTES), (l, i, op) => expectedLine(run, i, op, column).test(l)), { tool: containers, stderr: containersDone.stderr, run });
     const events = objects(run);
-    everyBlockOnce(t, `JSON, ${path}`, blocksShown(events, isEventOf(run)), jsonDone.stderr);
+    everyBlockOnce(t, `JSON, ${path}`, blocksShown(events, isEventOf(run)), { tool: json, stderr: jsonDone.stderr, run });
     t.same(events.filter((e) => e.cgroup !== path || e.cgroup_id !== statSync(cgroupDir(path)).ino), [], `JSON: cgroup ${path} and its id`);
   }
 });
