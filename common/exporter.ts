@@ -12,6 +12,7 @@ import { CgroupNames } from './cgroups.js';
 import { PACKAGE_VERSION } from './cli.js';
 import { oneLine, RuntimeError } from './errors.js';
 import { bytesOfLosslessString } from './escape.js';
+import { recursionMisses } from './misses.js';
 import { CgroupLabels, CommLabels, CONTENT_TYPE, exposition, type Family, type Labels } from './exposition.js';
 import type { ListenAddress, PrometheusOptions } from './prometheus.js';
 
@@ -97,12 +98,18 @@ export class Exporter {
       samples: [{ labels: { tool: this.tool, version: PACKAGE_VERSION, attach_plan: attachPlan }, value: 1 }],
     };
     const lost = lostEventsReader(obj);
+    const programFds = obj.loadedProgramFds();
     this.serveFamilies(() => [
       buildInfo,
       {
         name: 'ebpf_tools_lost_events_total', type: 'counter',
         help: 'Events the kernel side could not hand over because the ring buffer was full',
         samples: [{ labels: {}, value: lost() }],
+      },
+      {
+        name: 'ebpf_tools_skipped_runs_total', type: 'counter',
+        help: 'Runs of the tool\'s BPF programs the kernel skipped because one was already running on that CPU (recursion_misses): events or requests not traced',
+        samples: [{ labels: {}, value: recursionMisses(programFds) }],
       },
       ...collect(),
     ]);
