@@ -1,11 +1,13 @@
 // One BPF object of the package: open, configure by name, choose programs,
 // load, attach, tear down. The C tools' skeletons do this with generated
 // code; here the object's own BTF tells where each variable lives.
+import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Btf, type StructLayout } from './btf.js';
 import { coreBtfPath } from './corebtf.js';
 import { RuntimeError } from './errors.js';
 import { libbpfLog } from './log.js';
+import { recursionMisses } from './misses.js';
 import { bpf, errnoText, inThreads, koffi, lastErrno, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, ensureTracefs } from './preflight.js';
 
@@ -37,6 +39,8 @@ export interface Program {
 
 export class BpfObject {
   private readonly links: Pointer[] = [];
+  /** each loaded program's fdinfo, open from load to close */
+  private programInfo: number[] = [];
   /** Section maps mapped by sectionView() after load: [address, length]. */
   private readonly sectionMappings: [Pointer, number][] = [];
   private loaded = false;
@@ -147,7 +151,7 @@ export class BpfObject {
   }
 
   /** The fds of the programs loaded (after load). */
-  loadedProgramFds(): number[] {
+  private loadedProgramFds(): number[] {
     return this.programs().map((p) => bpf.program_fd(this.program(p.name)) as number).filter((fd) => fd >= 0);
   }
 
@@ -188,6 +192,15 @@ export class BpfObject {
       throw new KernelRefusal('load', `failed to load BPF programs: ${errnoText(err)}`, Math.abs(err), libbpfLog.hint());
     }
     this.loaded = true;
+    // opened now, before anything is attached, and read again in place: an
+    // open a second would be traced by opensnoop (its own, and every other
+    // tool's)
+    this.programInfo = this.loadedProgramFds().map((fd) => openSync(`/proc/self/fdinfo/${fd}`, 'r'));
+  }
+
+  /** The runs of the loaded programs the kernel skipped so far (common/misses.ts). */
+  skippedRuns(): number {
+    return recursionMisses(this.programInfo);
   }
 
   /** Attaches every program chosen to load, mounting tracefs first if a classic tracepoint needs it. */
@@ -221,6 +234,7 @@ export class BpfObject {
     this.closed = true;
     destroyLinks(this.links.splice(0));
     for (const [address, length] of this.sectionMappings.splice(0)) libcCalls.munmap(address, length);
+    for (const fd of this.programInfo.splice(0)) closeSync(fd);
     bpf.object_close(this.obj);
   }
 }

@@ -12,7 +12,6 @@ import { CgroupNames } from './cgroups.js';
 import { PACKAGE_VERSION } from './cli.js';
 import { oneLine, RuntimeError } from './errors.js';
 import { bytesOfLosslessString } from './escape.js';
-import { recursionMisses } from './misses.js';
 import { CgroupLabels, CommLabels, CONTENT_TYPE, exposition, type Family, type Labels } from './exposition.js';
 import type { ListenAddress, PrometheusOptions } from './prometheus.js';
 
@@ -98,7 +97,6 @@ export class Exporter {
       samples: [{ labels: { tool: this.tool, version: PACKAGE_VERSION, attach_plan: attachPlan }, value: 1 }],
     };
     const lost = lostEventsReader(obj);
-    const programFds = obj.loadedProgramFds();
     this.serveFamilies(() => [
       buildInfo,
       {
@@ -109,7 +107,7 @@ export class Exporter {
       {
         name: 'ebpf_tools_skipped_runs_total', type: 'counter',
         help: 'Runs of the tool\'s BPF programs the kernel skipped because one was already running on that CPU (recursion_misses): events or requests not traced',
-        samples: [{ labels: {}, value: recursionMisses(programFds) }],
+        samples: [{ labels: {}, value: obj.skippedRuns() }],
       },
       ...collect(),
     ]);

@@ -5,7 +5,7 @@
 // counts each skip in the program's recursion_misses, shown in its fdinfo
 // (kernel >= 5.12). Each is an event or request not traced: reported, so
 // that none is lost silently.
-import { readFileSync } from 'node:fs';
+import { readSync } from 'node:fs';
 import type { BpfObject } from './bpfobject.js';
 
 /** The skips reported so far, by object: an object's event stream and its request counters both report them, once. */
@@ -17,9 +17,13 @@ export function missesInFdinfo(text: string): number {
   return found ? Number(found[1]) : 0;
 }
 
-/** The runs the kernel skipped of the programs behind `fds` so far. */
-export function recursionMisses(fds: number[]): number {
-  return fds.reduce((sum, fd) => sum + missesInFdinfo(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')), 0);
+/** fdinfo of a program is a few hundred bytes */
+const FDINFO_BYTES = 4096;
+
+/** The runs the kernel skipped so far of the programs whose fdinfo files are open as `fdinfoFds` (each read again from its start). */
+export function recursionMisses(fdinfoFds: number[]): number {
+  const buffer = Buffer.alloc(FDINFO_BYTES);
+  return fdinfoFds.reduce((sum, fd) => sum + missesInFdinfo(buffer.toString('latin1', 0, readSync(fd, buffer, 0, FDINFO_BYTES, 0))), 0);
 }
 
 /**
@@ -28,7 +32,7 @@ export function recursionMisses(fds: number[]): number {
  * the name the user ran.
  */
 export function reportSkippedRuns(obj: BpfObject, what: 'events' | 'requests', command = obj.tool): void {
-  const misses = recursionMisses(obj.loadedProgramFds());
+  const misses = obj.skippedRuns();
   const before = reported.get(obj) ?? 0;
   if (misses === before) return;
   reported.set(obj, misses);

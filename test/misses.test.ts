@@ -9,7 +9,7 @@ const FDINFO = 'pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t1038\nprog_type:\t
 t.test('recursion_misses from a program fd\'s fdinfo, 0 where the kernel does not show it', async (t) => {
   t.equal(missesInFdinfo(FDINFO), 7);
   t.equal(missesInFdinfo(FDINFO.replace('recursion_misses:\t7\n', '')), 0, 'a kernel before 5.12');
-  const fd = openSync('/dev/null', 'r');
+  const fd = openSync('/proc/self/status', 'r');
   t.teardown(() => closeSync(fd));
-  t.equal(recursionMisses([fd, fd]), 0, 'an fd that is no program');
+  t.equal(recursionMisses([fd, fd]), 0, 'a file that is not a program\'s fdinfo, read twice from its start');
 });
