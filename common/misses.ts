@@ -17,13 +17,12 @@ export function missesInFdinfo(text: string): number {
   return found ? Number(found[1]) : 0;
 }
 
-/** fdinfo of a program is a few hundred bytes */
-const FDINFO_BYTES = 4096;
+/** Where a program's fdinfo is read: a few hundred bytes. */
+const fdinfo = Buffer.alloc(4096);
 
 /** The runs the kernel skipped so far of the programs whose fdinfo files are open as `fdinfoFds` (each read again from its start). */
 export function recursionMisses(fdinfoFds: number[]): number {
-  const buffer = Buffer.alloc(FDINFO_BYTES);
-  return fdinfoFds.reduce((sum, fd) => sum + missesInFdinfo(buffer.toString('latin1', 0, readSync(fd, buffer, 0, FDINFO_BYTES, 0))), 0);
+  return fdinfoFds.reduce((sum, fd) => sum + missesInFdinfo(fdinfo.toString('latin1', 0, readSync(fd, fdinfo, 0, fdinfo.length, 0))), 0);
 }
 
 /**
