@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { cgroupDir } from './cgroup-helpers.js';
+import { SKIPPED_RUNS } from './helpers.js';
 
 /** The workload's command name, as COMM shows it. */
 export const WORKLOAD_COMM = 'biotest_io';
@@ -129,7 +130,7 @@ export function rootDisk(): RootDisk {
  * seen to complete (during the run, and at its end), or a program of theirs
  * skipped by the kernel (at its start, dispatch or completion).
  */
-const UNSEEN_COMPLETION = '(?:the kernel ran no BPF program at their completion|dispatched before the end and not seen to complete within \\d+ ms of it|the kernel skipped a program of ours already running on that CPU)';
+const UNSEEN_COMPLETION = `(?:the kernel ran no BPF program at their completion|dispatched before the end and not seen to complete within \\d+ ms of it|${SKIPPED_RUNS})`;
 
 /**
  * What a run of biolatency or biosnoop said on stderr: how many requests it
