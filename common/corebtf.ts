@@ -15,9 +15,9 @@
 // type is in no type of vmlinux but a module's BTF has its name, libbpf
 // would look for it in modules: then nothing is cut, and libbpf does it all.
 // Making the cut walks the kernel's BTF (~15 ms), so it is made once a boot
-// for each set of types relocated, and kept in the runtime directory. User
-// space reads the few kernel types it needs (kernelTypes) from a cut too.
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+// for each object file, and kept in the runtime directory. User space reads
+// the few kernel types it needs (kernelTypes) from a cut too.
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { Btf, extraWords, Kind, type RawType } from './btf.js';
 import { kernelBtf } from './kernelbtf.js';
 import { currentBoot, runtimeDirectory, safeRuntimeDirectory } from './refusedplans.js';
@@ -257,13 +257,25 @@ function fileHash(text: string): string {
 /**
  * The file libbpf is to relocate the object at `objectPath` against (see
  * cutFile); undefined to let libbpf use the kernel's own (asked by
- * EBPF_TOOLS_FULL_KERNEL_BTF, or no cut: only slower).
+ * EBPF_TOOLS_FULL_KERNEL_BTF, or no cut: only slower). The cut is kept under
+ * the object's file (its path, inode, size and time) as well as under its
+ * names, so that a start finds it without reading the object's relocations
+ * (~1 ms of a start, measured); a package updated within the boot makes it again.
  */
-export function coreBtfPath(objectPath: string, kernel: () => Btf = kernelBtf): string | undefined {
+export function coreBtfPath(
+  objectPath: string, kernel: () => Btf = kernelBtf,
+  names: () => Set<string> = () => relocationNames(readFileSync(objectPath)),
+): string | undefined {
   if (process.env[FULL_BTF_VARIABLE]) return undefined;
+  let object;
+  try {
+    object = statSync(objectPath);
+  } catch {
+    return undefined; // libbpf's open says what is wrong with it
+  }
+  const key = `object ${objectPath} ${object.dev}:${object.ino} ${object.size} ${object.mtimeMs}`;
   // read from the file here: libbpf takes the cut's path when it opens the object, before its own parse
-  const names = relocationNames(readFileSync(objectPath));
-  return names.size === 0 ? undefined : cutFile(names, kernel);
+  return cutFile(key, names, kernel);
 }
 
 /**
@@ -273,29 +285,30 @@ export function coreBtfPath(objectPath: string, kernel: () => Btf = kernelBtf): 
  * whole BTF; else from the whole.
  */
 export function kernelTypes(names: string[], kernel: () => Btf = kernelBtf): Btf {
-  const file = cutFile(new Set(names), kernel);
+  const file = cutFile(`types ${[...names].sort().join(' ')}`, () => new Set(names), kernel);
   return file ? new Btf(readFileSync(file)) : kernel();
 }
 
 /**
- * The file of the kernel's BTF cut to these names: made on the first start
- * of this boot that asks for this set of names, and kept in our runtime
- * directory for the next ones; undefined where a module may have one of
- * them (libbpf would look there) or there is no safe place to keep it.
+ * The file of the kernel's BTF cut to the `names` of what `key` names: made
+ * on the first start of this boot that asks for it, and kept in our runtime
+ * directory for the next ones; undefined where there are no names, a module
+ * may have one of them (libbpf would look there) or there is no safe place
+ * to keep it.
  */
-function cutFile(names: Set<string>, kernel: () => Btf): string | undefined {
+function cutFile(key: string, names: () => Set<string>, kernel: () => Btf): string | undefined {
   const uid = process.getuid?.() ?? -1;
   const dir = runtimeDirectory(uid);
   const boot = currentBoot();
   if (!dir || !boot) return undefined;
-  const key = [CUT_VERSION, boot.id, boot.kernel, moduleBtfs().join(' '), [...names].sort().join(' ')].join('\n');
-  const file = `${dir}/core-btf-${fileHash(key)}.btf`;
+  const file = `${dir}/core-btf-${fileHash([CUT_VERSION, boot.id, boot.kernel, moduleBtfs().join(' '), key].join('\n'))}.btf`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!safeRuntimeDirectory(dir, uid)) return undefined;
     const cached = cachedCut(file, uid);
     if (cached !== undefined) return cached ? file : undefined;
-    const btf = minimalCoreBtf(names, kernel());
+    const wanted = names();
+    const btf = wanted.size === 0 ? undefined : minimalCoreBtf(wanted, kernel());
     // written whole under another name, then renamed over: a reader sees all of it or none
     const temporary = `${file}.${process.pid}`;
     writeFileSync(temporary, btf ?? new Uint8Array(), { mode: 0o600 });

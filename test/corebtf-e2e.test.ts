@@ -5,7 +5,8 @@
 // size, existence and enum value, and every instruction it poisoned for a
 // field this kernel lacks) must be the same, line for line. It runs on
 // every kernel of the matrix, where the types differ.
-import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import t from 'tap';
 import { BPF_DIR, BpfObject } from '../common/bpfobject.js';
 import { coreBtfPath, FULL_BTF_VARIABLE, kernelTypes, relocationNames } from '../common/corebtf.js';
@@ -58,7 +59,10 @@ for (const tool of objects) {
     t.ok(cut, 'a cut is made (no relocated type is only in a module here)');
     if (!cut) return t.end();
     t.ok(statSync(cut).size < statSync('/sys/kernel/btf/vmlinux').size / 20, `the cut is small (${statSync(cut).size} bytes)`);
-    t.equal(coreBtfPath(BpfObject.path(tool), () => t.fail('the cut is made once') as never), cut, 'the next start takes the same cut');
+    t.equal(
+      coreBtfPath(BpfObject.path(tool), () => t.fail('the cut is made once') as never, () => t.fail('the object is not read again') as never),
+      cut, 'the next start takes the same cut, without reading the object',
+    );
     const whole = relocations(tool, undefined);
     t.ok(whole.length >= relocationNames(readFileSync(BpfObject.path(tool))).size, `libbpf said what it did with each relocation (${whole.length})`);
     t.same(relocations(tool, cut), whole);
@@ -74,6 +78,22 @@ t.test('a cut that is not ours alone is not used, but made again', (t) => {
   t.equal(coreBtfPath(BpfObject.path('opensnoop'), () => ((made = true), kernelBtf())), cut);
   t.ok(made, 'made again');
   t.equal(statSync(cut).mode & 0o777, 0o600);
+  t.end();
+});
+
+t.test('an object file that changed (another package of the same boot) has its cut made again', (t) => {
+  const dir = mkdtempSync(`${tmpdir()}/corebtf-`);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const object = `${dir}/opensnoop.bpf.o`;
+  copyFileSync(BpfObject.path('opensnoop'), object);
+  const first = coreBtfPath(object, kernelBtf);
+  t.ok(first, 'a cut');
+  let read = false;
+  t.equal(coreBtfPath(object, kernelBtf, () => ((read = true), relocationNames(readFileSync(object)))), first, 'the same file: its cut');
+  t.notOk(read, 'found without reading the object');
+  utimesSync(object, new Date(), new Date(Date.now() + 5000));
+  t.ok(coreBtfPath(object, kernelBtf, () => ((read = true), relocationNames(readFileSync(object)))), 'a cut again');
+  t.ok(read, 'its relocations read again once it changed');
   t.end();
 });
 
