@@ -3,6 +3,7 @@
 // let go once the programs are loaded.
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { Btf } from './btf.js';
+import { kernelNames } from './kernelnames.js';
 import { koffi, libcCalls } from './native.js';
 import { VMLINUX_BTF } from './preflight.js';
 
@@ -69,10 +70,11 @@ function kernelBtfBytes(): Uint8Array {
 }
 
 /**
- * Whether the kernel's BTF names a type or function `name` (a cheap search
- * of its string table: enough to tell whether a tracepoint has a BTF
- * version, btf_trace_<tp>, or a function can be traced by fentry).
+ * Whether the kernel's BTF names a type or function `name` (a search of its
+ * string table: enough to tell whether a tracepoint has a BTF version,
+ * btf_trace_<tp>, or a function can be traced by fentry), as found the first
+ * time this boot (kernelnames.ts): before 6.16 each look is a read of 5 MB.
  */
 export function kernelBtfHasName(name: string): boolean {
-  return kernelBtf().hasName(name);
+  return kernelNames().answer('btf', name, () => kernelBtf().hasName(name));
 }

@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { BpfObject, KernelRefusal } from './bpfobject.js';
 import { quoted, RuntimeError, UsageError } from './errors.js';
+import { kernelNames } from './kernelnames.js';
 import { libbpfLog } from './log.js';
 import { dropKernelBtfPages, releaseLoadMemory } from './kernelbtf.js';
 import { checkKernelBtf, checkPrivileges } from './preflight.js';
@@ -114,11 +115,14 @@ let kallsyms: string | undefined;
 /**
  * Whether the kernel has a function symbol `name` (a kprobe target), in the
  * kernel itself or in a loaded module (kallsyms adds "\t[module]" to those:
- * ext4, xfs and btrfs are modules in Debian's kernels).
+ * ext4, xfs and btrfs are modules in Debian's kernels), as found the first
+ * time this boot with the same modules loaded (kernelnames.ts).
  */
 export function kernelHasFunction(name: string): boolean {
-  kallsyms ??= readFileSync('/proc/kallsyms', 'utf8');
-  return kallsymsHasFunction(kallsyms, name);
+  return kernelNames().answer('functions', name, () => {
+    kallsyms ??= readFileSync('/proc/kallsyms', 'utf8');
+    return kallsymsHasFunction(kallsyms, name);
+  });
 }
 
 export function kallsymsHasFunction(kallsyms: string, name: string): boolean {

@@ -1,0 +1,128 @@
+// Answers about this boot's kernel that cost a read of a large file: whether
+// its BTF names a type or function (5 MB, read whole before 6.16, where it
+// cannot be mmapped) and whether kallsyms has a function (megabytes of text
+// the kernel makes at each read). Plan checks ask them at every start
+// (biosnoop's first plan asks the BTF for block_io_start, a kprobe plan
+// asks kallsyms for its functions): in a 6.1 guest the kprobe check of
+// ext4slower spent 0.85 s of a 2.6 s start reading and searching kallsyms.
+// The answers hold until the next boot (kallsyms' while the same modules
+// are loaded), so they are kept in the runtime directory beside the refused
+// plans; anything wrong with the record (missing, unreadable, someone
+// else's, another boot's) makes it empty, and the files are read again.
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { type Boot, currentBoot, runtimeDirectory, safeRuntimeDirectory } from './refusedplans.js';
+
+const FILE_NAME = 'kernel-names.json';
+const MODULES = '/proc/modules';
+
+/** What is asked: a name in the kernel's own BTF (vmlinux, no module), or a function in kallsyms (modules' too). */
+export type NameKind = 'btf' | 'functions';
+
+interface Stored {
+  boot_id: string;
+  kernel: string;
+  /** the modules loaded when the functions were looked up */
+  modules: string;
+  btf: Record<string, boolean>;
+  functions: Record<string, boolean>;
+}
+
+/** The names of the modules loaded now, sorted ('' if /proc/modules cannot be read). */
+export function loadedModules(text = readModules()): string {
+  return text.split('\n').map((line) => line.split(' ')[0]).filter(Boolean).sort().join(' ');
+}
+
+function readModules(): string {
+  try {
+    return readFileSync(MODULES, 'latin1');
+  } catch {
+    return '';
+  }
+}
+
+export class KernelNames {
+  private record: Stored | undefined;
+
+  constructor(
+    private readonly file: string | undefined,
+    private readonly boot: Boot | undefined,
+    private readonly uid: number,
+    private readonly modules: () => string = loadedModules,
+  ) {}
+
+  /** The record of this process' user, this boot. */
+  static here(): KernelNames {
+    const uid = process.getuid?.() ?? -1;
+    const dir = runtimeDirectory(uid);
+    return new KernelNames(dir && `${dir}/${FILE_NAME}`, currentBoot(), uid);
+  }
+
+  /** The answer for `name`: as found earlier this boot, else `look()`'s, which is recorded. */
+  answer(kind: NameKind, name: string, look: () => boolean): boolean {
+    const stored = this.stored();
+    if (Object.hasOwn(stored[kind], name)) return stored[kind][name];
+    const found = look();
+    this.remember(kind, name, found);
+    return found;
+  }
+
+  /** A record that cannot be written is only a look more next time. */
+  private remember(kind: NameKind, name: string, found: boolean): void {
+    if (!this.file || !this.boot) return;
+    try {
+      const dir = this.file.slice(0, this.file.lastIndexOf('/'));
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (!safeRuntimeDirectory(dir, this.uid)) return;
+      // read again: another run may have added answers since
+      this.record = undefined;
+      const stored = this.stored();
+      stored[kind] = { ...stored[kind], [name]: found };
+      // written whole under another name, then renamed over: a reader sees the old record or the new one
+      const temporary = `${this.file}.${process.pid}`;
+      writeFileSync(temporary, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
+      renameSync(temporary, this.file);
+    } catch {
+      // not writable (read-only /run, full, not ours): looked up again next time
+    }
+  }
+
+  /** This boot's answers (kallsyms' only while the same modules are loaded); none where the record is not to be trusted. */
+  private stored(): Stored {
+    if (this.record) return this.record;
+    const modules = this.modules();
+    const empty: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {} };
+    this.record = empty;
+    if (!this.file || !this.boot) return empty;
+    let fd: number | undefined;
+    try {
+      if (!safeRuntimeDirectory(this.file.slice(0, this.file.lastIndexOf('/')), this.uid)) return empty;
+      fd = openSync(this.file, 'r');
+      const s = fstatSync(fd);
+      if (!s.isFile() || s.uid !== this.uid || (s.mode & 0o022) !== 0) return empty;
+      const stored = JSON.parse(readFileSync(fd, 'utf8')) as Partial<Stored>;
+      if (stored.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return empty;
+      empty.btf = answers(stored.btf);
+      if (stored.modules === modules) empty.functions = answers(stored.functions);
+    } catch {
+      // no record yet, or not one we can read: nothing known
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    return empty;
+  }
+}
+
+function answers(value: unknown): Record<string, boolean> {
+  const out: Record<string, boolean> = {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
+  for (const [name, found] of Object.entries(value)) if (typeof found === 'boolean') out[name] = found;
+  return out;
+}
+
+let here: KernelNames | undefined;
+
+/** This process' record (one per run: what it learns is kept for its next questions too). */
+export function kernelNames(): KernelNames {
+  here ??= KernelNames.here();
+  return here;
+}
