@@ -10,6 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { commandLine, integerOption, PACKAGE_VERSION, parseCommandLine, runMain } from '../common/cli.js';
 import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
+import { guestReport, type GuestSettings } from './guest.js';
 import { latencyReport, measureLatency } from './latency.js';
 import { enableBpfStats, oursAvailable, ROOT, running } from './measure.js';
 import { measureNodes, nodesReport } from './nodes.js';
@@ -17,18 +18,20 @@ import { measureReady, readyReport } from './ready.js';
 import { execStorm, measureStorm, openStorm, stormReport } from './storms.js';
 
 const TOOLS = ['execsnoop', 'opensnoop', 'biolatency', 'biosnoop', 'ext4slower'];
-const SECTIONS = ['ready', 'nodes', 'open', 'exec', 'latency'];
+const SECTIONS = ['ready', 'nodes', 'open', 'exec', 'latency', 'guest'];
 
 const USAGE = `Benchmark ebpf-tools against Debian's libbpf-tools (run as root)
 
 USAGE: npm run bench -- [--opens N] [--execs N] [--rounds N] [--storm-rounds N] [--markers N]
-                        [--sections LIST] [--nodes LIST] [--output FILE]
+                        [--sections LIST] [--nodes LIST] [--guest KERNEL] [--guest-rounds N]
+                        [--guest-opens N] [--output FILE]
 
 Every option can also be given as BENCH_<OPTION> in the environment (BENCH_OPENS=100000).`;
 
 const EXAMPLES = `    npm run bench                                # everything, written to bench/RESULTS.md
     npm run bench -- --opens 100000 --rounds 3   # a quicker run
-    npm run bench -- --sections ready,latency    # only time to ready and pipe latency`;
+    npm run bench -- --sections ready,latency    # only time to ready and pipe latency
+    npm run bench -- --sections guest --guest 5.10  # only the guest section, on 5.10`;
 
 interface Options {
   opens: number;
@@ -38,6 +41,7 @@ interface Options {
   markers: number;
   sections: Set<string>;
   nodes: string[];
+  guest: GuestSettings;
   output: string;
 }
 
@@ -51,7 +55,10 @@ function parseOptions(argv: string[]): Options {
       'storm-rounds': { type: 'string', default: '3', requiresArg: true, description: 'rounds of each storm (untraced, ours, C)' },
       markers: { type: 'string', default: '10', requiresArg: true, description: 'marker execs of the pipe latency measurement' },
       sections: { type: 'string', default: SECTIONS.join(','), requiresArg: true, description: `which measurements to make, of ${SECTIONS.join(',')}` },
-      nodes: { type: 'string', default: '22,24', requiresArg: true, description: 'Node majors to measure ready time and memory under besides this one (official binaries, installed with npm)' },
+      nodes: { type: 'string', default: '22,24', requiresArg: true, description: 'Node majors to measure ready time and memory under besides this one (official binaries, installed with npm), or none' },
+      guest: { type: 'string', default: '6.1', requiresArg: true, description: 'the kernel of the guest section (scripts/vm-run: 5.10, 6.1, 6.12, 7 or a release), one before 6.16' },
+      'guest-rounds': { type: 'string', default: '3', requiresArg: true, description: 'rounds of the guest section' },
+      'guest-opens': { type: 'string', default: '50000', requiresArg: true, description: 'opens made by each open storm of the guest section' },
       output: { type: 'string', default: `${ROOT}bench/RESULTS.md`, requiresArg: true, description: 'where to write the results' },
     }), argv);
   const sections = new Set(String(args.sections).split(',').map((s) => s.trim()).filter(Boolean));
@@ -70,9 +77,22 @@ function parseOptions(argv: string[]): Options {
     stormRounds: integerOption('--storm-rounds', args.stormRounds, 1, 1000),
     markers: integerOption('--markers', args.markers, 1, 1000),
     sections,
-    nodes: String(args.nodes).split(',').map((s) => s.trim()).filter(Boolean),
+    nodes: args.nodes === 'none' ? [] : String(args.nodes).split(',').map((s) => s.trim()).filter(Boolean),
+    guest: {
+      kernel: guestKernel(String(args.guest)),
+      rounds: integerOption('--guest-rounds', args.guestRounds, 1, 1000),
+      opens: integerOption('--guest-opens', args.guestOpens, 1, 100_000_000),
+    },
     output,
   };
+}
+
+/** --guest: a kernel scripts/vm-run boots, and one before 6.16 (whose BTF cannot be mmapped: what the section is for). */
+function guestKernel(kernel: string): string {
+  const [major, minor] = kernel.split(/[.-]/).map(Number);
+  if (!/^[0-9][0-9A-Za-z.+~-]*$/.test(kernel) || !Number.isInteger(major)) throw invalidValue('--guest', kernel, 'expected a kernel such as 5.10, 6.1, 6.12 or 6.1.0-41');
+  if (major > 6 || (major === 6 && (minor ?? 0) >= 16)) throw invalidValue('--guest', kernel, 'the guest section is for a kernel before 6.16');
+  return kernel;
 }
 
 function commandOutput(command: string, args: string[]): string | undefined {
@@ -174,6 +194,7 @@ async function main(argv: string[]): Promise<void> {
       progress('pipe latency');
       emit(latencyReport(await measureLatency(options.markers, 5000), options.markers));
     }
+    if (options.sections.has('guest')) emit(await guestReport(options.guest, progress));
   } finally {
     cleanUp();
   }

@@ -1,0 +1,76 @@
+// The benchmark on a kernel of the test matrix (scripts/vm-run boots it in
+// qemu): one before 6.16, whose BTF cannot be mmapped, and where the C
+// biosnoop and ext4slower work (on this machine they fail), so that every
+// tool has its C reference. The benchmark runs inside the guest, its
+// section 1b with the machine's Node (ready time and memory at ready, and
+// the open storm's peak), and writes its report into a directory shared
+// with the guest (not under /tmp or /var/tmp, which the guest mounts over). qemu runs here without KVM (TCG), everything 10 to 100
+// times slower than on the machine, so only ratios within the guest compare.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { ROOT, running } from './measure.js';
+
+export interface GuestSettings {
+  kernel: string;
+  rounds: number;
+  opens: number;
+}
+
+const SHARED_PARENT = '/var/cache/ebpf-tools';
+
+/** Runs the benchmark's section 1b in a guest on `settings.kernel`; its report (or why there is none) as section 7. */
+export async function guestReport(settings: GuestSettings, progress: (text: string) => void): Promise<string> {
+  mkdirSync(SHARED_PARENT, { recursive: true, mode: 0o700 });
+  const shared = mkdtempSync(`${SHARED_PARENT}/bench-guest-`);
+  try {
+    return await runInGuest(settings, shared, progress);
+  } finally {
+    rmSync(shared, { recursive: true, force: true });
+  }
+}
+
+async function runInGuest(settings: GuestSettings, shared: string, progress: (text: string) => void): Promise<string> {
+  const report = `${shared}/guest.md`;
+  const args = [settings.kernel, '--', process.execPath, `${ROOT}dist/bench/bench.js`, '--sections', 'nodes', '--nodes', 'none',
+    '--rounds', String(settings.rounds), '--opens', String(settings.opens), '--output', report];
+  progress(`guest: scripts/vm-run ${args.join(' ')}`);
+  const child = spawn(`${ROOT}scripts/vm-run`, args, {
+    cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VM_RUN_WRITABLE: shared },
+  });
+  running.add(child);
+  let lastLine = '';
+  let partial = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines.filter((l) => l.trim())) {
+      lastLine = line;
+      progress(`guest: ${line}`);
+    }
+  });
+  const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  running.delete(child);
+  const title = `## 7. On kernel ${settings.kernel} (before 6.16), in a qemu guest`;
+  if (status !== 0 || !existsSync(report)) {
+    return `${title}\n\nNot measured: the guest run failed (status ${status}): ${lastLine || 'no output'}`;
+  }
+  return guestSection(title, readFileSync(report, 'utf8'), settings);
+}
+
+/** The guest's report as a section: its environment, then its sections one level down. */
+export function guestSection(title: string, report: string, settings: GuestSettings): string {
+  const lines = report.trimEnd().split('\n');
+  const firstSection = lines.findIndex((l) => l.startsWith('## '));
+  const environment = lines.slice(0, firstSection < 0 ? lines.length : firstSection)
+    .filter((l) => l.startsWith('- ') && !l.startsWith('- settings:'));
+  const sections = firstSection < 0 ? [] : lines.slice(firstSection).map((l) => (l.startsWith('## ') ? `#${l}` : l));
+  return [
+    title,
+    '',
+    `Debian's kernel, booted by \`scripts/vm-run ${settings.kernel}\`: one whose BTF cannot be mmapped (before 6.16), where the C biosnoop and ext4slower work, so every tool is compared with its C tool. The benchmark runs inside the guest (section 1b: the machine's Node alone, ${settings.rounds} rounds, an open storm of ${settings.opens.toLocaleString('en-US')} opens a round). qemu runs without KVM here (TCG): everything takes 10 to 100 times as long as on the machine, so the times compare only within this section, as ratios.`,
+    '',
+    ...environment,
+    '',
+    ...sections,
+  ].join('\n');
+}
