@@ -39,8 +39,11 @@ export const COMMANDS: readonly Command[] = [
  *   (measured 2026-12-03, bench's storm).
  * - The young generation starts at 2 MiB a semi-space, not 1: a start
  *   allocates ~1.4 MiB before its header, and so paid a scavenge (~0.8 ms
- *   of opensnoop's start on Node 20, 22 and 24) for nothing; ~0.1 MiB more
- *   resident once attached (measured 2026-12-03).
+ *   of opensnoop's start on Node 20, 22 and 24) for nothing. It costs ~0.1
+ *   MiB more resident once attached, and ~0.5 MiB more at the peak of the
+ *   500k-open storm (58.1 against 57.7 MiB on Node 20, 63.3 against 62.8 on
+ *   Node 24; a smaller --max-semi-space-size changed nothing there), measured
+ *   2026-12-03.
  */
 export const LAUNCHER_NODE_OPTIONS: readonly string[] = ['--no-concurrent-recompilation', '--min-semi-space-size=2'];
 
