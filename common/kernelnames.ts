@@ -9,8 +9,8 @@
 // are loaded), so they are kept in the runtime directory beside the refused
 // plans; anything wrong with the record (missing, unreadable, someone
 // else's, another boot's) makes it empty, and the files are read again.
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { type Boot, currentBoot, runtimeDirectory, safeRuntimeDirectory } from './refusedplans.js';
+import { readFileSync } from 'node:fs';
+import { type Boot, currentBoot, readRecord, runtimeDirectory, writeRecord } from './refusedplans.js';
 
 const FILE_NAME = 'kernel-names.json';
 const MODULES = '/proc/modules';
@@ -69,46 +69,25 @@ export class KernelNames {
   /** A record that cannot be written is only a look more next time. */
   private remember(kind: NameKind, name: string, found: boolean): void {
     if (!this.file || !this.boot) return;
-    try {
-      const dir = this.file.slice(0, this.file.lastIndexOf('/'));
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (!safeRuntimeDirectory(dir, this.uid)) return;
-      // read again: another run may have added answers since
-      this.record = undefined;
-      const stored = this.stored();
-      stored[kind] = { ...stored[kind], [name]: found };
-      // written whole under another name, then renamed over: a reader sees the old record or the new one
-      const temporary = `${this.file}.${process.pid}`;
-      writeFileSync(temporary, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
-      renameSync(temporary, this.file);
-    } catch {
-      // not writable (read-only /run, full, not ours): looked up again next time
-    }
+    // read again: another run may have added answers since
+    this.record = undefined;
+    const stored = this.stored();
+    stored[kind] = { ...stored[kind], [name]: found };
+    writeRecord(this.file, this.uid, stored);
   }
 
   /** This boot's answers (kallsyms' only while the same modules are loaded); none where the record is not to be trusted. */
   private stored(): Stored {
     if (this.record) return this.record;
     const modules = this.modules();
-    const empty: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {} };
-    this.record = empty;
-    if (!this.file || !this.boot) return empty;
-    let fd: number | undefined;
-    try {
-      if (!safeRuntimeDirectory(this.file.slice(0, this.file.lastIndexOf('/')), this.uid)) return empty;
-      fd = openSync(this.file, 'r');
-      const s = fstatSync(fd);
-      if (!s.isFile() || s.uid !== this.uid || (s.mode & 0o022) !== 0) return empty;
-      const stored = JSON.parse(readFileSync(fd, 'utf8')) as Partial<Stored>;
-      if (stored.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return empty;
-      empty.btf = answers(stored.btf);
-      if (stored.modules === modules) empty.functions = answers(stored.functions);
-    } catch {
-      // no record yet, or not one we can read: nothing known
-    } finally {
-      if (fd !== undefined) closeSync(fd);
-    }
-    return empty;
+    const record: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {} };
+    this.record = record;
+    if (!this.file || !this.boot) return record;
+    const stored = readRecord(this.file, this.uid) as Partial<Stored> | undefined;
+    if (stored?.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return record;
+    record.btf = answers(stored.btf);
+    if (stored.modules === modules) record.functions = answers(stored.functions);
+    return record;
   }
 }
 

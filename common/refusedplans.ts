@@ -50,6 +50,46 @@ export function safeRuntimeDirectory(dir: string, uid: number): boolean {
   return safeDirectory(lstatSync(dir), uid, false) && safeDirectory(lstatSync(dirname(dir)), uid, true);
 }
 
+/**
+ * The JSON record in `file`, if it can be trusted: a regular file of `uid`'s
+ * that no one else may write, in a safe runtime directory. Undefined where it
+ * is missing, unreadable or not to be trusted.
+ */
+export function readRecord(file: string, uid: number): unknown {
+  let fd: number | undefined;
+  try {
+    if (!safeRuntimeDirectory(dirname(file), uid)) return undefined;
+    fd = openSync(file, 'r');
+    const s = fstatSync(fd);
+    if (!s.isFile() || s.uid !== uid || (s.mode & 0o022) !== 0) return undefined;
+    return JSON.parse(readFileSync(fd, 'utf8'));
+  } catch {
+    return undefined; // no record yet, or not one we can read
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Writes `record` as JSON to `file`, 0600 in a 0700 runtime directory of
+ * ours, whole under another name and then renamed over, so that a reader sees
+ * the old record or the new one. Whether it was written (not on a read-only
+ * or full /run, or a directory not ours alone).
+ */
+export function writeRecord(file: string, uid: number, record: unknown): boolean {
+  try {
+    const dir = dirname(file);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!safeRuntimeDirectory(dir, uid)) return false;
+    const temporary = `${file}.${process.pid}`;
+    writeFileSync(temporary, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+    renameSync(temporary, file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Where the record is kept (none without a runtime directory). */
 export function refusedPlansFile(uid = process.getuid?.() ?? -1, env = process.env): string | undefined {
   const dir = runtimeDirectory(uid, env);
@@ -116,25 +156,11 @@ export class RefusedPlans {
   /** Records that the kernel refused the plan `key`, and why; a record that cannot be written is only a load more next time. */
   remember(key: string | undefined, reason: string): void {
     if (!this.file || !this.boot || key === undefined) return;
-    try {
-      const dir = dirname(this.file);
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (!this.safeDir(dir)) return;
-      // read again: another run may have added a refusal since
-      this.refused = undefined;
-      const stored: Stored = { boot_id: this.boot.id, kernel: this.boot.kernel, refused: { ...this.stored(), [key]: reason } };
-      // written whole under another name, then renamed over: a reader sees the old record or the new one
-      const temporary = `${this.file}.${process.pid}`;
-      writeFileSync(temporary, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
-      renameSync(temporary, this.file);
-      this.refused = stored.refused;
-    } catch {
-      // not writable (read-only /run, full, not ours): tried again next time
-    }
-  }
-
-  private safeDir(dir: string): boolean {
-    return safeRuntimeDirectory(dir, this.uid);
+    // read again: another run may have added a refusal since
+    this.refused = undefined;
+    const refused = { ...this.stored(), [key]: reason };
+    const stored: Stored = { boot_id: this.boot.id, kernel: this.boot.kernel, refused };
+    if (writeRecord(this.file, this.uid, stored)) this.refused = refused;
   }
 
   /** The refusals recorded this boot: none if the record is missing, unreadable, someone else's or another boot's. */
@@ -142,22 +168,11 @@ export class RefusedPlans {
     if (this.refused) return this.refused;
     this.refused = {};
     if (!this.file || !this.boot) return this.refused;
-    let fd: number | undefined;
-    try {
-      if (!this.safeDir(dirname(this.file))) return this.refused;
-      fd = openSync(this.file, 'r');
-      const s = fstatSync(fd);
-      if (!s.isFile() || s.uid !== this.uid || (s.mode & 0o022) !== 0) return this.refused;
-      const stored = JSON.parse(readFileSync(fd, 'utf8')) as Partial<Stored>;
-      if (stored.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return this.refused;
-      const refused = stored.refused;
-      if (typeof refused !== 'object' || refused === null || Array.isArray(refused)) return this.refused;
-      for (const [key, reason] of Object.entries(refused)) if (typeof reason === 'string') this.refused[key] = reason;
-    } catch {
-      // no record yet, or not one we can read: nothing refused
-    } finally {
-      if (fd !== undefined) closeSync(fd);
-    }
+    const stored = readRecord(this.file, this.uid) as Partial<Stored> | undefined;
+    if (stored?.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return this.refused;
+    const refused = stored.refused;
+    if (typeof refused !== 'object' || refused === null || Array.isArray(refused)) return this.refused;
+    for (const [key, reason] of Object.entries(refused)) if (typeof reason === 'string') this.refused[key] = reason;
     return this.refused;
   }
 }
