@@ -4,6 +4,8 @@
 // play for cilium/ebpf).
 
 const BTF_MAGIC = 0xeb9f;
+/** struct btf_header: magic, version, flags, hdr_len, then the offset and length of the types and of the strings */
+export const BTF_HEADER_SIZE = 24;
 
 export enum Kind {
   Int = 1, Ptr, Array, Struct, Union, Enum, Fwd, Typedef, Volatile, Const, Restrict,
@@ -46,6 +48,16 @@ export interface RawType {
   extra: number[];
 }
 
+/** What a module's BTF is split from: the kernel's, as its types and strings are numbered. */
+export interface SplitBase {
+  /** type ids of the kernel's BTF, void's included */
+  typeCount: number;
+  /** bytes of its string table */
+  stringLength: number;
+  /** the kernel's BTF itself (read only where a name must be looked for in its strings) */
+  btf: () => Btf;
+}
+
 const VOID: RawType = { kind: 0 as Kind, name: 'void', nameOffset: 0, kindFlag: false, sizeOrType: 0, vlen: 0, extra: [] };
 
 /**
@@ -66,12 +78,7 @@ export class Btf {
 
   constructor(data: Uint8Array) {
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    if (view.getUint16(0, true) !== BTF_MAGIC) throw new Error('not BTF data (bad magic)');
-    const headerLength = view.getUint32(4, true);
-    const typeOffset = headerLength + view.getUint32(8, true);
-    const typeLength = view.getUint32(12, true);
-    const stringOffset = headerLength + view.getUint32(16, true);
-    const stringLength = view.getUint32(20, true);
+    const { typeOffset, typeLength, stringOffset, stringLength } = btfHeader(data);
     this.view = view;
     this.strings = data.subarray(stringOffset, stringOffset + stringLength);
     this.typeOffset = typeOffset;
@@ -131,17 +138,45 @@ export class Btf {
    * made for any other type (a start looks up several types of its object).
    */
   private find(kinds: Kind[], name: string): number {
-    const strings = Buffer.from(this.strings.buffer, this.strings.byteOffset, this.strings.byteLength);
-    // every string follows the NUL of the one before (the table starts with the empty string)
-    const needle = Buffer.from(`\0${name}\0`);
-    const offsets: number[] = [];
-    for (let at = strings.indexOf(needle); at >= 0; at = strings.indexOf(needle, at + 1)) offsets.push(at + 1);
+    return this.findNamed(kinds, this.offsetsOf(name));
+  }
+
+  /** The first of this BTF's types of one of `kinds` whose name is at one of `offsets`, or -1. */
+  private findNamed(kinds: Kind[], offsets: number[]): number {
     if (offsets.length === 0) return -1;
     const starts = this.typeStarts;
     for (let id = 1; id < starts.length; id++) {
       if (offsets.includes(this.view.getUint32(starts[id], true)) && kinds.includes(this.type(id).kind)) return id;
     }
     return -1;
+  }
+
+  /** Where `name` is in the string table (a native search): every offset it is at. */
+  private offsetsOf(name: string): number[] {
+    const strings = Buffer.from(this.strings.buffer, this.strings.byteOffset, this.strings.byteLength);
+    // every string follows the NUL of the one before (the table starts with the empty string)
+    const needle = Buffer.from(`\0${name}\0`);
+    const offsets: number[] = [];
+    for (let at = strings.indexOf(needle); at >= 0; at = strings.indexOf(needle, at + 1)) offsets.push(at + 1);
+    return offsets;
+  }
+
+  /** How many type ids this BTF has, void's included (libbpf's btf__type_cnt()). */
+  get typeCount(): number {
+    return this.typeStarts.length;
+  }
+
+  /**
+   * The id of function `name` in this BTF as the kernel numbers it, this
+   * being a module's BTF split from `base` (the kernel's): its own types
+   * are numbered after base's, its own strings after base's. -1 where it
+   * has none.
+   */
+  splitFunctionId(name: string, base: SplitBase): number {
+    let id = this.findNamed([Kind.Func], this.offsetsOf(name).map((o) => o + base.stringLength));
+    // libbpf adds a string to a split BTF only where its base lacks it: the name may be one of base's
+    if (id < 0) id = this.findNamed([Kind.Func], base.btf().offsetsOf(name));
+    return id < 0 ? -1 : base.typeCount + id - 1;
   }
 
   /**
@@ -291,6 +326,19 @@ export class Btf {
     }
     return values;
   }
+}
+
+/** Where a BTF's types and strings are, from its header (the first BTF_HEADER_SIZE bytes are enough). */
+export function btfHeader(data: Uint8Array): { typeOffset: number; typeLength: number; stringOffset: number; stringLength: number } {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (view.byteLength < BTF_HEADER_SIZE || view.getUint16(0, true) !== BTF_MAGIC) throw new Error('not BTF data (bad magic)');
+  const headerLength = view.getUint32(4, true);
+  return {
+    typeOffset: headerLength + view.getUint32(8, true),
+    typeLength: view.getUint32(12, true),
+    stringOffset: headerLength + view.getUint32(16, true),
+    stringLength: view.getUint32(20, true),
+  };
 }
 
 /** The first four bytes of the string at `offset` (fewer where it is shorter), as a number. */
