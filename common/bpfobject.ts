@@ -8,6 +8,7 @@ import { coreBtfPath } from './corebtf.js';
 import { RuntimeError } from './errors.js';
 import { libbpfLog } from './log.js';
 import { recursionMisses } from './misses.js';
+import { registerTracingHandler, setModuleTargets, TRACING_SECTION } from './moduletargets.js';
 import { bpf, errnoText, inThreads, koffi, lastErrno, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, ensureTracefs } from './preflight.js';
 
@@ -45,6 +46,7 @@ export class BpfObject {
   private readonly sectionMappings: [Pointer, number][] = [];
   private loaded = false;
   private closed = false;
+  private btfModule?: string;
   readonly btf: Btf;
 
   private constructor(readonly tool: string, private readonly obj: Pointer) {
@@ -61,13 +63,18 @@ export class BpfObject {
   /**
    * Opens bpf/<tool>.bpf.o after checking privileges and kernel BTF, to be
    * relocated against the part of the kernel's BTF it looks at (corebtf.ts).
+   * `btfModule`: the module whose functions its fentry and fexit programs
+   * trace, their targets to be found by us (moduletargets.ts).
    */
-  static open(tool: string): BpfObject {
+  static open(tool: string, btfModule?: string): BpfObject {
     checkPrivileges();
     checkKernelBtf();
     const coreBtf = coreBtfPath(BpfObject.path(tool));
     libbpfLog.note(`${tool}.bpf.o: CO-RE against ${coreBtf ?? "the kernel's whole BTF"}`);
-    return BpfObject.openUnchecked(tool, coreBtf);
+    if (btfModule) registerTracingHandler();
+    const obj = BpfObject.openUnchecked(tool, coreBtf);
+    obj.btfModule = btfModule;
+    return obj;
   }
 
   /**
@@ -187,7 +194,13 @@ export class BpfObject {
   }
 
   load(): void {
-    const err = bpf.object_load(this.obj) as number;
+    const targets = this.btfModule ? this.moduleTargets(this.btfModule) : undefined;
+    let err: number;
+    try {
+      err = bpf.object_load(this.obj) as number;
+    } finally {
+      targets?.release();
+    }
     if (err) {
       throw new KernelRefusal('load', `failed to load BPF programs: ${errnoText(err)}`, Math.abs(err), libbpfLog.hint());
     }
@@ -196,6 +209,17 @@ export class BpfObject {
     // open a second would be traced by opensnoop (its own, and every other
     // tool's)
     this.programInfo = this.loadedProgramFds().map((fd) => openSync(`/proc/self/fdinfo/${fd}`, 'r'));
+  }
+
+  /** The targets of the fentry and fexit programs to load, in `module`'s BTF, given to libbpf for this load. */
+  private moduleTargets(module: string): { release: () => void } {
+    const functions = new Map<string, string>();
+    for (const p of this.programs()) {
+      if (TRACING_SECTION.test(p.section) && bpf.program_autoload(this.program(p.name))) functions.set(p.name, p.section.slice(p.section.indexOf('/') + 1));
+    }
+    const targets = setModuleTargets(module, functions);
+    libbpfLog.note(`${this.tool}.bpf.o: ${functions.size} fentry and fexit targets found in the BTF of module ${module} (object ${targets.btfObjectId})`);
+    return targets;
   }
 
   /** The runs of the loaded programs the kernel skipped so far (common/misses.ts). */
@@ -218,7 +242,9 @@ export class BpfObject {
     };
     for (const p of chosen) {
       const program = this.program(p.name);
-      attached(bpf.program_attach(program) as Pointer | null, p.section, p.name);
+      // by what the section names: the handler of fentry and fexit sections may be ours, which has no attach function (moduletargets.ts)
+      const link = TRACING_SECTION.test(p.section) ? bpf.program_attach_trace(program) : bpf.program_attach(program);
+      attached(link as Pointer | null, p.section, p.name);
       for (const tracepoint of alsoAttached[p.name] ?? []) {
         const [category, name] = tracepoint.split('/');
         attached(bpf.program_attach_tracepoint(program, category, name) as Pointer | null, `tracepoint/${tracepoint}`, p.name);

@@ -5,7 +5,8 @@
 // (biosnoop's first plan asks the BTF for block_io_start, a kprobe plan
 // asks kallsyms for its functions): in a 6.1 guest the kprobe check of
 // ext4slower spent 0.85 s of a 2.6 s start reading and searching kallsyms.
-// The answers hold until the next boot (kallsyms' while the same modules
+// Its count of types is kept too (moduletargets.ts numbers a module's
+// functions after them). The answers hold until the next boot (kallsyms' while the same modules
 // are loaded), so they are kept in the runtime directory beside the refused
 // plans; anything wrong with the record (missing, unreadable, someone
 // else's, another boot's) makes it empty, and the files are read again.
@@ -25,6 +26,8 @@ interface Stored {
   modules: string;
   btf: Record<string, boolean>;
   functions: Record<string, boolean>;
+  /** the kernel BTF's type count (void's included): what a module's BTF numbers its types after */
+  btf_types?: number;
 }
 
 /** The names of the modules loaded now, sorted ('' if /proc/modules cannot be read). */
@@ -66,13 +69,30 @@ export class KernelNames {
     return found;
   }
 
-  /** A record that cannot be written is only a look more next time. */
+  /** The kernel BTF's type count, as found earlier this boot, else `count()`'s, which is recorded (a walk over all its types). */
+  kernelBtfTypeCount(count: () => number): number {
+    const stored = this.stored().btf_types;
+    if (stored !== undefined) return stored;
+    const found = count();
+    this.update((record) => {
+      record.btf_types = found;
+    });
+    return found;
+  }
+
   private remember(kind: NameKind, name: string, found: boolean): void {
+    this.update((record) => {
+      record[kind] = { ...record[kind], [name]: found };
+    });
+  }
+
+  /** A record that cannot be written is only a look more next time. */
+  private update(change: (record: Stored) => void): void {
     if (!this.file || !this.boot) return;
     // read again: another run may have added answers since
     this.record = undefined;
     const stored = this.stored();
-    stored[kind] = { ...stored[kind], [name]: found };
+    change(stored);
     writeRecord(this.file, this.uid, stored);
   }
 
@@ -86,6 +106,8 @@ export class KernelNames {
     const stored = readRecord(this.file, this.uid) as Partial<Stored> | undefined;
     if (stored?.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return record;
     record.btf = answers(stored.btf);
+    const types = stored.btf_types;
+    if (typeof types === 'number' && Number.isSafeInteger(types) && types > 0) record.btf_types = types;
     if (stored.modules === modules) record.functions = answers(stored.functions);
     return record;
   }

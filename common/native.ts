@@ -97,6 +97,37 @@ function libbpf(): LibraryHandle {
     kconfig: 'const char *',
     btf_custom_path: 'const char *',
   });
+  // libbpf_prog_prepare_load_fn_t, and struct libbpf_prog_handler_opts (libbpf 0.8) as libbpf.h declares them
+  koffi.proto('int libbpf_prog_prepare_load_fn(bpf_program *prog, void *opts, long cookie)');
+  koffi.struct('libbpf_prog_handler_opts', {
+    sz: 'size_t',
+    cookie: 'long',
+    prog_setup_fn: 'void *',
+    prog_prepare_load_fn: 'libbpf_prog_prepare_load_fn *',
+    prog_attach_fn: 'void *',
+  });
+  // struct bpf_prog_load_opts up to attach_btf_obj_fd, as bpf.h declares it (what a prepare function sets)
+  koffi.struct('bpf_prog_load_opts', {
+    sz: 'size_t',
+    attempts: 'int',
+    expected_attach_type: 'int',
+    prog_btf_fd: 'uint32_t',
+    prog_flags: 'uint32_t',
+    prog_ifindex: 'uint32_t',
+    kern_version: 'uint32_t',
+    attach_btf_id: 'uint32_t',
+    attach_prog_fd: 'uint32_t',
+    attach_btf_obj_fd: 'uint32_t',
+  });
+  // struct bpf_btf_info, as the kernel's bpf.h declares it
+  koffi.struct('bpf_btf_info', {
+    btf: 'uint64_t',
+    btf_size: 'uint32_t',
+    id: 'uint32_t',
+    name: 'uint64_t',
+    name_len: 'uint32_t',
+    kernel_btf: 'uint32_t',
+  });
   // libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *, va_list);
   // on x86-64 and arm64 a va_list parameter is passed as a pointer.
   koffi.proto('int libbpf_print_fn(int level, const char *format, void *args)');
@@ -123,6 +154,7 @@ export const bpf = lazyFunctions(libbpf, {
   program_autoload: 'bool bpf_program__autoload(bpf_program *prog)',
   program_fd: 'int bpf_program__fd(bpf_program *prog)',
   program_attach: 'bpf_link *bpf_program__attach(bpf_program *prog)',
+  program_attach_trace: 'bpf_link *bpf_program__attach_trace(bpf_program *prog)',
   program_attach_tracepoint: 'bpf_link *bpf_program__attach_tracepoint(bpf_program *prog, const char *category, const char *name)',
   link_destroy: 'int bpf_link__destroy(bpf_link *link)',
   map_fd: 'int bpf_map__fd(bpf_map *map)',
@@ -136,6 +168,9 @@ export const bpf = lazyFunctions(libbpf, {
   map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
   map_delete_elem: 'int bpf_map_delete_elem(int fd, const void *key)',
   obj_get: 'int bpf_obj_get(const char *pathname)',
+  btf_get_next_id: 'int bpf_btf_get_next_id(uint32_t start_id, _Out_ uint32_t *next_id)',
+  btf_get_fd_by_id: 'int bpf_btf_get_fd_by_id(uint32_t id)',
+  register_prog_handler: 'int libbpf_register_prog_handler(const char *sec, int prog_type, int exp_attach_type, const libbpf_prog_handler_opts *opts)',
   obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *len)',
 });
 

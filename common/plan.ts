@@ -26,6 +26,8 @@ export interface AttachPlan {
   unavailable?: () => string | null;
   /** what a user misses with this plan, against the better ones (said with -v, and by ebpf-tools check) */
   limits?: string;
+  /** the module whose functions its fentry and fexit programs trace (their targets found by us: moduletargets.ts) */
+  btfModule?: string;
 }
 
 export interface Loaded {
@@ -59,7 +61,7 @@ export function loadWithPlans(
       failures.push(`${plan.name}: ${reason}`);
       continue;
     }
-    const obj = BpfObject.open(object);
+    const obj = BpfObject.open(object, plan.btfModule);
     try {
       const wanted = new Set(plan.programs);
       for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));

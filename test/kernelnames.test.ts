@@ -92,3 +92,17 @@ t.test('unreadable, or not ours alone: nothing known, never an error', async (t)
   t.equal(new KernelNames(file, boot, uid, () => '').answer('btf', 'y', open.look), false, 'a directory others may write: not trusted');
   t.equal(open.runs, 1);
 });
+
+t.test("the kernel BTF's type count: kept for the boot whatever modules come and go, and only a count is one", async (t) => {
+  const { file } = fresh();
+  let counted = 0;
+  const count = (n: number) => (): number => ((counted += 1), n);
+  t.equal(new KernelNames(file, boot, uid, () => 'jbd2').kernelBtfTypeCount(count(130000)), 130000);
+  t.equal(new KernelNames(file, boot, uid, () => 'ext4 jbd2').kernelBtfTypeCount(count(1)), 130000, 'recorded, with other modules loaded since');
+  t.equal(counted, 1, 'counted once');
+  t.equal(new KernelNames(file, { ...boot, id: '00000000-0000-4000-8000-000000000000' }, uid, () => '').kernelBtfTypeCount(count(99)), 99, 'another boot: counted again');
+  writeFileSync(file, JSON.stringify({ boot_id: boot.id, kernel: boot.kernel, modules: '', btf: {}, functions: {}, btf_types: -5 }), { mode: 0o600 });
+  t.equal(new KernelNames(file, boot, uid, () => '').kernelBtfTypeCount(count(7)), 7, 'a stored count that is not one: counted again');
+  t.equal(new KernelNames(file, boot, uid, () => '').answer('btf', 'x', () => true), true);
+  t.equal(new KernelNames(file, boot, uid, () => '').kernelBtfTypeCount(count(8)), 7, 'an answer recorded later keeps the count');
+});

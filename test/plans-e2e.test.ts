@@ -7,6 +7,7 @@
 // one kernel is checked there, over the committed results.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AttachPlan } from '../common/plan.js';
 import { RETRY_PLANS_VARIABLE } from '../common/refusedplans.js';
@@ -121,6 +122,9 @@ for (const variant of VARIANTS) {
     recordPlan({ variant, forced: null, chosen, event });
     t.equal(chosen, expected ?? '(no expectation for this kernel in test/plans.ts)', `${variant} takes its plan for ${series}`);
     t.ok(event, `${variant} (${chosen}) shows the event`);
+    if (variant === 'ext4slower' && chosen === 'fentry' && existsSync('/sys/kernel/btf/ext4')) {
+      t.match(own.stderr, /: 8 fentry and fexit targets found in the BTF of module ext4 \(object \d+\)$/m, 'their targets found by us (moduletargets.ts)');
+    }
     for (const plan of trial.plans) {
       if (plan.name === chosen) continue;
       // A plan the tool passed over on its own says why in its -v lines;

@@ -243,13 +243,15 @@ function syscallPlan(options: Options): AttachPlan {
  */
 export function attachPlans(options: Options): AttachPlan[] {
   const { fs } = options;
+  // a file system built as a module has its functions in the module's BTF, once loaded
+  const inModule = existsSync(`/sys/kernel/btf/${fs.name}`);
   return [
     {
       name: 'fentry',
       programs: fentryPrograms(fs),
+      btfModule: inModule ? fs.name : undefined,
       unavailable: () => {
-        // a file system built as a module has its functions in the module's BTF, once loaded
-        if (existsSync(`/sys/kernel/btf/${fs.name}`)) return null;
+        if (inModule) return null;
         const missing = fs.functions.filter((f) => !kernelBtfHasName(f));
         return missing.length ? `kernel BTF has no ${missing.join(', ')}${notInKernel(fs)}` : null;
       },
