@@ -5,11 +5,12 @@
 // (biosnoop's first plan asks the BTF for block_io_start, a kprobe plan
 // asks kallsyms for its functions): in a 6.1 guest the kprobe check of
 // ext4slower spent 0.85 s of a 2.6 s start reading and searching kallsyms.
-// Its count of types is kept too (moduletargets.ts numbers a module's
-// functions after them). The answers hold until the next boot (kallsyms' while the same modules
-// are loaded), so they are kept in the runtime directory beside the refused
-// plans; anything wrong with the record (missing, unreadable, someone
-// else's, another boot's) makes it empty, and the files are read again.
+// The count of the kernel BTF's types is kept too (moduletargets.ts numbers
+// a module's functions after them). The answers hold until the next boot
+// (kallsyms' while the same modules are loaded), so they are kept in the
+// runtime directory beside the refused plans; anything wrong with the
+// record (missing, unreadable, someone else's, another boot's) makes it
+// empty, and the files are read again.
 import { readFileSync } from 'node:fs';
 import { type Boot, currentBoot, readRecord, runtimeDirectory, writeRecord } from './refusedplans.js';
 

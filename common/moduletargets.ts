@@ -74,7 +74,8 @@ export function registerTracingHandler(): void {
  * a RuntimeError naming what is not there.
  */
 export function setModuleTargets(module: string, programs: Map<string, string>): { btfObjectId: number; release: () => void } {
-  const ids = moduleFunctionIds(module, [...programs.values()]);
+  // a function's fentry and fexit programs share its id
+  const ids = moduleFunctionIds(module, [...new Set(programs.values())]);
   const object = moduleBtfObject(module);
   for (const [program, fn] of programs) targets.set(program, { btfObjectFd: object.fd, typeId: ids.get(fn)! });
   return {
