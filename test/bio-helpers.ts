@@ -1,6 +1,7 @@
 // Shared by the biolatency and biosnoop end-to-end tests: a small C program
 // that does direct I/O of known sizes with a known name, run on the disk
-// that holds /, and a reader of biolatency's histograms.
+// that holds / or on a loop disk of its own, and a reader of biolatency's
+// histograms.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -77,16 +78,13 @@ int main(int argc, char **argv)
 }
 `;
 
-let built: string | undefined;
-
-/** Compiles the workload (once) into `dir`; returns its path. */
+/** Compiles the workload into `dir` unless it is there; returns its path. */
 function workloadProgram(dir: string): string {
-  if (built) return built;
-  writeFileSync(join(dir, 'workload.c'), WORKLOAD_SOURCE);
   const program = join(dir, WORKLOAD_COMM);
+  if (existsSync(program)) return program;
+  writeFileSync(join(dir, 'workload.c'), WORKLOAD_SOURCE);
   const cc = spawnSync('cc', ['-O2', '-Wall', '-o', program, join(dir, 'workload.c')], { encoding: 'utf8' });
   if (cc.status !== 0) throw new Error(`cannot compile the workload: ${cc.stderr}`);
-  built = program;
   return program;
 }
 
@@ -234,6 +232,40 @@ export function parseHistograms(text: string): ParsedHistogram[] {
     }
   }
   return histograms;
+}
+
+export interface LoopFilesystem extends RootDisk {
+  remove(): void;
+}
+
+/**
+ * A fresh ext4 on a loop disk of its own, the workload compiled onto it and
+ * everything synced before it is handed over: no other process's I/O reaches
+ * that disk, so two tools attached to it can count the same requests (the
+ * root disk also carries whatever else the machine does, e.g. CI's guests).
+ */
+export function makeLoopFilesystem(): LoopFilesystem {
+  const loop = makeLoopDisk();
+  const dir = mkdtempSync('/var/tmp/ebpf-tools-loopfs-');
+  const run = (command: string, args: string[]): void => {
+    const r = spawnSync(command, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${r.stderr.trim()}`);
+  };
+  // initialised in full now: ext4's lazy init would write its tables later, during a test
+  run('mkfs.ext4', ['-q', '-E', 'lazy_itable_init=0,lazy_journal_init=0', `/dev/${loop.disk}`]);
+  run('mount', ['-o', 'noatime', `/dev/${loop.disk}`, dir]);
+  workloadProgram(dir);
+  run('sync', ['-f', dir]);
+  return {
+    dir,
+    disk: loop.disk,
+    startSector: 0n,
+    remove(): void {
+      spawnSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+      loop.remove();
+    },
+  };
 }
 
 export interface LoopDisk {
