@@ -7,8 +7,11 @@
 // holds every function the start ran, or as it exits if that is sooner. Node's own compile cache
 // (module.enableCompileCache, Node >= 22.1) is made at compile time, before
 // anything runs, and so holds only a module's top level: the functions of a
-// start were compiled again in every run. It is still turned on, for what a
-// bundle requires from node_modules (yargs, for --help or a mistake).
+// start were compiled again in every run. It is still turned on, for the
+// packages a bundle requires by name (yargs, for --help or a mistake), just
+// before the first of them: turning it on loads node:module, and with it
+// Node's ES module loader, which a start does not otherwise need (0.8 ms of
+// it here on Node 20, 23 ms in a kernel-matrix guest).
 //
 // The tools run as root, so a cache is only used in a directory that is ours
 // alone: created 0700, refused if it or its parent is someone else's or
@@ -17,7 +20,6 @@
 // and the Node version: V8 checks the rest (its version and flags) and
 // rejects a cache that does not fit, which is then made again.
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
-import module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { constants as vmConstants, Script } from 'node:vm';
@@ -84,14 +86,32 @@ interface ToolBundle {
 }
 
 /**
+ * The require() a bundle is given: the launcher's, which finds what a
+ * bundle requires (Node's modules, koffi's binary by its path, packages by
+ * name) as one in dist/bundle/ would, both being inside the package. Node's
+ * compile cache is turned on before the first package by name.
+ */
+function bundleRequire(launcherRequire: NodeJS.Require, dir: string | undefined): (id: string) => unknown {
+  let cacheOn = dir === undefined;
+  return (id: string): unknown => {
+    // resolve.paths() is null for Node's own modules, with or without node:
+    if (!cacheOn && !id.startsWith('/') && launcherRequire.resolve.paths(id) !== null) {
+      cacheOn = true;
+      const { enableCompileCache } = launcherRequire('node:module') as { enableCompileCache?: (dir: string) => unknown };
+      enableCompileCache?.(dir!);
+    }
+    return launcherRequire(id);
+  };
+}
+
+/**
  * Runs the tool bundle `file` (dist/bundle/<tool>.cjs) as `command`
  * (ext4slower runs fsslower's), compiled from its code cache where there is
- * one. Returns the bundle's script, and whether its cache was used.
+ * one, with the launcher's `require`. Returns the bundle's script, and
+ * whether its cache was used.
  */
-export function runBundle(bundleFile: string, command: string): { script: Script; cached: boolean } {
+export function runBundle(bundleFile: string, command: string, launcherRequire: NodeJS.Require): { script: Script; cached: boolean } {
   const dir = cacheDirectory();
-  const enable = (module as { enableCompileCache?: (dir: string) => unknown }).enableCompileCache;
-  if (dir && enable) enable(dir);
   const file = resolve(bundleFile);
   const bundle = basename(file, '.cjs');
   const source = readFileSync(file, 'utf8');
@@ -107,7 +127,7 @@ export function runBundle(bundleFile: string, command: string): { script: Script
     filename: file, cachedData, importModuleDynamically: vmConstants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
   const loaded = { exports: {} as ToolBundle };
-  (script.runInThisContext() as (...args: unknown[]) => void)(loaded.exports, createRequire(file), loaded, file, dirname(file));
+  (script.runInThisContext() as (...args: unknown[]) => void)(loaded.exports, bundleRequire(launcherRequire, dir), loaded, file, dirname(file));
   const started = loaded.exports.run(command);
   if (cacheFile && (!cachedData || script.cachedDataRejected)) {
     let stored = false;

@@ -20,7 +20,6 @@ import { RuntimeError } from './errors.js';
  * which finds it or says why not.
  */
 function loadKoffi(): typeof KoffiModule {
-  const require = createRequire(import.meta.url);
   const prebuilt = `@koromix/koffi-${process.platform}-${process.arch}`;
   for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
     const modules = `${dir}/node_modules`;
@@ -31,7 +30,12 @@ function loadKoffi(): typeof KoffiModule {
         const binary = `${binaries}/${libc}_${process.arch}/koffi.node`;
         if (!existsSync(binary)) continue;
         try {
-          const native = require(binary) as typeof KoffiModule & { version?: string };
+          // opened as require() opens an addon, without its resolving of the
+          // path (real paths, package.json scopes: 16 ms of a start in a
+          // kernel-matrix guest)
+          const addon = { exports: {} as typeof KoffiModule & { version?: string } };
+          process.dlopen(addon, binary);
+          const native = addon.exports;
           if (native.version === version) return native;
         } catch {
           // not this libc's
@@ -40,7 +44,7 @@ function loadKoffi(): typeof KoffiModule {
     }
     break;
   }
-  return require('koffi') as typeof KoffiModule;
+  return createRequire(import.meta.url)('koffi') as typeof KoffiModule;
 }
 
 const koffi = loadKoffi();

@@ -14,6 +14,11 @@
 // Node's own modules are imported at the top of a bundle whoever imports
 // them: one that only some runs need and that costs (node:http) is imported
 // where it is used (common/exporter.ts).
+// node:module is not loaded by a tool's bundle: its createRequire, all our
+// modules take from it (createRequire(import.meta.url), for koffi's binary
+// by its path, a package by name or one of Node's modules), is the bundle's
+// own require, which finds those as theirs would; loading node:module loads
+// Node's ES module loader (23 ms of a start in a kernel-matrix guest).
 // chalk's detection of the terminal (its '#supports-color', which loads
 // node:tty, node:net and the streams as a start's stdio does not) is left
 // out: our tools always give chalk its level (common/colour.ts).
@@ -51,6 +56,13 @@ const options = {
   external: ['koffi', 'yargs', 'cli-table3'],
   logLevel: 'warning',
   plugins: [{
+    name: 'no-node-module',
+    setup(bundle) {
+      bundle.onResolve({ filter: /^node:module$/ }, () => ({ path: 'node:module', namespace: 'no-node-module' }));
+      // anything else imported from node:module is a build error ("No matching export")
+      bundle.onLoad({ filter: /.*/, namespace: 'no-node-module' }, () => ({ contents: 'export const createRequire = () => require;' }));
+    },
+  }, {
     name: 'no-chalk-detection',
     setup(bundle) {
       bundle.onResolve({ filter: /^#supports-color$/ }, () => ({ path: 'supports-color', namespace: 'no-chalk-detection' }));

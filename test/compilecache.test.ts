@@ -4,7 +4,7 @@
 // bundle has started, used by the next run, made again for a changed bundle.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,7 @@ t.test("a bundle's code cache: made once it has started, used by the next run, m
   const write = (hashLine: string, body: string) => writeFileSync(bundle, `${hashLine}` +
     `exports.run = async (command) => { ${body}; console.log(command); setTimeout(() => {}, 600); };\n`);
   const run = () => {
-    const code = `const { cached } = require(${JSON.stringify(launcher)}).runBundle(${JSON.stringify(bundle)}, 'cmd'); console.log(cached)`;
+    const code = `const { cached } = require(${JSON.stringify(launcher)}).runBundle(${JSON.stringify(bundle)}, 'cmd', require); console.log(cached)`;
     const r = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '' }, encoding: 'utf8' });
     t.equal(r.status, 0, r.stderr);
     return r.stdout.trim().split('\n');
@@ -74,4 +74,29 @@ t.test("a bundle's code cache: made once it has started, used by the next run, m
   write('', '');
   t.same(run(), ['cmd', 'false'], 'a bundle without its hash line runs');
   t.same(caches(), [], 'uncached');
+});
+
+t.test("a start loads neither node:module nor Node's ES module loader; a package required by name turns Node's compile cache on first", async (t) => {
+  const bundles = fileURLToPath(new URL('../bundle/', import.meta.url));
+  for (const file of readdirSync(bundles).filter((f) => f.endsWith('.cjs'))) {
+    t.notMatch(readFileSync(join(bundles, file), 'utf8'), /require\("(node:)?module"\)/, `${file} does not require node:module`);
+  }
+  const work = mkdtempSync(join(tmpdir(), 'ebpf-tools-require-'));
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  mkdirSync(join(work, 'node_modules/a-package'), { recursive: true });
+  writeFileSync(join(work, 'node_modules/a-package/index.js'), 'module.exports = 1;\n');
+  writeFileSync(join(work, 'by-path.cjs'), 'module.exports = 2;\n');
+  // what a start requires (Node's modules, an addon by its path), then a package by name, as --help loads yargs
+  writeFileSync(join(work, 'bundle.cjs'), `exports.run = async () => {
+    const loaded = () => process.moduleLoadList.includes('NativeModule module');
+    require('node:fs'); require('path'); require(${JSON.stringify(join(work, 'by-path.cjs'))});
+    console.log(loaded());
+    require('a-package');
+    console.log(loaded());
+  };\n`);
+  // a launcher of its own, as bin/ holds them (node -e loads node:module itself)
+  writeFileSync(join(work, 'launcher.cjs'), `require(${JSON.stringify(launcher)}).runBundle(${JSON.stringify(join(work, 'bundle.cjs'))}, 'cmd', require);\n`);
+  const r = spawnSync(process.execPath, [join(work, 'launcher.cjs')], { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '' }, encoding: 'utf8', timeout: 30000 });
+  t.equal(r.status, 0, r.stderr);
+  t.same(r.stdout.trim().split('\n'), ['false', 'true'], 'node:module is loaded, to turn the cache on, only for the package');
 });
