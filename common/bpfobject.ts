@@ -8,7 +8,7 @@ import { coreBtfPath } from './corebtf.js';
 import { RuntimeError } from './errors.js';
 import { libbpfLog } from './log.js';
 import { recursionMisses } from './misses.js';
-import { registerTracingHandler, setModuleTargets, TRACING_SECTION } from './moduletargets.js';
+import { registerTracingHandler, setModuleTargets, TRACING_SECTION, type TracingProgram } from './moduletargets.js';
 import { bpf, errnoText, inThreads, koffi, lastErrno, libcCalls } from './native.js';
 import { checkKernelBtf, checkPrivileges, ensureTracefs } from './preflight.js';
 
@@ -213,12 +213,13 @@ export class BpfObject {
 
   /** The targets of the fentry and fexit programs to load, in `module`'s BTF, given to libbpf for this load. */
   private moduleTargets(module: string): { release: () => void } {
-    const functions = new Map<string, string>();
+    const tracing: TracingProgram[] = [];
     for (const p of this.programs()) {
-      if (TRACING_SECTION.test(p.section) && bpf.program_autoload(this.program(p.name))) functions.set(p.name, p.section.slice(p.section.indexOf('/') + 1));
+      const program = this.program(p.name);
+      if (TRACING_SECTION.test(p.section) && bpf.program_autoload(program)) tracing.push({ name: p.name, program, fn: p.section.slice(p.section.indexOf('/') + 1) });
     }
-    const targets = setModuleTargets(module, functions);
-    libbpfLog.note(`${this.tool}.bpf.o: ${functions.size} fentry and fexit targets found in the BTF of module ${module} (object ${targets.btfObjectId})`);
+    const targets = setModuleTargets(module, tracing);
+    libbpfLog.note(`${this.tool}.bpf.o: ${tracing.length} fentry and fexit targets found in the BTF of module ${module} (object ${targets.btfObjectId})`);
     return targets;
   }
 
@@ -227,7 +228,6 @@ export class BpfObject {
     return recursionMisses(this.programInfo);
   }
 
-  /** Attaches every program chosen to load, mounting tracefs first if a classic tracepoint needs it. */
   /** Attaches every program loaded where its section says, and to the tracepoints `alsoAttached` names for it. */
   attach(alsoAttached: Record<string, string[]> = {}): void {
     const chosen = this.programs().filter((p) => bpf.program_autoload(this.program(p.name)));

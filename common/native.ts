@@ -159,6 +159,7 @@ export const bpf = lazyFunctions(libbpf, {
   program_fd: 'int bpf_program__fd(bpf_program *prog)',
   program_attach: 'bpf_link *bpf_program__attach(bpf_program *prog)',
   program_attach_trace: 'bpf_link *bpf_program__attach_trace(bpf_program *prog)',
+  program_set_attach_target: 'int bpf_program__set_attach_target(bpf_program *prog, int attach_prog_fd, const char *attach_func_name)',
   program_attach_tracepoint: 'bpf_link *bpf_program__attach_tracepoint(bpf_program *prog, const char *category, const char *name)',
   link_destroy: 'int bpf_link__destroy(bpf_link *link)',
   map_fd: 'int bpf_map__fd(bpf_map *map)',

@@ -7,11 +7,11 @@
 // on this machine it is built in, and the fentry plan leaves its targets to
 // libbpf, whose search of the kernel's BTF alone is one pass.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync } from 'node:fs';
 import t from 'tap';
 import { kernelBtf, kernelBtfHasName } from '../common/kernelbtf.js';
 import { kernelNames } from '../common/kernelnames.js';
-import { moduleFunctionIds, setModuleTargets } from '../common/moduletargets.js';
+import { moduleBtfObject, moduleFunctionIds } from '../common/moduletargets.js';
 import { attachPlans, parseOptions } from '../tools/fsslower.js';
 
 const options = parseOptions(['0'], 'ext4slower');
@@ -42,9 +42,9 @@ if (existsSync(`/sys/kernel/btf/${module}`)) {
     }
     t.equal(kernelBtf().typeCount, types[0][0], "the module's own types are numbered from the kernel's type count");
     t.equal(kernelNames().kernelBtfTypeCount(() => -1), types[0][0], 'which is kept for the boot');
-    const targets = setModuleTargets(module, new Map(functions.map((fn) => [`program_${fn}`, fn])));
-    targets.release();
-    t.equal(String(targets.btfObjectId), objectId, "the BTF object handed over is the module's");
+    const object = moduleBtfObject(module);
+    closeSync(object.fd);
+    t.equal(String(object.id), objectId, "the BTF object handed over is the module's");
     t.throws(() => moduleFunctionIds(module, ['ebpf_tools_no_such_function']), /module ext4's BTF has no function ebpf_tools_no_such_function/);
   });
 } else if (functions.every(kernelBtfHasName)) {
