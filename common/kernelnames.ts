@@ -6,7 +6,10 @@
 // asks kallsyms for its functions): in a 6.1 guest the kprobe check of
 // ext4slower spent 0.85 s of a 2.6 s start reading and searching kallsyms.
 // The count of the kernel BTF's types is kept too (moduletargets.ts numbers
-// a module's functions after them). The answers hold until the next boot
+// a module's functions after them), and the id of a module's BTF object
+// (found by asking the kernel for each object in turn, 21 in a 6.1 guest:
+// kept as a hint, checked by its name at each use, since a module loaded
+// again has another). The answers hold until the next boot
 // (kallsyms' while the same modules are loaded), so they are kept in the
 // runtime directory beside the refused plans; anything wrong with the
 // record (missing, unreadable, someone else's, another boot's) makes it
@@ -29,6 +32,8 @@ interface Stored {
   functions: Record<string, boolean>;
   /** the kernel BTF's type count (void's included): what a module's BTF numbers its types after */
   btf_types?: number;
+  /** the id of a module's BTF object, by module: a hint, checked when used */
+  btf_objects: Record<string, number>;
 }
 
 /** The names of the modules loaded now, sorted ('' if /proc/modules cannot be read). */
@@ -81,6 +86,17 @@ export class KernelNames {
     return found;
   }
 
+  /** The id `module`'s BTF object had when last found this boot (it may have another now). */
+  btfObjectId(module: string): number | undefined {
+    return this.stored().btf_objects[module];
+  }
+
+  rememberBtfObjectId(module: string, id: number): void {
+    this.update((record) => {
+      record.btf_objects = { ...record.btf_objects, [module]: id };
+    });
+  }
+
   private remember(kind: NameKind, name: string, found: boolean): void {
     this.update((record) => {
       record[kind] = { ...record[kind], [name]: found };
@@ -101,14 +117,15 @@ export class KernelNames {
   private stored(): Stored {
     if (this.record) return this.record;
     const modules = this.modules();
-    const record: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {} };
+    const record: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {}, btf_objects: {} };
     this.record = record;
     if (!this.file || !this.boot) return record;
     const stored = readRecord(this.file, this.uid) as Partial<Stored> | undefined;
     if (stored?.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return record;
     record.btf = answers(stored.btf);
     const types = stored.btf_types;
-    if (typeof types === 'number' && Number.isSafeInteger(types) && types > 0) record.btf_types = types;
+    if (positive(types)) record.btf_types = types;
+    record.btf_objects = ids(stored.btf_objects);
     if (stored.modules === modules) record.functions = answers(stored.functions);
     return record;
   }
@@ -118,6 +135,17 @@ function answers(value: unknown): Record<string, boolean> {
   const out: Record<string, boolean> = {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
   for (const [name, found] of Object.entries(value)) if (typeof found === 'boolean') out[name] = found;
+  return out;
+}
+
+function positive(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+}
+
+function ids(value: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
+  for (const [name, id] of Object.entries(value)) if (positive(id)) out[name] = id;
   return out;
 }
 

@@ -138,24 +138,40 @@ function kernelBtfStringLength(): number {
   return btfHeader(header).stringLength;
 }
 
-/** The kernel's BTF object of `module` (loaded, or it has none): its id, and an fd of it. */
+/**
+ * The kernel's BTF object of `module` (loaded, or it has none): its id, and
+ * an fd of it. Tried first at the id it had when last found this boot.
+ */
 export function moduleBtfObject(module: string): { id: number; fd: number } {
+  const names = kernelNames();
+  const hint = names.btfObjectId(module);
+  const fd = hint === undefined ? -1 : btfObjectOf(hint, module);
+  if (fd >= 0) return { id: hint!, fd };
+  const next = [0];
+  for (let id = 0; bpf.btf_get_next_id(id, next) === 0; id = next[0]) {
+    const found = btfObjectOf(next[0], module);
+    if (found < 0) continue;
+    names.rememberBtfObjectId(module, next[0]);
+    return { id: next[0], fd: found };
+  }
+  throw new RuntimeError(`the kernel has no BTF of module ${module}: it is not loaded`);
+}
+
+/** An fd of BTF object `id` if it is `module`'s, else -1. */
+function btfObjectOf(id: number, module: string): number {
+  const fd = bpf.btf_get_fd_by_id(id) as number;
+  // gone since it was listed, or since it was found
+  if (fd < 0) return -1;
   const name = koffi.alloc('char', BTF_NAME_SIZE);
   try {
-    const next = [0];
-    for (let id = 0; bpf.btf_get_next_id(id, next) === 0; id = next[0]) {
-      const fd = bpf.btf_get_fd_by_id(next[0]) as number;
-      // gone since it was listed
-      if (fd < 0) continue;
-      const info = Buffer.alloc(koffi.sizeof('bpf_btf_info'));
-      koffi.encode(info, 'bpf_btf_info', { btf: 0, btf_size: 0, id: 0, name: koffi.address(name), name_len: BTF_NAME_SIZE, kernel_btf: 0 });
-      const read = bpf.obj_get_info_by_fd(fd, info, [info.length]) === 0;
-      const got = koffi.decode(info, 'bpf_btf_info') as { kernel_btf: number };
-      if (read && got.kernel_btf && koffi.decode(name, 'char', -1) === module) return { id: next[0], fd };
-      libcCalls.close(fd);
-    }
+    const info = Buffer.alloc(koffi.sizeof('bpf_btf_info'));
+    koffi.encode(info, 'bpf_btf_info', { btf: 0, btf_size: 0, id: 0, name: koffi.address(name), name_len: BTF_NAME_SIZE, kernel_btf: 0 });
+    const read = bpf.obj_get_info_by_fd(fd, info, [info.length]) === 0;
+    const got = koffi.decode(info, 'bpf_btf_info') as { kernel_btf: number };
+    if (read && got.kernel_btf && koffi.decode(name, 'char', -1) === module) return fd;
   } finally {
     koffi.free(name);
   }
-  throw new RuntimeError(`the kernel has no BTF of module ${module}: it is not loaded`);
+  libcCalls.close(fd);
+  return -1;
 }

@@ -106,3 +106,18 @@ t.test("the kernel BTF's type count: kept for the boot whatever modules come and
   t.equal(new KernelNames(file, boot, uid, () => '').answer('btf', 'x', () => true), true);
   t.equal(new KernelNames(file, boot, uid, () => '').kernelBtfTypeCount(count(8)), 7, 'an answer recorded later keeps the count');
 });
+
+t.test("a module's BTF object id: kept for the boot as a hint, per module, and only an id is one", async (t) => {
+  const { file } = fresh();
+  const names = (modules = 'ext4') => new KernelNames(file, boot, uid, () => modules);
+  t.equal(names().btfObjectId('ext4'), undefined, 'none yet');
+  names().rememberBtfObjectId('ext4', 21);
+  names().rememberBtfObjectId('xfs', 30);
+  t.equal(names('ext4 xfs').btfObjectId('ext4'), 21, 'recorded, with other modules loaded since');
+  t.equal(names().btfObjectId('xfs'), 30, 'each module its own');
+  names().rememberBtfObjectId('ext4', 40);
+  t.equal(names().btfObjectId('ext4'), 40, 'found again elsewhere: replaced');
+  t.equal(new KernelNames(file, { ...boot, id: '00000000-0000-4000-8000-000000000000' }, uid, () => '').btfObjectId('ext4'), undefined, 'another boot: none');
+  writeFileSync(file, JSON.stringify({ boot_id: boot.id, kernel: boot.kernel, modules: '', btf: {}, functions: {}, btf_objects: { ext4: 'x', xfs: 0, btrfs: 7 } }), { mode: 0o600 });
+  t.same([names().btfObjectId('ext4'), names().btfObjectId('xfs'), names().btfObjectId('btrfs')], [undefined, undefined, 7], 'a stored id that is not one: none');
+});

@@ -45,6 +45,13 @@ if (existsSync(`/sys/kernel/btf/${module}`)) {
     const object = moduleBtfObject(module);
     closeSync(object.fd);
     t.equal(String(object.id), objectId, "the BTF object handed over is the module's");
+    t.equal(kernelNames().btfObjectId(module), object.id, 'its id kept for the boot');
+    // a module loaded again has another id: the one kept is a hint, checked
+    kernelNames().rememberBtfObjectId(module, 1);
+    const again = moduleBtfObject(module);
+    closeSync(again.fd);
+    t.equal(again.id, object.id, 'a kept id that is no longer the module\'s: found again');
+    t.equal(kernelNames().btfObjectId(module), object.id, 'and kept');
     t.throws(() => moduleFunctionIds(module, ['ebpf_tools_no_such_function']), /module ext4's BTF has no function ebpf_tools_no_such_function/);
   });
 } else if (functions.every(kernelBtfHasName)) {
