@@ -114,7 +114,8 @@ export function runBundle(bundleFile: string, command: string, launcherRequire: 
   const dir = cacheDirectory();
   const file = resolve(bundleFile);
   const bundle = basename(file, '.cjs');
-  const source = readFileSync(file, 'utf8');
+  // ASCII (scripts/bundle.mjs): as latin1, the same string without UTF-8's decoding (14 ms of a start in a kernel-matrix guest)
+  const source = readFileSync(file, 'latin1');
   const cacheFile = dir && codeCacheFile(dir, bundle, source);
   let cachedData: Buffer | undefined;
   try {

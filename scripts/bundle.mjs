@@ -50,6 +50,8 @@ const options = {
   platform: 'node',
   format: 'cjs',
   target: 'node20',
+  // every character outside ASCII escaped: a launcher reads a bundle as latin1 (common/compilecache.ts)
+  charset: 'ascii',
   // what our ES modules take from import.meta.url, from the bundle's own file
   define: { 'import.meta.url': 'bundleUrl' },
   banner: { js: "const bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
