@@ -6,10 +6,12 @@
 // asks kallsyms for its functions): in a 6.1 guest the kprobe check of
 // ext4slower spent 0.85 s of a 2.6 s start reading and searching kallsyms.
 // The count of the kernel BTF's types is kept too (moduletargets.ts numbers
-// a module's functions after them), and the id of a module's BTF object
-// (found by asking the kernel for each object in turn, 21 in a 6.1 guest:
-// kept as a hint, checked by its name at each use, since a module loaded
-// again has another). The answers hold until the next boot
+// a module's functions after them), and for a module the id of its BTF
+// object (found by asking the kernel for each object in turn, 21 in a 6.1
+// guest) and its functions' ids in it (found by a walk over its BTF, 140 kB
+// for ext4: most of 150 ms of an ext4slower start in that guest): a hint,
+// its object checked by name at each use, the functions' only while that
+// object is the module's (a module loaded again has another). The answers hold until the next boot
 // (kallsyms' while the same modules are loaded), so they are kept in the
 // runtime directory beside the refused plans; anything wrong with the
 // record (missing, unreadable, someone else's, another boot's) makes it
@@ -32,8 +34,13 @@ interface Stored {
   functions: Record<string, boolean>;
   /** the kernel BTF's type count (void's included): what a module's BTF numbers its types after */
   btf_types?: number;
-  /** the id of a module's BTF object, by module: a hint, checked when used */
-  btf_objects: Record<string, number>;
+  /** by module: the id of its BTF object (a hint, checked when used), and its functions' ids in that object */
+  btf_modules: Record<string, ModuleBtf>;
+}
+
+export interface ModuleBtf {
+  object: number;
+  functions: Record<string, number>;
 }
 
 /** The names of the modules loaded now, sorted ('' if /proc/modules cannot be read). */
@@ -86,14 +93,17 @@ export class KernelNames {
     return found;
   }
 
-  /** The id `module`'s BTF object had when last found this boot (it may have another now). */
-  btfObjectId(module: string): number | undefined {
-    return this.stored().btf_objects[module];
+  /** `module`'s BTF object when last found this boot (it may have another now), and its functions' ids found in it. */
+  moduleBtf(module: string): ModuleBtf | undefined {
+    return this.stored().btf_modules[module];
   }
 
-  rememberBtfObjectId(module: string, id: number): void {
+  /** Records `module`'s BTF object and ids of functions in it: added to those known for that object, in place of another's. */
+  rememberModuleBtf(module: string, object: number, functions: Record<string, number>): void {
     this.update((record) => {
-      record.btf_objects = { ...record.btf_objects, [module]: id };
+      const known = record.btf_modules[module];
+      const kept = known?.object === object ? known.functions : {};
+      record.btf_modules = { ...record.btf_modules, [module]: { object, functions: { ...kept, ...functions } } };
     });
   }
 
@@ -117,7 +127,7 @@ export class KernelNames {
   private stored(): Stored {
     if (this.record) return this.record;
     const modules = this.modules();
-    const record: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {}, btf_objects: {} };
+    const record: Stored = { boot_id: this.boot?.id ?? '', kernel: this.boot?.kernel ?? '', modules, btf: {}, functions: {}, btf_modules: {} };
     this.record = record;
     if (!this.file || !this.boot) return record;
     const stored = readRecord(this.file, this.uid) as Partial<Stored> | undefined;
@@ -125,27 +135,31 @@ export class KernelNames {
     record.btf = answers(stored.btf);
     const types = stored.btf_types;
     if (positive(types)) record.btf_types = types;
-    record.btf_objects = ids(stored.btf_objects);
+    record.btf_modules = moduleBtfs(stored.btf_modules);
     if (stored.modules === modules) record.functions = answers(stored.functions);
     return record;
   }
 }
 
 function answers(value: unknown): Record<string, boolean> {
-  const out: Record<string, boolean> = {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
-  for (const [name, found] of Object.entries(value)) if (typeof found === 'boolean') out[name] = found;
-  return out;
+  return Object.fromEntries(entries(value).filter((e): e is [string, boolean] => typeof e[1] === 'boolean'));
 }
 
 function positive(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 }
 
-function ids(value: unknown): Record<string, number> {
-  const out: Record<string, number> = {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
-  for (const [name, id] of Object.entries(value)) if (positive(id)) out[name] = id;
+function entries(value: unknown): [string, unknown][] {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.entries(value) : [];
+}
+
+function moduleBtfs(value: unknown): Record<string, ModuleBtf> {
+  const out: Record<string, ModuleBtf> = {};
+  for (const [module, kept] of entries(value)) {
+    const { object, functions } = (kept ?? {}) as Partial<ModuleBtf>;
+    if (!positive(object)) continue;
+    out[module] = { object, functions: Object.fromEntries(entries(functions).filter((e): e is [string, number] => positive(e[1]))) };
+  }
   return out;
 }
 

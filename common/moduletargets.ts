@@ -91,9 +91,9 @@ export interface TracingProgram {
  * is not there.
  */
 export function setModuleTargets(module: string, programs: TracingProgram[]): { btfObjectId: number; release: () => void } {
-  // a function's fentry and fexit programs share its id
-  const ids = moduleFunctionIds(module, [...new Set(programs.map((p) => p.fn))]);
   const object = moduleBtfObject(module);
+  // a function's fentry and fexit programs share its id
+  const ids = moduleFunctionIds(module, [...new Set(programs.map((p) => p.fn))], object.id);
   for (const { name, program, fn } of programs) {
     targets.set(name, { btfObjectFd: object.fd, typeId: ids.get(fn)! });
     // not a program's fd: see above
@@ -109,8 +109,15 @@ export function setModuleTargets(module: string, programs: TracingProgram[]): { 
   };
 }
 
-/** The ids of `functions` in `module`'s BTF, as the kernel numbers them. Throws a RuntimeError naming one it lacks. */
-export function moduleFunctionIds(module: string, functions: string[]): Map<string, number> {
+/**
+ * The ids of `functions` in `module`'s BTF (its object `objectId`), as the
+ * kernel numbers them: as found earlier this boot in that object, else
+ * found now. Throws a RuntimeError naming one it lacks.
+ */
+export function moduleFunctionIds(module: string, functions: string[], objectId: number): Map<string, number> {
+  const kept = kernelNames().moduleBtf(module);
+  const known = kept?.object === objectId ? kept.functions : {};
+  if (functions.every((fn) => Object.hasOwn(known, fn))) return new Map(functions.map((fn) => [fn, known[fn]]));
   const btf = new Btf(readFileSync(`/sys/kernel/btf/${module}`));
   const base: SplitBase = {
     typeCount: kernelNames().kernelBtfTypeCount(() => kernelBtf().typeCount),
@@ -123,6 +130,7 @@ export function moduleFunctionIds(module: string, functions: string[]): Map<stri
     if (id < 0) throw new RuntimeError(`module ${module}'s BTF has no function ${fn}`);
     ids.set(fn, id);
   }
+  kernelNames().rememberModuleBtf(module, objectId, Object.fromEntries(ids));
   return ids;
 }
 
@@ -144,14 +152,14 @@ function kernelBtfStringLength(): number {
  */
 export function moduleBtfObject(module: string): { id: number; fd: number } {
   const names = kernelNames();
-  const hint = names.btfObjectId(module);
+  const hint = names.moduleBtf(module)?.object;
   const fd = hint === undefined ? -1 : btfObjectOf(hint, module);
   if (fd >= 0) return { id: hint!, fd };
   const next = [0];
   for (let id = 0; bpf.btf_get_next_id(id, next) === 0; id = next[0]) {
     const found = btfObjectOf(next[0], module);
     if (found < 0) continue;
-    names.rememberBtfObjectId(module, next[0]);
+    names.rememberModuleBtf(module, next[0], {});
     return { id: next[0], fd: found };
   }
   throw new RuntimeError(`the kernel has no BTF of module ${module}: it is not loaded`);

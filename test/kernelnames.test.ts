@@ -107,17 +107,23 @@ t.test("the kernel BTF's type count: kept for the boot whatever modules come and
   t.equal(new KernelNames(file, boot, uid, () => '').kernelBtfTypeCount(count(8)), 7, 'an answer recorded later keeps the count');
 });
 
-t.test("a module's BTF object id: kept for the boot as a hint, per module, and only an id is one", async (t) => {
+t.test("a module's BTF object and its functions' ids: kept for the boot per module, the ids only with their object, and only ids are ones", async (t) => {
   const { file } = fresh();
   const names = (modules = 'ext4') => new KernelNames(file, boot, uid, () => modules);
-  t.equal(names().btfObjectId('ext4'), undefined, 'none yet');
-  names().rememberBtfObjectId('ext4', 21);
-  names().rememberBtfObjectId('xfs', 30);
-  t.equal(names('ext4 xfs').btfObjectId('ext4'), 21, 'recorded, with other modules loaded since');
-  t.equal(names().btfObjectId('xfs'), 30, 'each module its own');
-  names().rememberBtfObjectId('ext4', 40);
-  t.equal(names().btfObjectId('ext4'), 40, 'found again elsewhere: replaced');
-  t.equal(new KernelNames(file, { ...boot, id: '00000000-0000-4000-8000-000000000000' }, uid, () => '').btfObjectId('ext4'), undefined, 'another boot: none');
-  writeFileSync(file, JSON.stringify({ boot_id: boot.id, kernel: boot.kernel, modules: '', btf: {}, functions: {}, btf_objects: { ext4: 'x', xfs: 0, btrfs: 7 } }), { mode: 0o600 });
-  t.same([names().btfObjectId('ext4'), names().btfObjectId('xfs'), names().btfObjectId('btrfs')], [undefined, undefined, 7], 'a stored id that is not one: none');
+  t.equal(names().moduleBtf('ext4'), undefined, 'none yet');
+  names().rememberModuleBtf('ext4', 21, {});
+  names().rememberModuleBtf('ext4', 21, { ext4_file_open: 9000 });
+  names().rememberModuleBtf('ext4', 21, { ext4_sync_file: 9001 });
+  names().rememberModuleBtf('xfs', 30, { xfs_file_open: 500 });
+  t.same(names('ext4 xfs').moduleBtf('ext4'), { object: 21, functions: { ext4_file_open: 9000, ext4_sync_file: 9001 } }, 'recorded and added to, with other modules loaded since');
+  t.same(names().moduleBtf('xfs'), { object: 30, functions: { xfs_file_open: 500 } }, 'each module its own');
+  names().rememberModuleBtf('ext4', 40, {});
+  t.same(names().moduleBtf('ext4'), { object: 40, functions: {} }, "found in another object: the old object's ids go with it");
+  t.equal(new KernelNames(file, { ...boot, id: '00000000-0000-4000-8000-000000000000' }, uid, () => '').moduleBtf('ext4'), undefined, 'another boot: none');
+  writeFileSync(file, JSON.stringify({
+    boot_id: boot.id, kernel: boot.kernel, modules: '', btf: {}, functions: {},
+    btf_modules: { ext4: { object: 'x', functions: {} }, xfs: { object: 0 }, btrfs: { object: 7, functions: { a: 1, b: -1, c: '2' } }, nfs: 3 },
+  }), { mode: 0o600 });
+  t.same([names().moduleBtf('ext4'), names().moduleBtf('xfs'), names().moduleBtf('btrfs'), names().moduleBtf('nfs')],
+    [undefined, undefined, { object: 7, functions: { a: 1 } }, undefined], 'a stored object or id that is not one: none');
 });

@@ -36,23 +36,29 @@ if (existsSync(`/sys/kernel/btf/${module}`)) {
     const objectId = [...bpftool(['btf', 'list']).matchAll(listed)].find((m) => m[2] === module)?.[1];
     t.ok(objectId, `bpftool lists the BTF object of ${module}`);
     const types = dumped(bpftool(['btf', 'dump', 'id', String(objectId)]));
-    const ids = moduleFunctionIds(module, functions);
+    // what this test keeps for the module is not left to the tools run after it this boot
+    t.teardown(() => kernelNames().rememberModuleBtf(module, 1, {}));
+    const object = moduleBtfObject(module);
+    closeSync(object.fd);
+    t.equal(String(object.id), objectId, "the BTF object handed over is the module's");
+    // found now: what was kept for another object is not taken
+    kernelNames().rememberModuleBtf(module, 1, {});
+    const ids = moduleFunctionIds(module, functions, object.id);
     for (const fn of functions) {
       t.equal(ids.get(fn), types.find(([, kind, name]) => kind === 'FUNC' && name === fn)?.[0], `${fn}: the id bpftool gives`);
     }
     t.equal(kernelBtf().typeCount, types[0][0], "the module's own types are numbered from the kernel's type count");
     t.equal(kernelNames().kernelBtfTypeCount(() => -1), types[0][0], 'which is kept for the boot');
-    const object = moduleBtfObject(module);
-    closeSync(object.fd);
-    t.equal(String(object.id), objectId, "the BTF object handed over is the module's");
-    t.equal(kernelNames().btfObjectId(module), object.id, 'its id kept for the boot');
-    // a module loaded again has another id: the one kept is a hint, checked
-    kernelNames().rememberBtfObjectId(module, 1);
+    t.same(kernelNames().moduleBtf(module), { object: object.id, functions: Object.fromEntries(ids) }, 'the object and the ids kept for the boot');
+    kernelNames().rememberModuleBtf(module, object.id, { [functions[0]]: 7 });
+    t.equal(moduleFunctionIds(module, functions, object.id).get(functions[0]), 7, 'and taken from there while the object is the same');
+    // a module loaded again has another object: the one kept is a hint, checked
+    kernelNames().rememberModuleBtf(module, 1, {});
     const again = moduleBtfObject(module);
     closeSync(again.fd);
-    t.equal(again.id, object.id, 'a kept id that is no longer the module\'s: found again');
-    t.equal(kernelNames().btfObjectId(module), object.id, 'and kept');
-    t.throws(() => moduleFunctionIds(module, ['ebpf_tools_no_such_function']), /module ext4's BTF has no function ebpf_tools_no_such_function/);
+    t.equal(again.id, object.id, "a kept object that is no longer the module's: found again");
+    t.equal(kernelNames().moduleBtf(module)?.object, object.id, 'and kept');
+    t.throws(() => moduleFunctionIds(module, ['ebpf_tools_no_such_function'], object.id), /module ext4's BTF has no function ebpf_tools_no_such_function/);
   });
 } else if (functions.every(kernelBtfHasName)) {
   t.test(`${module} is built in here: the fentry plan leaves its targets to libbpf`, async (t) => {
