@@ -96,9 +96,12 @@ t.test("a start loads neither node:module nor Node's ES module loader; a package
     require('a-package');
     console.log(loaded());
   };\n`);
-  // a launcher of its own, as bin/ holds them (node -e loads node:module itself)
+  // a launcher of its own, as bin/ holds them (node -e loads node:module
+  // itself), started as a user starts one: tap's runner puts NODE_OPTIONS
+  // that load it too into whatever its tests start, so env(1) drops them
   writeFileSync(join(work, 'launcher.cjs'), `require(${JSON.stringify(launcher)}).runBundle(${JSON.stringify(join(work, 'bundle.cjs'))}, 'cmd', require);\n`);
-  const r = spawnSync(process.execPath, [join(work, 'launcher.cjs')], { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '' }, encoding: 'utf8', timeout: 30000 });
+  const r = spawnSync('env', ['-u', 'NODE_OPTIONS', process.execPath, join(work, 'launcher.cjs')],
+    { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '' }, encoding: 'utf8', timeout: 30000 });
   t.equal(r.status, 0, r.stderr);
   t.same(r.stdout.trim().split('\n'), ['false', 'true'], 'node:module is loaded, to turn the cache on, only for the package');
 });
