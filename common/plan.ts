@@ -28,6 +28,8 @@ export interface AttachPlan {
   limits?: string;
   /** the module whose functions its fentry and fexit programs trace (their targets found by us: moduletargets.ts) */
   btfModule?: string;
+  /** the object its programs are in (bpf/<object>.bpf.o), where it is not the one loadWithPlans is given */
+  object?: string;
 }
 
 export interface Loaded {
@@ -40,7 +42,7 @@ export interface Loaded {
  * plan that works. `configure` runs on each fresh object (with the plan it is
  * tried with) and returns what to do after load (e.g. fill a filter map), if
  * anything. `object` is the object's name where it is not the tool's
- * (fsslower run as ext4slower).
+ * (fsslower run as ext4slower), for the plans that do not name their own.
  */
 export function loadWithPlans(
   tool: string, plans: AttachPlan[], configure: (obj: BpfObject, plan: AttachPlan) => (() => void) | void, object = tool,
@@ -52,7 +54,8 @@ export function loadWithPlans(
   const refused = RefusedPlans.here();
   const failures: string[] = [];
   for (const plan of plans) {
-    const key = planKey(tool, plan.name, plan.programs, BpfObject.path(object));
+    const objectName = plan.object ?? object;
+    const key = planKey(tool, plan.name, plan.programs, BpfObject.path(objectName));
     const earlier = refused.reason(key);
     const reason = skipped.has(plan.name) ? `${SKIP_PLANS_VARIABLE} names it`
       : earlier !== undefined ? `refused earlier this boot (${earlier})` : plan.unavailable?.() ?? null;
@@ -61,7 +64,7 @@ export function loadWithPlans(
       failures.push(`${plan.name}: ${reason}`);
       continue;
     }
-    const obj = BpfObject.open(object, plan.btfModule);
+    const obj = BpfObject.open(objectName, plan.btfModule);
     try {
       const wanted = new Set(plan.programs);
       for (const p of obj.programs()) obj.setAutoload(p.name, wanted.has(p.name));

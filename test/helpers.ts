@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { ALL_ATTACHED, BpfObject } from '../common/bpfobject.js';
+import { ALL_ATTACHED, BPF_DIR, BpfObject } from '../common/bpfobject.js';
 import { LAUNCHER_NODE_OPTIONS, toolOf } from '../common/commands.js';
 import { UsageError } from '../common/errors.js';
 import { LIBBPF_LOG_LEVEL } from '../common/log.js';
@@ -370,15 +370,20 @@ export function baseArgs(command: string): string[] {
 }
 
 /**
- * Whether a kernel object's name is one of `tool`'s: its programs and maps
- * (the kernel keeps 15 characters), or the maps libbpf makes of its global
- * sections, named with a prefix of the object's name (execsnoo.rodata).
+ * Whether a kernel object's name is one of `tool`'s: the programs and maps
+ * of its objects (bpf/<tool>.bpf.o, and bpf/<tool>-*.bpf.o: fsslower's per
+ * file system; the kernel keeps 15 characters), or the maps libbpf makes of
+ * their global sections, named with a prefix of the object's name
+ * (execsnoo.rodata).
  */
 function namesOf(command: string): (name: string) => boolean {
   const tool = toolOf(command);
-  const obj = BpfObject.openUnchecked(tool);
-  const names = new Set([...obj.programs().map((p) => p.name), ...obj.btf.datasec('.maps').keys()].map((n) => n.slice(0, 15)));
-  obj.close();
+  const names = new Set<string>();
+  for (const file of readdirSync(BPF_DIR).filter((f) => f === `${tool}.bpf.o` || (f.startsWith(`${tool}-`) && f.endsWith('.bpf.o')))) {
+    const obj = BpfObject.openUnchecked(file.slice(0, -'.bpf.o'.length));
+    for (const n of [...obj.programs().map((p) => p.name), ...obj.btf.datasec('.maps').keys()]) names.add(n.slice(0, 15));
+    obj.close();
+  }
   return (name) => {
     if (names.has(name)) return true;
     const internal = /^(.+)\.(bss|data|rodata|kconfig)$/.exec(name);

@@ -52,8 +52,8 @@ const FS_NAMES = Object.keys(FILE_SYSTEMS);
 
 /**
  * The file systems libbpf-tools' fsslower takes that this one refuses, and
- * why: each would be a line of FILE_SYSTEMS and of fsslower.bpf.c, but
- * none can be mounted on this project's test machine, and a file system
+ * why: each would be a line of FILE_SYSTEMS and an object of its own
+ * (bpf/fsslower-<fs>.bpf.c), but none can be mounted on this project's test machine, and a file system
  * traced without a test of it is not offered.
  */
 export const REFUSED_FILE_SYSTEMS: Record<string, string> = {
@@ -111,7 +111,7 @@ export const DEFAULT_MIN_MS = 10;
 export const MAX_MIN_MS = Math.floor(Number.MAX_SAFE_INTEGER / 1e6);
 /** setTimeout's limit (2^31 - 1 ms), so that -d never fires early. */
 export const MAX_DURATION_S = Math.floor(0x7fffffff / 1000);
-/** Entries of the kernel's table of calls in flight (MAX_CALLS in fsslower.bpf.c). */
+/** Entries of the kernel's table of calls in flight (MAX_CALLS in fsslower.bpf.h). */
 const MAX_CALLS = 16384;
 
 /** table: columns as the C tools; csv: libbpf-tools' -c; bcc-csv: bcc's -j; json: NDJSON. */
@@ -188,7 +188,15 @@ export function kernelConfig(options: Options, selfPid = process.pid): Record<st
 }
 
 const FILE_OPS = ['read', 'write', 'open', 'fsync'];
-/** The fentry/fexit programs of a file system (fsslower.bpf.c's FILE_OPERATIONS). */
+/**
+ * The object of a file system's fentry and kprobe programs
+ * (bpf/fsslower-<fs>.bpf.c); the syscall programs are fsslower's own.
+ */
+export function fileOperationsObject(fs: FileSystem): string {
+  return `fsslower-${fs.name}`;
+}
+
+/** The fentry/fexit programs of a file system (fsslower.bpf.h's FILE_OPERATIONS). */
 export const fentryPrograms = (fs: FileSystem): string[] => FILE_OPS.flatMap((op) => [`${fs.name}_fentry_${op}`, `${fs.name}_fexit_${op}`]);
 export const kprobePrograms = (fs: FileSystem): string[] => FILE_OPS.flatMap((op) => [`${fs.name}_kprobe_${op}`, `${fs.name}_kretprobe_${op}`]);
 /** raw_syscalls' sys_enter and sys_exit (raw_tp): the syscalls below by their x86-64 numbers. */
@@ -249,6 +257,7 @@ export function attachPlans(options: Options): AttachPlan[] {
     {
       name: 'fentry',
       programs: fentryPrograms(fs),
+      object: fileOperationsObject(fs),
       btfModule: inModule ? fs.name : undefined,
       unavailable: () => {
         if (inModule) return null;
@@ -259,6 +268,7 @@ export function attachPlans(options: Options): AttachPlan[] {
     {
       name: 'kprobe',
       programs: kprobePrograms(fs),
+      object: fileOperationsObject(fs),
       unavailable: () => {
         if (!kprobesAvailable()) return 'kprobes are not available (kernel built without CONFIG_KPROBES)';
         const missing = fs.functions.filter((f) => !kernelHasFunction(f));
@@ -406,7 +416,7 @@ export function render(op: SlowOperation, format: OutputFormat, cgroup?: Cgroup)
  */
 function untimedCallsReporter(obj: BpfObject, command: string): () => void {
   const counter = obj.btf.datasec('.bss').get('untimed_calls');
-  if (!counter) throw new Error('fsslower.bpf.o has no untimed_calls counter');
+  if (!counter) throw new Error(`${obj.tool}.bpf.o has no untimed_calls counter`);
   const bss = obj.sectionView('.bss');
   let reported = 0;
   return () => {
