@@ -11,13 +11,13 @@
 // guest) and its functions' ids in it (found by a walk over its BTF, 140 kB
 // for ext4: most of 150 ms of an ext4slower start in that guest): a hint,
 // its object checked by name at each use, the functions' only while that
-// object is the module's (a module loaded again has another). The answers hold until the next boot
-// (kallsyms' while the same modules are loaded), so they are kept in the
-// runtime directory beside the refused plans; anything wrong with the
-// record (missing, unreadable, someone else's, another boot's) makes it
-// empty, and the files are read again.
+// object is the module's (a module loaded again has another). The answers
+// hold until the next boot (kallsyms' while the same modules are loaded),
+// so they are kept in the runtime directory beside the refused plans;
+// anything wrong with the record (missing, unreadable, someone else's,
+// another boot's) makes it empty, and the files are read again.
 import { readFileSync } from 'node:fs';
-import { type Boot, currentBoot, readRecord, runtimeDirectory, writeRecord } from './refusedplans.js';
+import { type Boot, currentBoot, readRecord, recordEntries, runtimeDirectory, writeRecord } from './refusedplans.js';
 
 const FILE_NAME = 'kernel-names.json';
 const MODULES = '/proc/modules';
@@ -142,23 +142,19 @@ export class KernelNames {
 }
 
 function answers(value: unknown): Record<string, boolean> {
-  return Object.fromEntries(entries(value).filter((e): e is [string, boolean] => typeof e[1] === 'boolean'));
+  return Object.fromEntries(recordEntries(value).filter((e): e is [string, boolean] => typeof e[1] === 'boolean'));
 }
 
 function positive(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 }
 
-function entries(value: unknown): [string, unknown][] {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.entries(value) : [];
-}
-
 function moduleBtfs(value: unknown): Record<string, ModuleBtf> {
   const out: Record<string, ModuleBtf> = {};
-  for (const [module, kept] of entries(value)) {
+  for (const [module, kept] of recordEntries(value)) {
     const { object, functions } = (kept ?? {}) as Partial<ModuleBtf>;
     if (!positive(object)) continue;
-    out[module] = { object, functions: Object.fromEntries(entries(functions).filter((e): e is [string, number] => positive(e[1]))) };
+    out[module] = { object, functions: Object.fromEntries(recordEntries(functions).filter((e): e is [string, number] => positive(e[1]))) };
   }
   return out;
 }

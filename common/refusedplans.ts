@@ -50,6 +50,11 @@ export function safeRuntimeDirectory(dir: string, uid: number): boolean {
   return safeDirectory(lstatSync(dir), uid, false) && safeDirectory(lstatSync(dirname(dir)), uid, true);
 }
 
+/** The entries of a map read from a record; none for anything else (an array, a value, nothing). */
+export function recordEntries(value: unknown): [string, unknown][] {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.entries(value) : [];
+}
+
 /**
  * The JSON record in `file`, if it can be trusted: a regular file of `uid`'s
  * that no one else may write, in a safe runtime directory. Undefined where it
@@ -170,9 +175,7 @@ export class RefusedPlans {
     if (!this.file || !this.boot) return this.refused;
     const stored = readRecord(this.file, this.uid) as Partial<Stored> | undefined;
     if (stored?.boot_id !== this.boot.id || stored.kernel !== this.boot.kernel) return this.refused;
-    const refused = stored.refused;
-    if (typeof refused !== 'object' || refused === null || Array.isArray(refused)) return this.refused;
-    for (const [key, reason] of Object.entries(refused)) if (typeof reason === 'string') this.refused[key] = reason;
+    for (const [key, reason] of recordEntries(stored.refused)) if (typeof reason === 'string') this.refused[key] = reason;
     return this.refused;
   }
 }

@@ -53,8 +53,9 @@ const FS_NAMES = Object.keys(FILE_SYSTEMS);
 /**
  * The file systems libbpf-tools' fsslower takes that this one refuses, and
  * why: each would be a line of FILE_SYSTEMS and an object of its own
- * (bpf/fsslower-<fs>.bpf.c), but none can be mounted on this project's test machine, and a file system
- * traced without a test of it is not offered.
+ * (bpf/fsslower-<fs>.bpf.c), but none can be mounted on this project's
+ * test machine, and a file system traced without a test of it is not
+ * offered.
  */
 export const REFUSED_FILE_SYSTEMS: Record<string, string> = {
   f2fs: "the kernel of this project's test machine has no f2fs (not built in, no module)",
