@@ -20,7 +20,6 @@
 // and the Node version: V8 checks the rest (its version and flags) and
 // rejects a cache that does not fit, which is then made again.
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
-import { homedir } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { constants as vmConstants, Script } from 'node:vm';
 
@@ -35,7 +34,8 @@ const CACHE_DELAY_MS = 250;
 /** Where the cache is kept: a system directory for root, the user's cache directory otherwise. */
 export function compileCacheDir(uid = process.getuid?.() ?? -1, env = process.env): string {
   if (uid === 0) return ROOT_CACHE;
-  return `${env.XDG_CACHE_HOME || `${homedir()}/.cache`}/ebpf-tools/compile-cache`;
+  // node:os only here: root's start does without it
+  return `${env.XDG_CACHE_HOME || `${process.getBuiltinModule('node:os').homedir()}/.cache`}/ebpf-tools/compile-cache`;
 }
 
 /** Whether `dir` may hold code we run: a real directory, ours (or root's, for the parent), writable by no one else. */

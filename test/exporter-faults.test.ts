@@ -227,7 +227,7 @@ t.test('SIGINT (Ctrl-C) while serving: exits 0, cleanly', async (t) => {
   t.same(unseenCompletions('biosnoop', done.stderr).otherLines, [`biosnoop: serving metrics at http://127.0.0.1:${port}/metrics`], 'nothing on stderr but where it served (and requests reported not traced)');
 });
 
-t.test('a terminal run, to its header and Ctrl-C, never loads node:http; the same probe sees it loaded with --prometheus', async (t) => {
+t.test('a terminal run, to its header and Ctrl-C, never loads node:http (nor node:os); the same probe sees node:http loaded with --prometheus', async (t) => {
   // The exporter (common/exporter.ts) is inside each tool's bundle, where a
   // module costs nothing until it runs; what it would cost a terminal run is
   // node:http and what it loads, which Node lists in process.moduleLoadList.
@@ -250,6 +250,8 @@ t.test('a terminal run, to its header and Ctrl-C, never loads node:http; the sam
     const modules = await modulesOf(tool, baseArgs(tool), (running) => running.waitForLine(() => true));
     t.ok(modules.includes('NativeModule fs'), `${tool}: the probe wrote the list (${modules.length} modules)`);
     t.same(http(modules), [], `${tool}: no http module loaded`);
+    // what a start took from node:os (errno names, the kernel's release, a user's home) it reads elsewhere or when needed
+    t.notOk(modules.includes('NativeModule os'), `${tool}: node:os not loaded`);
   }
   const exporting = await modulesOf('execsnoop', ['--prometheus', '127.0.0.1:0'], (running) => running.waitForStderr(/serving metrics at \S+\n/));
   t.ok(exporting.includes('NativeModule http'), `with --prometheus the probe sees node:http (${http(exporting).length} http modules)`);
