@@ -51,8 +51,13 @@ function cacheDirectory(): string | undefined {
   if (uid === undefined || process.env.NODE_DISABLE_COMPILE_CACHE) return undefined;
   const dir = compileCacheDir(uid);
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return safeDirectory(lstatSync(dir), uid, false) && safeDirectory(lstatSync(dirname(dir)), uid, true) ? dir : undefined;
+    // made where it is missing; a start finds it, and skips the mkdir and stat a recursive mkdir of it costs
+    let stats = lstatSync(dir, { throwIfNoEntry: false });
+    if (!stats) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      stats = lstatSync(dir);
+    }
+    return safeDirectory(stats, uid, false) && safeDirectory(lstatSync(dirname(dir)), uid, true) ? dir : undefined;
   } catch {
     return undefined;
   }
