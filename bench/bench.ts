@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { cpus, release, tmpdir } from 'node:os';
-import { commandLine, integerOption, PACKAGE_VERSION, parseCommandLine, runMain } from '../common/cli.js';
+import { commandLine, integerOption, packageVersion, parseCommandLine, runMain } from '../common/cli.js';
 import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
 import { guestReport, type GuestSettings } from './guest.js';
@@ -117,7 +117,7 @@ function environment(options: Options): string {
     `- libbpf (libbpf1): ${debianVersion('libbpf1')}`,
     `- C tools (libbpf-tools): ${debianVersion('libbpf-tools')}`,
     `- bpftool: ${debianVersion('bpftool')}`,
-    `- ebpf-tools: ${PACKAGE_VERSION} (${head}${dirty})`,
+    `- ebpf-tools: ${packageVersion()} (${head}${dirty})`,
     `- our tools in the tree: ${TOOLS.filter(oursAvailable).join(', ') || 'none'}`,
     `- load average at start: ${loadavg} (a shared machine: figures are medians, comparisons are per-round ratios)`,
     `- settings: --opens ${options.opens} --execs ${options.execs} --rounds ${options.rounds} --storm-rounds ${options.stormRounds} --markers ${options.markers}`,

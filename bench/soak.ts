@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { commandLine, integerOption, PACKAGE_VERSION, parseCommandLine, runMain } from '../common/cli.js';
+import { commandLine, integerOption, packageVersion, parseCommandLine, runMain } from '../common/cli.js';
 import { blockDevices, mkdev } from '../common/disks.js';
 import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
@@ -696,7 +696,7 @@ function environment(options: Options): string {
     `- CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}`,
     `- node: ${process.version}`,
     `- libbpf (libbpf1): ${commandOutput('dpkg-query', ['-W', '-f', '${Version}', 'libbpf1']) ?? 'not installed (or not Debian)'}`,
-    `- ebpf-tools: ${PACKAGE_VERSION} (${head}${dirty})`,
+    `- ebpf-tools: ${packageVersion()} (${head}${dirty})`,
     `- load average at start: ${loadavg} (a shared machine)`,
     `- settings: --tools ${options.tools.join(',')} --minutes ${options.minutes} --sample-seconds ${options.sampleSeconds}`,
     '',

@@ -10,9 +10,12 @@ import { invalidValue, oneLine, quoted, RuntimeError, UsageError } from './error
 import { exitNow } from './native.js';
 import { OutputClosed } from './output.js';
 
-export const PACKAGE_VERSION: string = JSON.parse(
-  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
-).version;
+let version: string | undefined;
+
+/** The package's version, read when first asked for (--version, the exporter's info metric): a start has no use for it. */
+export function packageVersion(): string {
+  return (version ??= JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string);
+}
 
 let toolName = 'ebpf-tools';
 
@@ -153,7 +156,7 @@ export class CommandLine<T = object> {
       .parserConfiguration(PARSER_CONFIGURATION)
       .help('help')
       .alias('help', HELP_ALIASES)
-      .version(PACKAGE_VERSION)
+      .version(packageVersion())
       .alias('version', 'V')
       .option('usage', { type: 'boolean', description: 'Show a short usage message' })
       .wrap(null)

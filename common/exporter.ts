@@ -9,7 +9,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BpfObject } from './bpfobject.js';
 import { CgroupNames } from './cgroups.js';
-import { PACKAGE_VERSION } from './cli.js';
+import { packageVersion } from './cli.js';
 import { oneLine, RuntimeError } from './errors.js';
 import { bytesOfLosslessString } from './escape.js';
 import { CgroupLabels, CommLabels, CONTENT_TYPE, exposition, type Family, type Labels } from './exposition.js';
@@ -94,7 +94,7 @@ export class Exporter {
     const buildInfo: Family = {
       name: 'ebpf_tools_build_info', type: 'gauge',
       help: 'Always 1: the tool, the ebpf-tools version, and how it attached to this kernel',
-      samples: [{ labels: { tool: this.tool, version: PACKAGE_VERSION, attach_plan: attachPlan }, value: 1 }],
+      samples: [{ labels: { tool: this.tool, version: packageVersion(), attach_plan: attachPlan }, value: 1 }],
     };
     const lost = lostEventsReader(obj);
     this.serveFamilies(() => [
