@@ -10,7 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { commandLine, integerOption, packageVersion, parseCommandLine, runMain } from '../common/cli.js';
 import { invalidValue, quoted, RuntimeError } from '../common/errors.js';
 import { ensureTracefs } from '../common/preflight.js';
-import { guestReport, type GuestSettings } from './guest.js';
+import { GUEST_CLOCKS, type GuestClock, guestReport, type GuestSettings } from './guest.js';
 import { latencyReport, measureLatency } from './latency.js';
 import { enableBpfStats, oursAvailable, ROOT, running } from './measure.js';
 import { measureNodes, nodesReport } from './nodes.js';
@@ -24,7 +24,7 @@ const USAGE = `Benchmark ebpf-tools against Debian's libbpf-tools (run as root)
 
 USAGE: npm run bench -- [--opens N] [--execs N] [--rounds N] [--storm-rounds N] [--markers N]
                         [--sections LIST] [--nodes LIST] [--guest KERNEL] [--guest-rounds N]
-                        [--guest-opens N] [--output FILE]
+                        [--guest-opens N] [--guest-clock CLOCK] [--output FILE]
 
 Every option can also be given as BENCH_<OPTION> in the environment (BENCH_OPENS=100000).`;
 
@@ -59,6 +59,7 @@ function parseOptions(argv: string[]): Options {
       guest: { type: 'string', default: '6.1', requiresArg: true, description: 'the kernel of the guest section (scripts/vm-run: 5.10, 6.1, 6.12, 7 or a release), one before 6.16' },
       'guest-rounds': { type: 'string', default: '3', requiresArg: true, description: 'rounds of the guest section' },
       'guest-opens': { type: 'string', default: '50000', requiresArg: true, description: 'opens made by each open storm of the guest section' },
+      'guest-clock': { type: 'string', default: 'instructions', requiresArg: true, description: "the guest's clock: instructions (counted, 8 ns each: the same times whatever this machine is doing) or real (this machine's)" },
       output: { type: 'string', default: `${ROOT}bench/RESULTS.md`, requiresArg: true, description: 'where to write the results' },
     }), argv);
   const sections = new Set(String(args.sections).split(',').map((s) => s.trim()).filter(Boolean));
@@ -82,9 +83,15 @@ function parseOptions(argv: string[]): Options {
       kernel: guestKernel(String(args.guest)),
       rounds: integerOption('--guest-rounds', args.guestRounds, 1, 1000),
       opens: integerOption('--guest-opens', args.guestOpens, 1, 100_000_000),
+      clock: guestClock(String(args.guestClock)),
     },
     output,
   };
+}
+
+function guestClock(clock: string): GuestClock {
+  if (!(GUEST_CLOCKS as readonly string[]).includes(clock)) throw invalidValue('--guest-clock', clock, `expected ${GUEST_CLOCKS.join(' or ')}`);
+  return clock as GuestClock;
 }
 
 /** --guest: a kernel scripts/vm-run boots, and one before 6.16 (whose BTF cannot be mmapped: what the section is for). */
@@ -120,7 +127,7 @@ function environment(options: Options): string {
     `- ebpf-tools: ${packageVersion()} (${head}${dirty})`,
     `- our tools in the tree: ${TOOLS.filter(oursAvailable).join(', ') || 'none'}`,
     `- load average at start: ${loadavg} (a shared machine: figures are medians, comparisons are per-round ratios)`,
-    `- settings: --opens ${options.opens} --execs ${options.execs} --rounds ${options.rounds} --storm-rounds ${options.stormRounds} --markers ${options.markers}`,
+    `- settings: --opens ${options.opens} --execs ${options.execs} --rounds ${options.rounds} --storm-rounds ${options.stormRounds} --markers ${options.markers}${options.sections.has('guest') ? ` --guest ${options.guest.kernel} --guest-rounds ${options.guest.rounds} --guest-opens ${options.guest.opens} --guest-clock ${options.guest.clock}` : ''}`,
     '',
     'Reproduce: `npm run bench` as root (options: `npm run bench -- --help`).',
   ].join('\n');
