@@ -59,7 +59,7 @@ function parseOptions(argv: string[]): Options {
       guest: { type: 'string', default: '6.1', requiresArg: true, description: 'the kernel of the guest section (scripts/vm-run: 5.10, 6.1, 6.12, 7 or a release), one before 6.16' },
       'guest-rounds': { type: 'string', default: '3', requiresArg: true, description: 'rounds of the guest section' },
       'guest-opens': { type: 'string', default: '50000', requiresArg: true, description: 'opens made by each open storm of the guest section' },
-      'guest-clock': { type: 'string', default: 'instructions', requiresArg: true, description: "the guest's clock: instructions (counted, 8 ns each: the same times whatever this machine is doing) or real (this machine's)" },
+      'guest-clock': { type: 'string', default: 'instructions', requiresArg: true, description: "the guest's clock: instructions (counted, 8 ns each, its waits in real time: the same times whatever this machine is doing) or real (this machine's)" },
       output: { type: 'string', default: `${ROOT}bench/RESULTS.md`, requiresArg: true, description: 'where to write the results' },
     }), argv);
   const sections = new Set(String(args.sections).split(',').map((s) => s.trim()).filter(Boolean));
