@@ -114,9 +114,11 @@ t.test('interval and count: histograms on time while I/O flows, then the end', a
   const stalls = watchStalls();
   const tool = startTool('biolatency', ['-T', '1', '3']);
   const { attached, arrivals } = intervalArrivals(tool);
-  // I/O without a gap: one shell writing on and on (a workload started
-  // again and again left a 6.12 guest's last two intervals without any)
-  const load = spawn('sh', ['-c', `while :; do dd if=/dev/zero of="$0" bs=${BLOCK_BYTES} count=${BLOCKS} oflag=direct conv=fsync 2>/dev/null; done`, scratch()],
+  // I/O without a gap: one dd writing on and on, over the same 16 MiB again
+  // and again (a workload started again and again left a 6.12 guest's last
+  // two intervals without any; a dd of 16 blocks a time, the first interval
+  // of a loaded 5.10 guest, its execs taking longer than a second)
+  const load = spawn('sh', ['-c', `while :; do dd if=/dev/zero of="$0" bs=${BLOCK_BYTES} count=${(16 << 20) / BLOCK_BYTES} oflag=direct conv=notrunc 2>/dev/null; done`, scratch()],
     { stdio: 'ignore', detached: true });
   const loadEnded = new Promise((resolve) => load.on('close', resolve));
   const done = await tool.finished();
