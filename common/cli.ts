@@ -108,15 +108,15 @@ export class CommandLine<T = object> {
     const takesValue = new Set<string>();
     /** the option each name and alias is */
     const optionOf = new Map<string, string>();
+    const defaults: Record<string, unknown> = {};
     for (const [name, option] of Object.entries(this.declared)) {
       const names = [name, ...(option.alias === undefined ? [] : ([] as string[]).concat(option.alias))];
       for (const n of names) {
         (option.type === 'boolean' ? flags : takesValue).add(n);
         optionOf.set(n, name);
       }
+      if ('default' in option) defaults[name] = option.default;
     }
-    const defaults: Record<string, unknown> = {};
-    for (const [name, option] of Object.entries(this.declared)) if ('default' in option) defaults[name] = option.default;
     // yargs-parser is told of the options the line names and of those with a default, the
     // only ones its result can hold: what it does for every option it knows, at every call, was
     // most of its time (47 ms of opensnoop's start in a kernel-matrix guest, instructions counted)
