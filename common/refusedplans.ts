@@ -15,7 +15,7 @@ import { safeDirectory } from './compilecache.js';
 export const RETRY_PLANS_VARIABLE = 'EBPF_TOOLS_RETRY_REFUSED_PLANS';
 
 const BOOT_ID = '/proc/sys/kernel/random/boot_id';
-/** the kernel's release, as uname() gives it (node:os, loaded for it alone, cost a start ~0.7 ms here and 10 in a kernel-matrix guest) */
+/** the kernel's release, as uname() gives it (without node:os, which a start does not load: errno.ts) */
 const KERNEL_RELEASE = '/proc/sys/kernel/osrelease';
 const FILE_NAME = 'refused-plans.json';
 
